@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * Shared machinery of every program: maps, the load-time config, filters, the
+ * per-CPU token buckets, counters, and reserve/submit on the per-CPU ring.
+ */
+#ifndef COLLECTOR_COMMON_H
+#define COLLECTOR_COMMON_H
+
+#include "kernel.h"
+#include "events.h"
+
+/* Index of the page-fault token bucket; the other indices are enum event_category. */
+#define RL_PAGE_FAULT 7
+
+#define NSEC_PER_SEC 1000000000ULL
+#define AT_FDCWD -100
+
+/* Overridden by the loader (aya `override_global`), frozen before programs load. */
+const volatile struct collector_config CONFIG = {};
+
+/* One ring buffer per CPU. The loader sets max_entries to the number of possible CPUs
+ * and creates the inner rings itself, with the configured size. */
+struct ring_template {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096 * 64);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ring_template);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EK_MAX);
+	__type(key, __u32);
+	__type(value, struct kind_counters);
+} counters SEC(".maps");
+
+struct bucket {
+	__u64 nanotokens; /* tokens * 1e9 */
+	__u64 last_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CAT_MAX);
+	__type(key, __u32);
+	__type(value, struct bucket);
+} buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} tgid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+/* Syscall ids kept by the generic syscall category when CONFIG.syscall_all is 0. */
+#define SYSCALL_ID_MAX 512
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYSCALL_ID_MAX);
+	__type(key, __u32);
+	__type(value, __u8);
+} syscall_ids SEC(".maps");
+
+static __always_inline bool category_on(__u32 cat)
+{
+	return (CONFIG.categories >> cat) & 1;
+}
+
+static __always_inline void count(__u32 kind, __u32 field)
+{
+	__u32 key = kind;
+	struct kind_counters *c = bpf_map_lookup_elem(&counters, &key);
+	if (!c)
+		return;
+	/* Atomic: a program interrupted by another on the same CPU must not lose counts. */
+	switch (field) {
+	case 0:
+		__sync_fetch_and_add(&c->produced, 1);
+		break;
+	case 1:
+		__sync_fetch_and_add(&c->ring_full, 1);
+		break;
+	case 2:
+		__sync_fetch_and_add(&c->filtered, 1);
+		break;
+	case 3:
+		__sync_fetch_and_add(&c->rate_limited, 1);
+		break;
+	case 4:
+		__sync_fetch_and_add(&c->unpaired, 1);
+		break;
+	}
+}
+#define C_PRODUCED 0
+#define C_RING_FULL 1
+#define C_FILTERED 2
+#define C_RATE_LIMITED 3
+#define C_UNPAIRED 4
+
+/* Self, tgid and cgroup filters on the current task; true when the task is excluded. */
+static __always_inline bool excluded(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (tgid == CONFIG.self_tgid)
+		return true;
+	if (CONFIG.tgid_filter != FILTER_OFF) {
+		bool hit = bpf_map_lookup_elem(&tgid_filter, &tgid) != NULL;
+		if (hit != (CONFIG.tgid_filter == FILTER_INCLUDE))
+			return true;
+	}
+	if (CONFIG.cgroup_filter != FILTER_OFF) {
+		__u64 cg = bpf_get_current_cgroup_id();
+		bool hit = bpf_map_lookup_elem(&cgroup_filter, &cg) != NULL;
+		if (hit != (CONFIG.cgroup_filter == FILTER_INCLUDE))
+			return true;
+	}
+	return false;
+}
+
+/* The filters, counting a rejection against `kind`. */
+static __always_inline bool pass_filters(__u32 kind)
+{
+	if (excluded()) {
+		count(kind, C_FILTERED);
+		return false;
+	}
+	return true;
+}
+
+/* Per-CPU token bucket for rate-limit slot `slot`. Counts a rejection. */
+static __always_inline bool rate_ok(__u32 slot, __u32 kind)
+{
+	/* Hide what the compiler knows of `slot` so the bound check below stays in the
+	 * code: the verifier does not track bounds through division. */
+	asm volatile("" : "+r"(slot));
+	if (slot >= CAT_MAX)
+		return true;
+	__u64 rate = CONFIG.rate_per_sec[slot];
+	if (!rate)
+		return true;
+	__u32 key = slot;
+	struct bucket *b = bpf_map_lookup_elem(&buckets, &key);
+	if (!b)
+		return true;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 elapsed = now - b->last_ns;
+	if (elapsed > NSEC_PER_SEC)
+		elapsed = NSEC_PER_SEC;
+	__u64 cap = CONFIG.burst[slot] * NSEC_PER_SEC;
+	__u64 nt = b->nanotokens + elapsed * rate;
+	if (nt > cap)
+		nt = cap;
+	b->last_ns = now;
+	if (nt < NSEC_PER_SEC) {
+		b->nanotokens = nt;
+		count(kind, C_RATE_LIMITED);
+		return false;
+	}
+	b->nanotokens = nt - NSEC_PER_SEC;
+	return true;
+}
+
+/* Filters then rate limit: the gate every event goes through before reserve. */
+static __always_inline bool admit(__u32 kind, __u32 slot)
+{
+	return pass_filters(kind) && rate_ok(slot, kind);
+}
+
+static __always_inline void fill_header(struct event_header *h, __u32 kind, __u32 len, __u32 cpu)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	h->ts_ns = bpf_ktime_get_ns();
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->kind = kind;
+	h->len = len;
+	h->cpu = cpu;
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->uid = (__u32)uid_gid;
+	h->gid = uid_gid >> 32;
+	bpf_get_current_comm(h->comm, COMM_LEN);
+}
+
+/*
+ * Reserve a zeroed record of `size` bytes on this CPU's ring, header filled in.
+ * Counts `produced` and, on failure, `ring_full`. Returns NULL when there is no room.
+ * A macro so that `size` stays a compile-time constant for the verifier.
+ */
+#define RESERVE(rb, type, kind)                                                        \
+	({                                                                             \
+		type *__e = NULL;                                                      \
+		__u32 __cpu = bpf_get_smp_processor_id();                              \
+		rb = bpf_map_lookup_elem(&rings, &__cpu);                              \
+		count(kind, C_PRODUCED);                                               \
+		if (rb)                                                                \
+			__e = bpf_ringbuf_reserve(rb, sizeof(type), 0);                \
+		if (__e) {                                                             \
+			__builtin_memset(__e, 0, sizeof(type));                        \
+			fill_header(&__e->h, kind, sizeof(type), __cpu);               \
+		} else {                                                               \
+			count(kind, C_RING_FULL);                                      \
+		}                                                                      \
+		__e;                                                                   \
+	})
+
+/* Submit, waking the reader only once CONFIG.wakeup_bytes are pending. */
+static __always_inline void submit(void *rb, void *e)
+{
+	__u64 flags = 0;
+	if (CONFIG.wakeup_bytes) {
+		if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= CONFIG.wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		else
+			flags = BPF_RB_NO_WAKEUP;
+	}
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* Length of a string read by bpf_probe_read_*_str (which counts the NUL), and whether
+ * it may have been cut at the buffer bound. */
+static __always_inline __u32 str_len(long n, __u32 cap, __u16 *flags)
+{
+	if (n <= 0)
+		return 0;
+	if ((__u32)n >= cap)
+		*flags |= EVF_TRUNCATED;
+	return (__u32)n - 1;
+}
+
+
+/* The category of a kind: kind ids are laid out in decades, one per category. */
+#define KIND_CATEGORY(kind) ((kind) / 10)
+
+/* A syscall seen at sys_enter, waiting for its sys_exit (map `pending`, by tid). */
+struct pending_call {
+	__u64 ts;
+	__u64 args[6];
+	__u32 id;
+	__u16 kind; /* file/security kind to emit at exit, or 0 */
+	__u16 generic; /* 1: also emit a generic syscall record */
+};
+
+/* Ring records: the common header followed by one payload. */
+#define RECORD(payload)                    \
+	struct rec_##payload {             \
+		struct event_header h;     \
+		struct payload p;          \
+	}
+RECORD(process_exec);
+RECORD(process_fork);
+RECORD(process_exit);
+RECORD(file_op);
+RECORD(file_rename);
+RECORD(tcp_sock_event);
+RECORD(packet_drop);
+RECORD(cred_change);
+RECORD(ptrace_event);
+RECORD(capability_event);
+RECORD(module_event);
+RECORD(bpf_call);
+RECORD(mount_event);
+RECORD(signal_event);
+RECORD(cgroup_event);
+RECORD(oom_kill);
+RECORD(direct_reclaim);
+RECORD(page_fault);
+RECORD(syscall_event);
+
+#endif

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * The event ABI: the one definition of every record the kernel side writes.
+ *
+ * Rules (checked by bpf/tests/abi_btf.rs against the BTF of the compiled object):
+ *  - every record is `struct event_header` followed by one payload struct;
+ *  - every struct size is a multiple of 8 and every padding byte is an explicit
+ *    `_pad` field, zeroed before submit (the whole record is zeroed first);
+ *  - strings are NUL-terminated inside fixed buffers and carry their length
+ *    (bytes before the NUL) in a `*_len` field; the bytes after the NUL are zero;
+ *  - kind ids are stable numbers: never renumber, never reuse a retired id.
+ *
+ * Rust mirror: bpf/src/abi.rs.
+ */
+#ifndef COLLECTOR_EVENTS_H
+#define COLLECTOR_EVENTS_H
+
+/* Bumped when any record layout changes. Stored in segment headers. */
+#define ABI_VERSION 1
+
+#define COMM_LEN 16
+#define PATH_MAX_LEN 256
+#define ARGV_MAX_LEN 512
+#define MODULE_TEXT_LEN 64
+#define MOUNT_SOURCE_LEN 128
+#define MOUNT_FSTYPE_LEN 32
+
+/* Kind ids. Dotted names (process.exec, ...) live in bpf/src/abi.rs and docs/events.md. */
+enum event_kind {
+	EK_PROCESS_EXEC = 1,
+	EK_PROCESS_FORK = 2,
+	EK_PROCESS_EXIT = 3,
+
+	EK_FILE_OPEN = 10,
+	EK_FILE_UNLINK = 11,
+	EK_FILE_RENAME = 12,
+	EK_FILE_CHMOD = 13,
+
+	EK_NET_TCP_CONNECT = 20,
+	EK_NET_TCP_ACCEPT = 21,
+	EK_NET_TCP_ESTABLISHED = 22,
+	EK_NET_TCP_CLOSE = 23,
+	EK_NET_TCP_RETRANSMIT = 24,
+	EK_NET_TCP_RESET_SENT = 25,
+	EK_NET_TCP_RESET_RECEIVED = 26,
+	EK_NET_PACKET_DROP = 27,
+
+	EK_SECURITY_SETUID = 30,
+	EK_SECURITY_SETGID = 31,
+	EK_SECURITY_PTRACE = 32,
+	EK_SECURITY_CAPABILITY = 33,
+	EK_SECURITY_MODULE_LOAD = 34,
+	EK_SECURITY_MODULE_UNLOAD = 35,
+	EK_SECURITY_BPF = 36,
+	EK_SECURITY_MOUNT = 37,
+	EK_SECURITY_UMOUNT = 38,
+	EK_SECURITY_SIGNAL = 39,
+
+	EK_CONTAINER_CGROUP_MKDIR = 40,
+	EK_CONTAINER_CGROUP_RMDIR = 41,
+	EK_CONTAINER_CGROUP_ATTACH = 42,
+
+	EK_MEMORY_OOM_KILL = 50,
+	EK_MEMORY_DIRECT_RECLAIM = 51,
+	EK_MEMORY_PAGE_FAULT = 52,
+
+	EK_SYSCALL = 60,
+
+	/* Size of the per-kind counter array; every kind id is below it. */
+	EK_MAX = 64,
+};
+
+/* Categories: the unit of attach/detach and of the in-kernel rate limit. */
+enum event_category {
+	CAT_PROCESS = 0,
+	CAT_FILE = 1,
+	CAT_NET = 2,
+	CAT_SECURITY = 3,
+	CAT_CONTAINER = 4,
+	CAT_MEMORY = 5,
+	CAT_SYSCALL = 6,
+	CAT_MAX = 8,
+};
+
+/* event_header.flags */
+#define EVF_TRUNCATED 0x1 /* a string or argv was cut at its buffer bound */
+#define EVF_IN_IRQ 0x2 /* produced in softirq/irq context: pid/comm are whoever was running */
+
+/* Common header, 64 bytes. `len` is the total record length (header + payload). */
+struct event_header {
+	__u64 ts_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cgroup_id; /* cgroup v2 id of the current task */
+	__u16 kind; /* enum event_kind */
+	__u16 flags; /* EVF_* */
+	__u32 len;
+	__u32 cpu;
+	__u32 pid; /* thread group id (user-space "pid") */
+	__u32 tid; /* thread id */
+	__u32 uid; /* real uid */
+	__u32 gid; /* real gid */
+	__u32 _pad0;
+	char comm[COMM_LEN];
+};
+
+/* process.exec: sched_process_exec */
+struct process_exec {
+	__u32 ppid;
+	__u32 euid;
+	__u32 egid;
+	__u32 old_tid; /* tid before exec (differs when a non-leader thread execs) */
+	__u32 filename_len;
+	__u32 argv_len; /* bytes in argv, arguments separated by NUL */
+	__u32 argc;
+	__u32 _pad0;
+	char filename[PATH_MAX_LEN];
+	char argv[ARGV_MAX_LEN];
+};
+
+/* process.fork: sched_process_fork (processes and threads) */
+struct process_fork {
+	__u32 parent_pid;
+	__u32 parent_tid;
+	__u32 child_pid;
+	__u32 child_tid;
+	__u32 is_thread; /* 1 when the child shares the parent's thread group */
+	__u32 _pad0;
+};
+
+/* process.exit: sched_process_exit, once per process (last thread) */
+struct process_exit {
+	__s32 exit_code; /* exit status (0..255) when exited normally */
+	__u32 signal; /* killing signal, 0 when exited normally */
+	__u32 core_dumped;
+	__u32 _pad0;
+	__u64 lifetime_ns; /* since the process started */
+};
+
+/* file.open, file.unlink, file.chmod: paired sys_enter/sys_exit */
+struct file_op {
+	__s64 ret; /* fd for opens, 0 or -errno */
+	__u64 latency_ns; /* sys_enter -> sys_exit */
+	__s32 dirfd; /* AT_FDCWD (-100) when relative to cwd; the fd for fchmod */
+	__u32 flags; /* open flags; unlinkat/fchmodat flags */
+	__u32 mode; /* open mode; chmod mode */
+	__u32 syscall_nr;
+	__u32 path_len;
+	__u32 _pad0;
+	char path[PATH_MAX_LEN];
+};
+
+/* file.rename: paired sys_enter/sys_exit for rename, renameat, renameat2 */
+struct file_rename {
+	__s64 ret;
+	__u64 latency_ns;
+	__s32 old_dirfd;
+	__s32 new_dirfd;
+	__u32 flags;
+	__u32 syscall_nr;
+	__u32 old_path_len;
+	__u32 new_path_len;
+	char old_path[PATH_MAX_LEN];
+	char new_path[PATH_MAX_LEN];
+};
+
+/* net.tcp_*: inet_sock_set_state, tcp_retransmit_skb, tcp_{send,receive}_reset */
+struct tcp_sock_event {
+	__u64 sock_cookie; /* stable id of the socket, 0 if the kernel never assigned one */
+	__u16 family; /* AF_INET (2) or AF_INET6 (10) */
+	__u16 sport; /* host byte order */
+	__u16 dport; /* host byte order */
+	__u16 _pad0;
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes, network order */
+	__u8 daddr[16];
+	__u32 old_state; /* TCP_* state, for state changes; current state otherwise */
+	__u32 new_state;
+	__u32 reason; /* tcp_send_reset: enum sk_rst_reason; else 0 */
+	__u32 _pad1;
+};
+
+/* net.packet_drop: skb:kfree_skb with a drop reason (SKB_CONSUMED is not a drop) */
+struct packet_drop {
+	__u64 location; /* kernel address that dropped the packet */
+	__u32 reason; /* enum skb_drop_reason */
+	__u32 ifindex;
+	__u16 protocol; /* ethertype, host byte order */
+	__u16 family; /* AF_INET/AF_INET6 when the L3 header was parsed, else 0 */
+	__u8 l4_protocol; /* IPPROTO_* */
+	__u8 _pad0[3];
+	__u16 sport; /* TCP/UDP ports, host order; 0 otherwise */
+	__u16 dport;
+	__u32 _pad1;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* security.setuid, security.setgid: the set*id syscall family */
+struct cred_change {
+	__s64 ret;
+	__u32 syscall_nr;
+	__u32 args[3]; /* as passed; -1 (0xffffffff) means "unchanged" */
+	__u32 new_uid; /* real/effective ids of the task after the call */
+	__u32 new_euid;
+	__u32 new_gid;
+	__u32 new_egid;
+};
+
+/* security.ptrace */
+struct ptrace_event {
+	__s64 ret;
+	__s64 request;
+	__u32 target_pid;
+	__u32 _pad0;
+	__u64 addr;
+	__u64 data;
+};
+
+/* security.capability: capability:cap_capable */
+struct capability_event {
+	__u32 cap; /* CAP_* number */
+	__s32 ret; /* 0 allowed, -EPERM denied */
+	__u32 euid; /* effective uid of the checked credentials */
+	__u32 _pad0;
+};
+
+/* security.module_load (init_module, finit_module), security.module_unload (delete_module) */
+struct module_event {
+	__s64 ret;
+	__u32 syscall_nr;
+	__s32 fd; /* finit_module's fd, else -1 */
+	__u32 flags;
+	__u32 text_len;
+	char text[MODULE_TEXT_LEN]; /* module parameters (load) or module name (unload) */
+};
+
+/* security.bpf: the bpf() syscall */
+struct bpf_call {
+	__s64 ret;
+	__u32 cmd; /* enum bpf_cmd */
+	__u32 attr_type; /* prog_type for BPF_PROG_LOAD, map_type for BPF_MAP_CREATE, else 0 */
+	__u32 attr_size;
+	__u32 _pad0;
+};
+
+/* security.mount, security.umount */
+struct mount_event {
+	__s64 ret;
+	__u64 flags;
+	__u32 syscall_nr;
+	__u32 source_len;
+	__u32 target_len;
+	__u32 fstype_len;
+	char source[MOUNT_SOURCE_LEN];
+	char target[PATH_MAX_LEN];
+	char fstype[MOUNT_FSTYPE_LEN];
+};
+
+/* security.signal: signal:signal_generate */
+struct signal_event {
+	__u32 sig;
+	__s32 result; /* TRACE_SIGNAL_*: 0 delivered, 1 ignored, 2 already pending, ... */
+	__s32 code; /* si_code */
+	__u32 target_pid;
+	__u32 target_tid;
+	__u32 group; /* 1 when sent to the whole thread group */
+	char target_comm[COMM_LEN];
+};
+
+/* container.cgroup_mkdir, container.cgroup_rmdir, container.cgroup_attach */
+struct cgroup_event {
+	__u64 cgroup_id; /* id of the cgroup created, removed or attached to */
+	__u32 level; /* depth below the hierarchy root */
+	__u32 hierarchy_id;
+	__u32 target_pid; /* cgroup_attach: the moved task; else 0 */
+	__u32 target_tid;
+	__u32 threadgroup; /* cgroup_attach: whole thread group moved */
+	__u32 path_len;
+	char path[PATH_MAX_LEN];
+};
+
+/* memory.oom_kill: oom:mark_victim */
+struct oom_kill {
+	__u32 victim_pid;
+	__u32 victim_uid;
+	__s32 oom_score_adj;
+	__u32 _pad0;
+	__u64 total_vm_pages;
+	char victim_comm[COMM_LEN];
+};
+
+/* memory.direct_reclaim: vmscan:mm_vmscan_direct_reclaim_{begin,end}, emitted at end */
+struct direct_reclaim {
+	__u64 duration_ns;
+	__u64 nr_reclaimed;
+	__u32 order;
+	__u32 gfp_flags;
+};
+
+/* memory.page_fault: exceptions:page_fault_user (rate-limited) */
+struct page_fault {
+	__u64 address;
+	__u64 ip;
+	__u64 error_code;
+};
+
+/* syscall: generic sys_enter/sys_exit pair */
+struct syscall_event {
+	__u64 latency_ns;
+	__s64 ret;
+	__u64 args[6];
+	__u32 id;
+	__u32 _pad0;
+};
+
+/* Per-CPU, per-kind counters (PERCPU_ARRAY `counters`, index = kind). */
+struct kind_counters {
+	__u64 produced; /* records offered to the ring (passed filters and rate limit) */
+	__u64 ring_full; /* of those, dropped because the ring had no room */
+	__u64 filtered; /* rejected by the tgid/cgroup/self filter */
+	__u64 rate_limited; /* rejected by the per-CPU category token bucket */
+	__u64 unpaired; /* sys_exit without its sys_enter (pending table evicted or attach race) */
+	__u64 _pad0[3];
+};
+
+/* Load-time configuration, a .rodata global overridden by the loader. */
+#define FILTER_OFF 0
+#define FILTER_INCLUDE 1
+#define FILTER_EXCLUDE 2
+
+struct collector_config {
+	__u32 self_tgid; /* always excluded */
+	__u32 categories; /* bit per enum event_category */
+	__u32 tgid_filter; /* FILTER_* over map tgid_filter */
+	__u32 cgroup_filter; /* FILTER_* over map cgroup_filter */
+	__u32 follow_children; /* forks of an included tgid are included too */
+	__u32 syscall_all; /* 1: every syscall id; 0: only ids set in map syscall_ids */
+	__u32 wakeup_bytes; /* wake the reader only when this much is pending; 0 = every record */
+	__u32 _pad0;
+	__u64 rate_per_sec[CAT_MAX]; /* per CPU; 0 = unlimited */
+	__u64 burst[CAT_MAX];
+};
+
+#endif

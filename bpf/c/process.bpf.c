@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* process.exec, process.fork, process.exit; and following children for the tgid filter. */
+#include "common.h"
+
+SEC("tp_btf/sched_process_exec")
+int handle_exec(__u64 *ctx)
+{
+	struct task_struct *task = (void *)ctx[0];
+	int old_pid = (int)ctx[1];
+	struct linux_binprm *bprm = (void *)ctx[2];
+	void *rb;
+
+	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_EXEC, CAT_PROCESS))
+		return 0;
+	struct rec_process_exec *e = RESERVE(rb, struct rec_process_exec, EK_PROCESS_EXEC);
+	if (!e)
+		return 0;
+
+	e->p.ppid = task->real_parent->tgid;
+	const struct cred *cred = task->cred;
+	e->p.euid = cred->euid.val;
+	e->p.egid = cred->egid.val;
+	e->p.old_tid = old_pid;
+	e->p.argc = bprm->argc;
+
+	long n = bpf_probe_read_kernel_str(e->p.filename, PATH_MAX_LEN, bprm->filename);
+	e->p.filename_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
+
+	struct mm_struct *mm = task->mm;
+	unsigned long start = mm->arg_start, end = mm->arg_end;
+	__u64 len = end > start ? end - start : 0;
+	if (len > ARGV_MAX_LEN) {
+		len = ARGV_MAX_LEN;
+		e->h.flags |= EVF_TRUNCATED;
+	}
+	if (len && bpf_probe_read_user(e->p.argv, len, (void *)start) == 0)
+		e->p.argv_len = len;
+
+	submit(rb, e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int handle_fork(__u64 *ctx)
+{
+	struct task_struct *parent = (void *)ctx[0];
+	struct task_struct *child = (void *)ctx[1];
+	__u32 parent_tgid = parent->tgid;
+	__u32 child_tgid = child->tgid;
+	void *rb;
+
+	if (CONFIG.follow_children && CONFIG.tgid_filter == FILTER_INCLUDE && parent_tgid != child_tgid &&
+	    bpf_map_lookup_elem(&tgid_filter, &parent_tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tgid_filter, &child_tgid, &one, BPF_ANY);
+	}
+
+	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_FORK, CAT_PROCESS))
+		return 0;
+	struct rec_process_fork *e = RESERVE(rb, struct rec_process_fork, EK_PROCESS_FORK);
+	if (!e)
+		return 0;
+	e->p.parent_pid = parent_tgid;
+	e->p.parent_tid = parent->pid;
+	e->p.child_pid = child_tgid;
+	e->p.child_tid = child->pid;
+	e->p.is_thread = parent_tgid == child_tgid;
+	submit(rb, e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int handle_exit(__u64 *ctx)
+{
+	struct task_struct *task = (void *)ctx[0];
+	bool group_dead = (bool)ctx[1];
+	void *rb;
+
+	if (!group_dead)
+		return 0;
+	__u32 tgid = task->tgid;
+
+	if (category_on(CAT_PROCESS) && admit(EK_PROCESS_EXIT, CAT_PROCESS)) {
+		struct rec_process_exit *e = RESERVE(rb, struct rec_process_exit, EK_PROCESS_EXIT);
+		if (e) {
+			int code = task->exit_code;
+			e->p.exit_code = (code >> 8) & 0xff;
+			e->p.signal = code & 0x7f;
+			e->p.core_dumped = (code & 0x80) ? 1 : 0;
+			e->p.lifetime_ns = e->h.ts_ns - task->start_time;
+			submit(rb, e);
+		}
+	}
+
+	/* A tgid that is gone must not match whoever reuses the number. */
+	if (CONFIG.tgid_filter != FILTER_OFF)
+		bpf_map_delete_elem(&tgid_filter, &tgid);
+	return 0;
+}

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * sys_enter/sys_exit: the one pair of programs behind file.*, the syscall-based
+ * security.* kinds, and the generic `syscall` kind. At enter the call is classified,
+ * filtered and parked in `pending` (by tid); at exit it is paired and emitted with
+ * its result and latency. Syscall numbers are x86_64.
+ */
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_call);
+} pending SEC(".maps");
+
+/* The file/security kind for syscall `id` when its category is on, else 0. */
+static __always_inline __u32 classify(long id)
+{
+	__u32 kind = 0;
+	switch (id) {
+	case 2: case 85: case 257: case 437:
+		kind = EK_FILE_OPEN;
+		break;
+	case 84: case 87: case 263:
+		kind = EK_FILE_UNLINK;
+		break;
+	case 82: case 264: case 316:
+		kind = EK_FILE_RENAME;
+		break;
+	case 90: case 91: case 268: case 452:
+		kind = EK_FILE_CHMOD;
+		break;
+	case 105: case 113: case 117: case 122:
+		kind = EK_SECURITY_SETUID;
+		break;
+	case 106: case 114: case 119: case 123:
+		kind = EK_SECURITY_SETGID;
+		break;
+	case 101:
+		kind = EK_SECURITY_PTRACE;
+		break;
+	case 175: case 313:
+		kind = EK_SECURITY_MODULE_LOAD;
+		break;
+	case 176:
+		kind = EK_SECURITY_MODULE_UNLOAD;
+		break;
+	case 321:
+		kind = EK_SECURITY_BPF;
+		break;
+	case 165:
+		kind = EK_SECURITY_MOUNT;
+		break;
+	case 166:
+		kind = EK_SECURITY_UMOUNT;
+		break;
+	default:
+		return 0;
+	}
+	return category_on(KIND_CATEGORY(kind)) ? kind : 0;
+}
+
+static __always_inline bool generic_wanted(long id)
+{
+	if (!category_on(CAT_SYSCALL) || id < 0 || id >= SYSCALL_ID_MAX)
+		return false;
+	/* exit and exit_group never return: process.exit covers them. */
+	if (id == 60 || id == 231)
+		return false;
+	if (CONFIG.syscall_all)
+		return true;
+	__u32 key = id;
+	__u8 *on = bpf_map_lookup_elem(&syscall_ids, &key);
+	return on && *on;
+}
+
+SEC("tp_btf/sys_enter")
+int handle_sys_enter(__u64 *ctx)
+{
+	struct pt_regs *regs = (void *)ctx[0];
+	long id = (long)ctx[1];
+
+	__u32 kind = classify(id);
+	bool generic = generic_wanted(id);
+	if (!kind && !generic)
+		return 0;
+	if (kind && !pass_filters(kind))
+		kind = 0;
+	if (generic && !pass_filters(EK_SYSCALL))
+		generic = false;
+	if (!kind && !generic)
+		return 0;
+
+	struct pending_call call = {
+		.ts = bpf_ktime_get_ns(),
+		.id = id,
+		.kind = kind,
+		.generic = generic,
+	};
+	call.args[0] = regs->di;
+	call.args[1] = regs->si;
+	call.args[2] = regs->dx;
+	call.args[3] = regs->r10;
+	call.args[4] = regs->r8;
+	call.args[5] = regs->r9;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void emit_syscall(struct pending_call *c, long ret)
+{
+	void *rb;
+	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL);
+	if (!e)
+		return;
+	e->p.latency_ns = e->h.ts_ns - c->ts;
+	e->p.ret = ret;
+	e->p.id = c->id;
+	for (int i = 0; i < 6; i++)
+		e->p.args[i] = c->args[i];
+	submit(rb, e);
+}
+
+SEC("tp_btf/sys_exit")
+int handle_sys_exit(__u64 *ctx)
+{
+	struct pt_regs *regs = (void *)ctx[0];
+	long ret = (long)ctx[1];
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	struct pending_call *p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p) {
+		/* Count only calls we would have kept: an evicted entry, or a call already
+		 * in flight when the programs were attached. */
+		long id = regs->orig_ax;
+		if (excluded())
+			return 0;
+		__u32 kind = classify(id);
+		if (kind)
+			count(kind, C_UNPAIRED);
+		if (generic_wanted(id))
+			count(EK_SYSCALL, C_UNPAIRED);
+		return 0;
+	}
+	struct pending_call c = *p;
+	bpf_map_delete_elem(&pending, &tid);
+
+	if (c.kind && rate_ok(KIND_CATEGORY(c.kind), c.kind)) {
+		switch (c.kind) {
+		case EK_FILE_OPEN:
+		case EK_FILE_UNLINK:
+		case EK_FILE_CHMOD:
+			emit_file_op(&c, ret, c.kind);
+			break;
+		case EK_FILE_RENAME:
+			emit_file_rename(&c, ret);
+			break;
+		case EK_SECURITY_SETUID:
+		case EK_SECURITY_SETGID:
+			emit_cred_change(&c, ret, c.kind);
+			break;
+		case EK_SECURITY_PTRACE:
+			emit_ptrace(&c, ret);
+			break;
+		case EK_SECURITY_MODULE_LOAD:
+		case EK_SECURITY_MODULE_UNLOAD:
+			emit_module(&c, ret, c.kind);
+			break;
+		case EK_SECURITY_BPF:
+			emit_bpf_call(&c, ret);
+			break;
+		case EK_SECURITY_MOUNT:
+		case EK_SECURITY_UMOUNT:
+			emit_mount(&c, ret, c.kind);
+			break;
+		}
+	}
+	if (c.generic && rate_ok(CAT_SYSCALL, EK_SYSCALL))
+		emit_syscall(&c, ret);
+	return 0;
+}

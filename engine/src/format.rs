@@ -1,0 +1,245 @@
+//! One readable line per event: `ts_ns cpu comm[pid/tid] kind fields...`.
+//!
+//! Writes straight into the caller's writer; nothing is collected per event.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bpf::abi::{cstr_bytes, str_bytes};
+use bpf::{Event, Payload};
+
+/// An address from a record's 16-byte buffer and its family (`AF_INET` = 2, `AF_INET6` = 10).
+pub fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        2 => Some(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))),
+        10 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
+        _ => None,
+    }
+}
+
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Arguments as `a b c`, NUL separators turned into spaces.
+struct Argv<'a>(&'a [u8]);
+
+impl std::fmt::Display for Argv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let trimmed = self.0.strip_suffix(&[0]).unwrap_or(self.0);
+        for (i, arg) in trimmed.split(|&b| b == 0).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            Lossy(arg).fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+struct Addr(u16, [u8; 16], u16);
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match ip(self.0, &self.1) {
+            Some(IpAddr::V6(a)) => write!(f, "[{a}]:{}", self.2),
+            Some(a) => write!(f, "{a}:{}", self.2),
+            None => write!(f, "?:{}", self.2),
+        }
+    }
+}
+
+/// Writes one text line for `ev`.
+pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
+    let h = ev.header;
+    write!(
+        out,
+        "{}.{:09} cpu{} {}[{}/{}] {}",
+        h.ts_ns / 1_000_000_000,
+        h.ts_ns % 1_000_000_000,
+        h.cpu,
+        Lossy(cstr_bytes(&h.comm)),
+        h.pid,
+        h.tid,
+        ev.kind.name()
+    )?;
+    match ev.payload {
+        Payload::ProcessExec(p) => write!(
+            out,
+            " filename={} argv=\"{}\" ppid={} uid={} euid={}",
+            Lossy(str_bytes(&p.filename, p.filename_len)),
+            Argv(str_bytes(&p.argv, p.argv_len)),
+            p.ppid,
+            h.uid,
+            p.euid
+        )?,
+        Payload::ProcessFork(p) => write!(
+            out,
+            " child={}/{} thread={}",
+            p.child_pid, p.child_tid, p.is_thread
+        )?,
+        Payload::ProcessExit(p) => write!(
+            out,
+            " exit_code={} signal={} core_dumped={} lifetime_ms={}",
+            p.exit_code,
+            p.signal,
+            p.core_dumped,
+            p.lifetime_ns / 1_000_000
+        )?,
+        Payload::FileOp(p) => write!(
+            out,
+            " path={} flags={:#o} mode={:#o} ret={} dirfd={}",
+            Lossy(str_bytes(&p.path, p.path_len)),
+            p.flags,
+            p.mode,
+            p.ret,
+            p.dirfd
+        )?,
+        Payload::FileRename(p) => write!(
+            out,
+            " path={} new_path={} ret={}",
+            Lossy(str_bytes(&p.old_path, p.old_path_len)),
+            Lossy(str_bytes(&p.new_path, p.new_path_len)),
+            p.ret
+        )?,
+        Payload::Tcp(p) => write!(
+            out,
+            " {} -> {} state={}->{} cookie={}",
+            Addr(p.family, p.saddr, p.sport),
+            Addr(p.family, p.daddr, p.dport),
+            p.old_state,
+            p.new_state,
+            p.sock_cookie
+        )?,
+        Payload::PacketDrop(p) => write!(
+            out,
+            " reason={} {} -> {} proto={} ifindex={} location={:#x}",
+            p.reason,
+            Addr(p.family, p.saddr, p.sport),
+            Addr(p.family, p.daddr, p.dport),
+            p.l4_protocol,
+            p.ifindex,
+            p.location
+        )?,
+        Payload::CredChange(p) => write!(
+            out,
+            " syscall={} args={:?} ret={} now uid={} euid={} gid={} egid={}",
+            p.syscall_nr,
+            p.args.map(|a| a as i32),
+            p.ret,
+            p.new_uid,
+            p.new_euid,
+            p.new_gid,
+            p.new_egid
+        )?,
+        Payload::Ptrace(p) => write!(
+            out,
+            " request={} target={} ret={}",
+            p.request, p.target_pid, p.ret
+        )?,
+        Payload::Capability(p) => write!(
+            out,
+            " cap={} {} euid={}",
+            p.cap,
+            if p.ret == 0 { "allowed" } else { "denied" },
+            p.euid
+        )?,
+        Payload::Module(p) => write!(
+            out,
+            " text=\"{}\" fd={} ret={}",
+            Lossy(str_bytes(&p.text, p.text_len)),
+            p.fd,
+            p.ret
+        )?,
+        Payload::Bpf(p) => write!(
+            out,
+            " cmd={} type={} ret={}",
+            p.cmd, p.attr_type, p.ret
+        )?,
+        Payload::Mount(p) => write!(
+            out,
+            " source={} target={} fstype={} flags={:#x} ret={}",
+            Lossy(str_bytes(&p.source, p.source_len)),
+            Lossy(str_bytes(&p.target, p.target_len)),
+            Lossy(str_bytes(&p.fstype, p.fstype_len)),
+            p.flags,
+            p.ret
+        )?,
+        Payload::Signal(p) => write!(
+            out,
+            " sig={} target={}[{}] code={} result={}",
+            p.sig,
+            Lossy(cstr_bytes(&p.target_comm)),
+            p.target_pid,
+            p.code,
+            p.result
+        )?,
+        Payload::Cgroup(p) => write!(
+            out,
+            " id={} path={} level={} hierarchy={} target={}",
+            p.cgroup_id,
+            Lossy(str_bytes(&p.path, p.path_len)),
+            p.level,
+            p.hierarchy_id,
+            p.target_pid
+        )?,
+        Payload::OomKill(p) => write!(
+            out,
+            " victim={}[{}] uid={} oom_score_adj={} total_vm_pages={}",
+            Lossy(cstr_bytes(&p.victim_comm)),
+            p.victim_pid,
+            p.victim_uid,
+            p.oom_score_adj,
+            p.total_vm_pages
+        )?,
+        Payload::DirectReclaim(p) => write!(
+            out,
+            " duration_us={} reclaimed={} order={}",
+            p.duration_ns / 1000,
+            p.nr_reclaimed,
+            p.order
+        )?,
+        Payload::PageFault(p) => write!(
+            out,
+            " address={:#x} ip={:#x} error={:#x}",
+            p.address, p.ip, p.error_code
+        )?,
+        Payload::Syscall(p) => write!(
+            out,
+            " id={} ret={} latency_ns={} args={:x?}",
+            p.id, p.ret, p.latency_ns, p.args
+        )?,
+    }
+    if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
+        out.write_all(b" truncated")?;
+    }
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_addresses_and_argv() {
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(Addr(2, v4, 80).to_string(), "127.0.0.1:80");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert_eq!(Addr(10, v6, 443).to_string(), "[::1]:443");
+        assert_eq!(Addr(0, v6, 1).to_string(), "?:1");
+        assert_eq!(Argv(b"ls\0-l\0/tmp\0").to_string(), "ls -l /tmp");
+        assert_eq!(Lossy(b"a\xffb").to_string(), "a\\xffb");
+    }
+}

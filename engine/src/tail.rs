@@ -1,0 +1,116 @@
+//! The live tail: load the collector, drain every CPU ring on one thread, print each
+//! event as a line, and at the end print the per-kind accounting.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bpf::abi::KIND_MAX;
+use bpf::{CaptureConfig, Collector, Kind, Poller, decode};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM request a graceful stop.
+pub fn install_stop_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// What the tail saw, per kind id: records delivered to user space and records that
+/// did not decode.
+#[derive(Debug)]
+pub struct TailStats {
+    pub delivered: [u64; KIND_MAX],
+    pub undecodable: u64,
+}
+
+/// Runs until `duration` passes or a stop signal arrives, writing events to `out`.
+pub fn run(
+    config: &CaptureConfig,
+    duration: Option<Duration>,
+    out: &mut impl Write,
+) -> anyhow::Result<(Collector, TailStats)> {
+    let mut collector = Collector::load(config).context("starting kernel capture")?;
+    let mut rings = collector.take_rings();
+    let mut poller = Poller::new(&rings).context("creating epoll instance")?;
+    let started = Instant::now();
+    let mut stats = TailStats {
+        delivered: [0; KIND_MAX],
+        undecodable: 0,
+    };
+    let mut drain = |rings: &mut Vec<bpf::CpuRing>, out: &mut dyn Write| -> io::Result<usize> {
+        let mut total = 0;
+        let mut result = Ok(());
+        for ring in rings.iter_mut() {
+            total += ring.drain(4096, |bytes| match decode(bytes) {
+                Ok(ev) => {
+                    stats.delivered[ev.kind as usize] += 1;
+                    if result.is_ok() {
+                        result = crate::format::write_text(&mut *out, &ev);
+                    }
+                }
+                Err(_) => stats.undecodable += 1,
+            });
+        }
+        result.map(|_| total)
+    };
+    loop {
+        let stopping =
+            STOP.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d);
+        if stopping {
+            // Final drain: everything the kernel wrote before we stopped.
+            while drain(&mut rings, out)? > 0 {}
+            break;
+        }
+        poller.wait(Duration::from_millis(50))?.for_each(drop);
+        match drain(&mut rings, out) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(e).context("writing events"),
+        }
+    }
+    out.flush().ok();
+    Ok((collector, stats))
+}
+
+/// Writes the accounting per kind: produced = delivered + ring_full (exact), plus what
+/// the kernel filtered and rate-limited.
+pub fn write_summary(out: &mut impl Write, collector: &Collector, stats: &TailStats) -> anyhow::Result<()> {
+    let counters = collector.counters().context("reading kernel counters")?;
+    writeln!(
+        out,
+        "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "kind", "produced", "delivered", "ring_full", "filtered", "rate_limited", "unpaired"
+    )?;
+    for &kind in Kind::ALL {
+        let c = &counters[kind as usize];
+        let d = stats.delivered[kind as usize];
+        if c.produced + c.filtered + c.rate_limited + c.unpaired + d == 0 {
+            continue;
+        }
+        writeln!(
+            out,
+            "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+            kind.name(),
+            c.produced,
+            d,
+            c.ring_full,
+            c.filtered,
+            c.rate_limited,
+            c.unpaired
+        )?;
+    }
+    if stats.undecodable > 0 {
+        writeln!(out, "undecodable records: {}", stats.undecodable)?;
+    }
+    Ok(())
+}
