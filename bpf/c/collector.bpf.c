@@ -42,6 +42,8 @@ struct abi_types {
 	struct rec_syscall_event syscall_event;
 	struct kind_counters kind_counters;
 	struct collector_config collector_config;
+	enum event_kind event_kind;
+	enum event_category event_category;
 };
 
 __attribute__((noinline)) int abi_anchor(struct abi_types *types)

@@ -64,7 +64,7 @@ enum event_kind {
 	EK_MEMORY_DIRECT_RECLAIM = 51,
 	EK_MEMORY_PAGE_FAULT = 52,
 
-	EK_SYSCALL = 60,
+	EK_SYSCALL_CALL = 60,
 
 	/* Size of the per-kind counter array; every kind id is below it. */
 	EK_MAX = 64,

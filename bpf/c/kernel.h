@@ -164,6 +164,10 @@ struct sock {
 	__u16 sk_protocol;
 } __core;
 
+struct inet_sock {
+	__be16 inet_sport;
+} __core;
+
 struct net_device {
 	int ifindex;
 } __core;

@@ -20,7 +20,13 @@ static __always_inline void fill_sock(struct tcp_sock_event *t, const struct soc
 {
 	t->sock_cookie = bpf_get_socket_cookie((void *)sk);
 	t->family = sk->__sk_common.skc_family;
-	t->sport = sk->__sk_common.skc_num;
+	/* inet_sport survives the port's release on close (skc_num does not). It is
+	 * still 0 at SYN_SENT: connect() picks the port after that transition. */
+	__be16 sport = 0;
+	bpf_probe_read_kernel(&sport, sizeof(sport), &((struct inet_sock *)sk)->inet_sport);
+	t->sport = bswap16(sport);
+	if (!t->sport)
+		t->sport = sk->__sk_common.skc_num;
 	t->dport = bswap16(sk->__sk_common.skc_dport);
 	if (t->family == AF_INET) {
 		__be32 s = sk->__sk_common.skc_rcv_saddr, d = sk->__sk_common.skc_daddr;

@@ -87,7 +87,7 @@ int handle_sys_enter(__u64 *ctx)
 		return 0;
 	if (kind && !pass_filters(kind))
 		kind = 0;
-	if (generic && !pass_filters(EK_SYSCALL))
+	if (generic && !pass_filters(EK_SYSCALL_CALL))
 		generic = false;
 	if (!kind && !generic)
 		return 0;
@@ -112,7 +112,7 @@ int handle_sys_enter(__u64 *ctx)
 static __always_inline void emit_syscall(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL);
+	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL);
 	if (!e)
 		return;
 	e->p.latency_ns = e->h.ts_ns - c->ts;
@@ -141,7 +141,7 @@ int handle_sys_exit(__u64 *ctx)
 		if (kind)
 			count(kind, C_UNPAIRED);
 		if (generic_wanted(id))
-			count(EK_SYSCALL, C_UNPAIRED);
+			count(EK_SYSCALL_CALL, C_UNPAIRED);
 		return 0;
 	}
 	struct pending_call c = *p;
@@ -177,7 +177,7 @@ int handle_sys_exit(__u64 *ctx)
 			break;
 		}
 	}
-	if (c.generic && rate_ok(CAT_SYSCALL, EK_SYSCALL))
+	if (c.generic && rate_ok(CAT_SYSCALL, EK_SYSCALL_CALL))
 		emit_syscall(&c, ret);
 	return 0;
 }

@@ -17,7 +17,9 @@ pub enum DecodeError {
     Misaligned,
     #[error("unknown event kind id {id}")]
     UnknownKind { id: u16 },
-    #[error("{kind} record: header says {header_len} bytes, expected {expected}, buffer has {available}")]
+    #[error(
+        "{kind} record: header says {header_len} bytes, expected {expected}, buffer has {available}"
+    )]
     BadLength {
         kind: &'static str,
         header_len: u32,
@@ -173,10 +175,7 @@ mod tests {
         let mut words = record(Kind::FileOpen);
         let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         b[16] = 99; // kind
-        assert_eq!(
-            decode(b).unwrap_err(),
-            DecodeError::UnknownKind { id: 99 }
-        );
+        assert_eq!(decode(b).unwrap_err(), DecodeError::UnknownKind { id: 99 });
         let mut words = record(Kind::FileOpen);
         let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         b[20] = 8; // len low byte: wrong length for the kind

@@ -145,7 +145,9 @@ impl CaptureConfig {
         }
         for (slot, (&rate, &burst)) in self.rate_per_sec.iter().zip(&self.burst).enumerate() {
             if rate > 1_000_000_000 {
-                p.push(format!("rate_per_sec[{slot}]: {rate} is above 1e9 events/s"));
+                p.push(format!(
+                    "rate_per_sec[{slot}]: {rate} is above 1e9 events/s"
+                ));
             }
             if rate > 0 && !(1..=1_000_000_000).contains(&burst) {
                 p.push(format!(
@@ -155,9 +157,7 @@ impl CaptureConfig {
         }
         if let SyscallSet::Ids(ids) = &self.syscalls {
             for id in ids.iter().filter(|&&id| id >= SYSCALL_ID_MAX) {
-                p.push(format!(
-                    "syscalls: id {id} is not below {SYSCALL_ID_MAX}"
-                ));
+                p.push(format!("syscalls: id {id} is not below {SYSCALL_ID_MAX}"));
             }
         }
         if self.tgid_filter.ids().len() > self.tgid_filter_max as usize {
@@ -215,7 +215,9 @@ pub enum LoadError {
         "not privileged to load BPF programs: need root, or CAP_BPF + CAP_PERFMON (effective capabilities: {cap_eff})"
     )]
     Permission { cap_eff: String },
-    #[error("kernel BTF is not available (is /sys/kernel/btf/vmlinux present? needs CONFIG_DEBUG_INFO_BTF)")]
+    #[error(
+        "kernel BTF is not available (is /sys/kernel/btf/vmlinux present? needs CONFIG_DEBUG_INFO_BTF)"
+    )]
     NoBtf(#[source] BtfError),
     #[error("tracepoint {tracepoint} (for category {category}) does not exist in this kernel")]
     MissingTracepoint {
@@ -289,7 +291,8 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_exec", "sched_process_exec", Process),
     spec!("handle_fork", "sched_process_fork", Process, |c| c
         .has(Category::Process)
-        || (c.follow_children && matches!(c.tgid_filter, IdFilter::Include(_)))),
+        || (c.follow_children
+            && matches!(c.tgid_filter, IdFilter::Include(_)))),
     spec!("handle_exit", "sched_process_exit", Process, |c| c
         .has(Category::Process)
         || c.tgid_filter != IdFilter::Off),
@@ -306,7 +309,11 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_cgroup_rmdir", "cgroup_rmdir", Container),
     spec!("handle_cgroup_attach_task", "cgroup_attach_task", Container),
     spec!("handle_mark_victim", "mark_victim", Memory),
-    spec!("handle_reclaim_begin", "mm_vmscan_direct_reclaim_begin", Memory),
+    spec!(
+        "handle_reclaim_begin",
+        "mm_vmscan_direct_reclaim_begin",
+        Memory
+    ),
     spec!("handle_reclaim_end", "mm_vmscan_direct_reclaim_end", Memory),
     spec!("handle_page_fault_user", "page_fault_user", Memory),
 ];
@@ -329,7 +336,8 @@ pub fn privileged() -> bool {
     const CAP_BPF: u64 = 39;
     match cap_eff() {
         Some(c) => {
-            c & (1 << CAP_SYS_ADMIN) != 0 || (c & (1 << CAP_BPF) != 0 && c & (1 << CAP_PERFMON) != 0)
+            c & (1 << CAP_SYS_ADMIN) != 0
+                || (c & (1 << CAP_BPF) != 0 && c & (1 << CAP_PERFMON) != 0)
         }
         None => {
             // SAFETY: geteuid has no preconditions.
@@ -384,7 +392,8 @@ impl Collector {
             }
         }
 
-        let possible = aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
+        let possible =
+            aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
         let online =
             aya::util::online_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
         let raw = config.raw();
@@ -492,7 +501,11 @@ impl Collector {
     }
 }
 
-fn create_rings(ebpf: &mut Ebpf, online: &[u32], ring_bytes: u32) -> Result<Vec<CpuRing>, LoadError> {
+fn create_rings(
+    ebpf: &mut Ebpf,
+    online: &[u32],
+    ring_bytes: u32,
+) -> Result<Vec<CpuRing>, LoadError> {
     let outer = ebpf.map_mut("rings").ok_or(LoadError::Map {
         map: "rings",
         source: MapError::InvalidName {
@@ -504,7 +517,8 @@ fn create_rings(ebpf: &mut Ebpf, online: &[u32], ring_bytes: u32) -> Result<Vec<
     let mut rings = Vec::with_capacity(online.len());
     for &cpu in online {
         let obj = aya_obj::Map::new_from_params(BPF_MAP_TYPE_RINGBUF, 0, 0, ring_bytes, 0);
-        let data = MapData::create(obj, &format!("ring_cpu{cpu}"), None).map_err(map_err("rings"))?;
+        let data =
+            MapData::create(obj, &format!("ring_cpu{cpu}"), None).map_err(map_err("rings"))?;
         outer.set(cpu, &data, 0).map_err(map_err("rings"))?;
         let ring = RingBuf::try_from(aya::maps::Map::RingBuf(data)).map_err(map_err("rings"))?;
         rings.push(CpuRing::new(cpu, ring));
@@ -513,7 +527,10 @@ fn create_rings(ebpf: &mut Ebpf, online: &[u32], ring_bytes: u32) -> Result<Vec<
 }
 
 fn fill_filters(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), LoadError> {
-    fn table<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, LoadError> {
+    fn table<'a>(
+        ebpf: &'a mut Ebpf,
+        name: &'static str,
+    ) -> Result<&'a mut aya::maps::Map, LoadError> {
         ebpf.map_mut(name).ok_or(LoadError::Map {
             map: name,
             source: MapError::InvalidName { name: name.into() },
@@ -527,18 +544,17 @@ fn fill_filters(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), LoadError
         }
     }
     {
-        let mut m: BpfHashMap<&mut MapData, u64, u8> = BpfHashMap::try_from(table(
-            ebpf,
-            "cgroup_filter",
-        )?)
-        .map_err(map_err("cgroup_filter"))?;
+        let mut m: BpfHashMap<&mut MapData, u64, u8> =
+            BpfHashMap::try_from(table(ebpf, "cgroup_filter")?)
+                .map_err(map_err("cgroup_filter"))?;
         for &id in config.cgroup_filter.ids() {
             m.insert(id, 1, 0).map_err(map_err("cgroup_filter"))?;
         }
     }
     if let SyscallSet::Ids(ids) = &config.syscalls {
         let mut m: aya::maps::Array<&mut MapData, u8> =
-            aya::maps::Array::try_from(table(ebpf, "syscall_ids")?).map_err(map_err("syscall_ids"))?;
+            aya::maps::Array::try_from(table(ebpf, "syscall_ids")?)
+                .map_err(map_err("syscall_ids"))?;
         for &id in ids {
             m.set(id, 1, 0).map_err(map_err("syscall_ids"))?;
         }

@@ -11,7 +11,9 @@ use bpf::{Event, Payload};
 /// An address from a record's 16-byte buffer and its family (`AF_INET` = 2, `AF_INET6` = 10).
 pub fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
     match family {
-        2 => Some(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))),
+        2 => Some(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
         10 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
         _ => None,
     }
@@ -161,11 +163,7 @@ pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<
             p.fd,
             p.ret
         )?,
-        Payload::Bpf(p) => write!(
-            out,
-            " cmd={} type={} ret={}",
-            p.cmd, p.attr_type, p.ret
-        )?,
+        Payload::Bpf(p) => write!(out, " cmd={} type={} ret={}", p.cmd, p.attr_type, p.ret)?,
         Payload::Mount(p) => write!(
             out,
             " source={} target={} fstype={} flags={:#x} ret={}",

@@ -18,7 +18,11 @@ struct Cli {
     duration: Option<f64>,
     /// Categories to capture, comma separated
     /// (process,file,net,security,container,memory,syscall).
-    #[arg(long, value_delimiter = ',', default_value = "process,file,net,security,container,memory")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "process,file,net,security,container,memory"
+    )]
     categories: Vec<String>,
     /// Syscall ids for the syscall category: `all` or comma-separated numbers.
     #[arg(long, default_value = "all")]
@@ -35,7 +39,9 @@ fn config(cli: &Cli) -> anyhow::Result<CaptureConfig> {
     let mut categories = BTreeSet::new();
     for name in &cli.categories {
         let Some(c) = Category::from_name(name.trim()) else {
-            bail!("--categories: unknown category {name:?} (expected one of process, file, net, security, container, memory, syscall)");
+            bail!(
+                "--categories: unknown category {name:?} (expected one of process, file, net, security, container, memory, syscall)"
+            );
         };
         categories.insert(c);
     }
@@ -45,7 +51,11 @@ fn config(cli: &Cli) -> anyhow::Result<CaptureConfig> {
         let ids = cli
             .syscalls
             .split(',')
-            .map(|s| s.trim().parse::<u32>().with_context(|| format!("--syscalls: {s:?} is not a syscall number")))
+            .map(|s| {
+                s.trim()
+                    .parse::<u32>()
+                    .with_context(|| format!("--syscalls: {s:?} is not a syscall number"))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         SyscallSet::Ids(ids)
     };

@@ -84,7 +84,11 @@ pub fn run(
 
 /// Writes the accounting per kind: produced = delivered + ring_full (exact), plus what
 /// the kernel filtered and rate-limited.
-pub fn write_summary(out: &mut impl Write, collector: &Collector, stats: &TailStats) -> anyhow::Result<()> {
+pub fn write_summary(
+    out: &mut impl Write,
+    collector: &Collector,
+    stats: &TailStats,
+) -> anyhow::Result<()> {
     let counters = collector.counters().context("reading kernel counters")?;
     writeln!(
         out,
