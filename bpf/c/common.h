@@ -252,8 +252,9 @@ struct pending_call {
 	__u64 ts;
 	__u64 args[6];
 	__u32 id;
-	__u16 kind; /* file/security kind to emit at exit, or 0 */
-	__u16 generic; /* 1: also emit a generic syscall record */
+	__u8 kind; /* file/security kind to emit at exit, or 0 */
+	__u8 generic; /* 1: also emit a generic syscall record */
+	__u16 armed; /* 1 between sys_enter and sys_exit */
 };
 
 /* Ring records: the common header followed by one payload. */

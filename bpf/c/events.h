@@ -317,7 +317,7 @@ struct kind_counters {
 	__u64 ring_full; /* of those, dropped because the ring had no room */
 	__u64 filtered; /* rejected by the tgid/cgroup/self filter */
 	__u64 rate_limited; /* rejected by the per-CPU category token bucket */
-	__u64 unpaired; /* sys_exit without its sys_enter (pending table evicted or attach race) */
+	__u64 unpaired; /* sys_exit (or reclaim end) without its start: in flight at attach, or no storage */
 	__u64 _pad0[3];
 };
 

@@ -2,15 +2,20 @@
 /*
  * sys_enter/sys_exit: the one pair of programs behind file.*, the syscall-based
  * security.* kinds, and the generic `syscall` kind. At enter the call is classified,
- * filtered and parked in `pending` (by tid); at exit it is paired and emitted with
- * its result and latency. Syscall numbers are x86_64.
+ * filtered and parked in the task's own storage; at exit it is paired and emitted
+ * with its result and latency. Syscall numbers are x86_64.
+ *
+ * Both programs run on every syscall of every task once attached, so the path for a
+ * syscall nobody asked for is a switch on the id and nothing else.
  */
 #include "common.h"
 
+/* One slot per task (task local storage: no hashing, no eviction, freed with the
+ * task). Bounded by the number of tasks; a task has at most one syscall in flight. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending_call);
 } pending SEC(".maps");
 
@@ -92,20 +97,21 @@ int handle_sys_enter(__u64 *ctx)
 	if (!kind && !generic)
 		return 0;
 
-	struct pending_call call = {
-		.ts = bpf_ktime_get_ns(),
-		.id = id,
-		.kind = kind,
-		.generic = generic,
-	};
-	call.args[0] = regs->di;
-	call.args[1] = regs->si;
-	call.args[2] = regs->dx;
-	call.args[3] = regs->r10;
-	call.args[4] = regs->r8;
-	call.args[5] = regs->r9;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+	struct pending_call *call =
+		bpf_task_storage_get(&pending, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!call)
+		return 0; /* out of memory or storage busy: shows up as unpaired at exit */
+	call->ts = bpf_ktime_get_ns();
+	call->id = id;
+	call->kind = kind;
+	call->generic = generic;
+	call->armed = 1;
+	call->args[0] = regs->di;
+	call->args[1] = regs->si;
+	call->args[2] = regs->dx;
+	call->args[3] = regs->r10;
+	call->args[4] = regs->r8;
+	call->args[5] = regs->r9;
 	return 0;
 }
 
@@ -128,24 +134,29 @@ int handle_sys_exit(__u64 *ctx)
 {
 	struct pt_regs *regs = (void *)ctx[0];
 	long ret = (long)ctx[1];
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	long id = regs->orig_ax;
 
-	struct pending_call *p = bpf_map_lookup_elem(&pending, &tid);
-	if (!p) {
-		/* Count only calls we would have kept: an evicted entry, or a call already
-		 * in flight when the programs were attached. */
-		long id = regs->orig_ax;
-		if (excluded())
-			return 0;
-		__u32 kind = classify(id);
-		if (kind)
-			count(kind, C_UNPAIRED);
-		if (generic_wanted(id))
-			count(EK_SYSCALL_CALL, C_UNPAIRED);
+	__u32 kind = classify(id);
+	bool generic = generic_wanted(id);
+	if (!kind && !generic)
+		return 0;
+
+	struct pending_call *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), NULL, 0);
+	if (!p || !p->armed || p->id != id) {
+		/* Filtered at enter (not armed), or a call we would have kept whose enter we
+		 * did not see: in flight at attach, or no storage at enter. */
+		if (!excluded()) {
+			if (kind)
+				count(kind, C_UNPAIRED);
+			if (generic)
+				count(EK_SYSCALL_CALL, C_UNPAIRED);
+		}
+		if (p)
+			p->armed = 0;
 		return 0;
 	}
 	struct pending_call c = *p;
-	bpf_map_delete_elem(&pending, &tid);
+	p->armed = 0;
 
 	if (c.kind && rate_ok(KIND_CATEGORY(c.kind), c.kind)) {
 		switch (c.kind) {

@@ -268,8 +268,8 @@ payload!(
     filtered: u64,
     /// Rejected by the per-CPU token bucket.
     rate_limited: u64,
-    /// `sys_exit` (or reclaim end) seen without its start: pending table evicted, or
-    /// the call was in flight when the programs were attached.
+    /// `sys_exit` (or reclaim end) seen without its start: the call was in flight
+    /// when the programs were attached, or per-task storage could not be had.
     unpaired: u64,
     _pad0: [u64; 3],
 });

@@ -26,8 +26,6 @@ pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 pub const DEFAULT_WAKEUP_BYTES: u32 = 64 << 10;
 /// Default in-kernel page-fault rate per CPU (events/s).
 pub const DEFAULT_PAGE_FAULT_RATE: u64 = 1000;
-/// Default size of the syscall pairing table (entries, one per task in a syscall).
-pub const DEFAULT_PENDING_MAX: u32 = 16384;
 /// Default capacity of the tgid filter table (entries).
 pub const DEFAULT_TGID_FILTER_MAX: u32 = 4096;
 /// Default capacity of the cgroup filter table (entries).
@@ -92,8 +90,6 @@ pub struct CaptureConfig {
     pub rate_per_sec: [u64; RATE_SLOTS],
     /// Bucket depth per slot (events); at least 1 where a rate is set.
     pub burst: [u64; RATE_SLOTS],
-    /// Capacity of the syscall pairing table.
-    pub pending_max: u32,
     /// Capacity of the tgid filter table (followed children count against it).
     pub tgid_filter_max: u32,
     /// Capacity of the cgroup filter table.
@@ -119,7 +115,6 @@ impl Default for CaptureConfig {
             syscalls: SyscallSet::Ids(Vec::new()),
             rate_per_sec,
             burst,
-            pending_max: DEFAULT_PENDING_MAX,
             tgid_filter_max: DEFAULT_TGID_FILTER_MAX,
             cgroup_filter_max: DEFAULT_CGROUP_FILTER_MAX,
         }
@@ -174,8 +169,8 @@ impl CaptureConfig {
                 self.cgroup_filter_max
             ));
         }
-        if self.pending_max == 0 || self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
-            p.push("pending_max, tgid_filter_max, cgroup_filter_max: must be above 0".into());
+        if self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
+            p.push("tgid_filter_max, cgroup_filter_max: must be above 0".into());
         }
         p
     }
@@ -399,9 +394,11 @@ impl Collector {
         let raw = config.raw();
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // The syscall pairing table is task storage, which aya creates but has no
+            // typed wrapper for; only the BPF side touches it.
+            .allow_unsupported_maps()
             .override_global("CONFIG", &raw, true)
             .map_max_entries("rings", possible as u32)
-            .map_max_entries("pending", config.pending_max)
             .map_max_entries("tgid_filter", config.tgid_filter_max)
             .map_max_entries("cgroup_filter", config.cgroup_filter_max)
             .load(OBJECT)
