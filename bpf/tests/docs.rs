@@ -10,7 +10,11 @@ fn event_reference_lists_every_kind_with_id_and_size() {
     for line in doc.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         // | id | `kind` | tracepoint | bytes |
-        if cells.len() == 6 && cells[2].starts_with('`') && cells[2].contains('.') && cells[1].parse::<u16>().is_ok() {
+        if cells.len() == 6
+            && cells[2].starts_with('`')
+            && cells[2].contains('.')
+            && cells[1].parse::<u16>().is_ok()
+        {
             let id: u16 = cells[1].parse().unwrap();
             let name = cells[2].trim_matches('`').to_string();
             let bytes: usize = cells[4].parse().expect("record bytes column");

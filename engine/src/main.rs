@@ -59,10 +59,10 @@ fn config(cli: &Cli) -> anyhow::Result<CaptureConfig> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         SyscallSet::Ids(ids)
     };
-    if let Some(d) = cli.duration {
-        if !(d.is_finite() && d > 0.0) {
-            bail!("--duration: {d} is not a positive number of seconds");
-        }
+    if let Some(d) = cli.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        bail!("--duration: {d} is not a positive number of seconds");
     }
     let config = CaptureConfig {
         categories,
@@ -99,6 +99,5 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
         engine::tail::run(&config, duration, &mut out)?
     };
-    eprintln!("engine: attached {}", collector.attached().join(", "));
     engine::tail::write_summary(&mut io::stderr(), &collector, &stats)
 }

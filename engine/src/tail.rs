@@ -40,6 +40,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<(Collector, TailStats)> {
     let mut collector = Collector::load(config).context("starting kernel capture")?;
+    eprintln!("engine: attached {}", collector.attached().join(", "));
     let mut rings = collector.take_rings();
     let mut poller = Poller::new(&rings).context("creating epoll instance")?;
     let started = Instant::now();

@@ -118,10 +118,8 @@ fn run(collector: Option<&mut Collector>, calls: u64, read_live: bool) -> anyhow
     let mut poller = Poller::new(&rings)?;
     let mut delivered = 0u64;
     let mut count = |bytes: &[u8]| {
-        if let Ok(ev) = bpf::decode(bytes) {
-            if ev.kind == Kind::Syscall {
-                delivered += 1;
-            }
+        if bpf::decode(bytes).is_ok_and(|ev| ev.kind == Kind::Syscall) {
+            delivered += 1;
         }
     };
     storm.go()?;
