@@ -131,6 +131,25 @@ impl Capture {
             .expect("adding a tgid to the filter");
     }
 
+    /// Takes the rings out (to poll them directly); give them back with `give_rings`.
+    pub fn take_rings(&mut self) -> Vec<CpuRing> {
+        std::mem::take(&mut self.rings)
+    }
+
+    /// Returns rings taken with `take_rings`.
+    pub fn give_rings(&mut self, rings: Vec<CpuRing>) {
+        self.rings = rings;
+    }
+
+    /// Follows `workload` and runs it to completion without reading the rings.
+    pub fn run_followed_without_draining(&mut self, workload: Workload) -> Finished {
+        self.follow(workload.pid);
+        let records = self.records.len();
+        let done = self.run_unfollowed(workload, false);
+        assert_eq!(self.records.len(), records);
+        done
+    }
+
     /// Copies out every record waiting in the rings; returns how many.
     pub fn drain(&mut self) -> usize {
         let mut n = 0;
@@ -170,7 +189,7 @@ impl Capture {
     }
 
     /// Runs `workload` to completion without adding it to the filter; drains while it
-    /// runs only when `drain_while_running`, and once at the end in any case.
+    /// runs and once at the end only when `drain_while_running`.
     pub fn run_unfollowed(
         &mut self,
         mut workload: Workload,
@@ -188,7 +207,9 @@ impl Capture {
             assert!(Instant::now() < deadline, "workload ran for over 60 s");
             std::thread::sleep(Duration::from_millis(5));
         };
-        self.drain();
+        if drain_while_running {
+            self.drain();
+        }
         let mut stdout = String::new();
         if let Some(mut out) = workload.child.stdout.take() {
             std::io::Read::read_to_string(&mut out, &mut stdout).expect("workload stdout");

@@ -23,6 +23,7 @@ fn produced_equals_delivered_plus_dropped_exactly() {
     cap.follow(workload.pid);
     let done = cap.run_unfollowed(workload, false);
     done.assert_success();
+    cap.drain();
 
     let c = cap.counters()[Kind::Syscall as usize];
     let delivered = cap.of(Kind::Syscall).count() as u64;
