@@ -219,15 +219,21 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 		__e;                                                                   \
 	})
 
-/* Submit, waking the reader only once CONFIG.wakeup_bytes are pending. */
-static __always_inline void submit(void *rb, void *e)
+/*
+ * Submit, waking the reader only when this record makes the pending bytes cross
+ * CONFIG.wakeup_bytes. Not on every record past it: when the reader is behind, a
+ * forced wake-up per record (an irq_work each) would make every event dearer exactly
+ * when there is least time. A reader sleeps only after it found the ring empty, and
+ * polls on a timeout for the trickle below the threshold.
+ */
+static __always_inline void submit(void *rb, void *e, __u64 size)
 {
 	__u64 flags = 0;
-	if (CONFIG.wakeup_bytes) {
-		if (bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) >= CONFIG.wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		else
-			flags = BPF_RB_NO_WAKEUP;
+	__u64 wakeup = CONFIG.wakeup_bytes;
+	if (wakeup) {
+		__u64 avail = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+		__u64 rec = size + 8; /* BPF_RINGBUF_HDR_SZ; record sizes are multiples of 8 */
+		flags = (avail >= wakeup && avail < wakeup + rec) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	}
 	bpf_ringbuf_submit(e, flags);
 }

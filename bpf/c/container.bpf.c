@@ -21,7 +21,7 @@ static __always_inline int emit_cgroup(__u32 kind, struct cgroup *cgrp, const ch
 	}
 	long n = bpf_probe_read_kernel_str(e->p.path, PATH_MAX_LEN, path);
 	e->p.path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 

@@ -86,7 +86,7 @@ static __always_inline void emit_file_op(struct pending_call *c, long ret, __u32
 		long n = bpf_probe_read_user_str(e->p.path, PATH_MAX_LEN, path);
 		e->p.path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
 	}
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 static __always_inline void emit_file_rename(struct pending_call *c, long ret)
@@ -117,5 +117,5 @@ static __always_inline void emit_file_rename(struct pending_call *c, long ret)
 	e->p.old_path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
 	n = bpf_probe_read_user_str(e->p.new_path, PATH_MAX_LEN, new_path);
 	e->p.new_path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }

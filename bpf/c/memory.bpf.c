@@ -34,7 +34,7 @@ int handle_mark_victim(__u64 *ctx)
 	if (mm)
 		e->p.total_vm_pages = mm->total_vm;
 	bpf_probe_read_kernel(e->p.victim_comm, COMM_LEN, task->comm);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -79,7 +79,7 @@ int handle_reclaim_end(__u64 *ctx)
 	e->p.nr_reclaimed = nr_reclaimed;
 	e->p.order = s.order;
 	e->p.gfp_flags = s.gfp_flags;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -97,6 +97,6 @@ int handle_page_fault_user(__u64 *ctx)
 	e->p.address = ctx[0];
 	e->p.ip = regs->ip;
 	e->p.error_code = ctx[2];
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }

@@ -99,7 +99,7 @@ static __always_inline int emit_tcp(__u32 kind, const struct sock *sk, __u32 old
 	e->p.old_state = old_state;
 	e->p.new_state = new_state;
 	e->p.reason = reason;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -177,7 +177,7 @@ int handle_tcp_send_reset(__u64 *ctx)
 	e->p.old_state = TCP_CLOSE;
 	e->p.new_state = TCP_CLOSE;
 	e->p.reason = reason;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -210,6 +210,6 @@ int handle_kfree_skb(__u64 *ctx)
 	e->p.dport = f.dport;
 	__builtin_memcpy(e->p.saddr, f.saddr, 16);
 	__builtin_memcpy(e->p.daddr, f.daddr, 16);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }

@@ -36,7 +36,7 @@ int handle_exec(__u64 *ctx)
 	if (len && bpf_probe_read_user(e->p.argv, len, (void *)start) == 0)
 		e->p.argv_len = len;
 
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -65,7 +65,7 @@ int handle_fork(__u64 *ctx)
 	e->p.child_pid = child_tgid;
 	e->p.child_tid = child->pid;
 	e->p.is_thread = parent_tgid == child_tgid;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -88,7 +88,7 @@ int handle_exit(__u64 *ctx)
 			e->p.signal = code & 0x7f;
 			e->p.core_dumped = (code & 0x80) ? 1 : 0;
 			e->p.lifetime_ns = e->h.ts_ns - task->start_time;
-			submit(rb, e);
+			submit(rb, e, sizeof(*e));
 		}
 	}
 

@@ -35,7 +35,7 @@ static __always_inline void emit_cred_change(struct pending_call *c, long ret, _
 	e->p.new_euid = cred->euid.val;
 	e->p.new_gid = cred->gid.val;
 	e->p.new_egid = cred->egid.val;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 static __always_inline void emit_ptrace(struct pending_call *c, long ret)
@@ -49,7 +49,7 @@ static __always_inline void emit_ptrace(struct pending_call *c, long ret)
 	e->p.target_pid = c->args[1];
 	e->p.addr = c->args[2];
 	e->p.data = c->args[3];
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 static __always_inline void emit_module(struct pending_call *c, long ret, __u32 kind)
@@ -77,7 +77,7 @@ static __always_inline void emit_module(struct pending_call *c, long ret, __u32 
 	}
 	long n = bpf_probe_read_user_str(e->p.text, MODULE_TEXT_LEN, text);
 	e->p.text_len = str_len(n, MODULE_TEXT_LEN, &e->h.flags);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 static __always_inline void emit_bpf_call(struct pending_call *c, long ret)
@@ -95,7 +95,7 @@ static __always_inline void emit_bpf_call(struct pending_call *c, long ret)
 		if (bpf_probe_read_user(&t, sizeof(t), (void *)c->args[1]) == 0)
 			e->p.attr_type = t;
 	}
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 static __always_inline void emit_mount(struct pending_call *c, long ret, __u32 kind)
@@ -120,7 +120,7 @@ static __always_inline void emit_mount(struct pending_call *c, long ret, __u32 k
 		e->p.target_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
 		e->p.flags = c->args[1];
 	}
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 SEC("tp_btf/cap_capable")
@@ -139,7 +139,7 @@ int handle_cap_capable(__u64 *ctx)
 	e->p.cap = cap;
 	e->p.ret = ret;
 	e->p.euid = cred->euid.val;
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }
 
@@ -167,6 +167,6 @@ int handle_signal_generate(__u64 *ctx)
 	e->p.target_tid = target->pid;
 	e->p.group = group != 0;
 	bpf_probe_read_kernel(e->p.target_comm, COMM_LEN, target->comm);
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }

@@ -126,7 +126,7 @@ static __always_inline void emit_syscall(struct pending_call *c, long ret)
 	e->p.id = c->id;
 	for (int i = 0; i < 6; i++)
 		e->p.args[i] = c->args[i];
-	submit(rb, e);
+	submit(rb, e, sizeof(*e));
 }
 
 SEC("tp_btf/sys_exit")

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf};
+use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::{BtfTracePoint, ProgramError};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
@@ -517,8 +517,9 @@ fn create_rings(
         let data =
             MapData::create(obj, &format!("ring_cpu{cpu}"), None).map_err(map_err("rings"))?;
         outer.set(cpu, &data, 0).map_err(map_err("rings"))?;
-        let ring = RingBuf::try_from(aya::maps::Map::RingBuf(data)).map_err(map_err("rings"))?;
-        rings.push(CpuRing::new(cpu, ring));
+        let ring = CpuRing::new(cpu, data, ring_bytes)
+            .map_err(|e| map_err("rings")(MapError::IoError(e)))?;
+        rings.push(ring);
     }
     Ok(rings)
 }

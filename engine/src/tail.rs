@@ -72,8 +72,10 @@ pub fn run(
             while drain(&mut rings, out)? > 0 {}
             break;
         }
-        poller.wait(Duration::from_millis(50))?.for_each(drop);
         match drain(&mut rings, out) {
+            // Sleep only when the rings were empty: the kernel wakes us when the pending
+            // bytes cross wakeup_bytes, and the timeout picks up the trickle below it.
+            Ok(0) => poller.wait(Duration::from_millis(50))?.for_each(drop),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
             Err(e) => return Err(e).context("writing events"),

@@ -11,7 +11,7 @@
 //! The storm runs in a child process pinned to CPU 0 (the collector never sees its own
 //! process), gated on stdin so its pid is in the filter before it starts.
 //!
-//! Run as root: `cargo run --release -p bench --bin capture_cost -- [--calls N] [--rounds R]`
+//! Run as root: `cargo run --release -p bench --bin capture_cost -- [--calls N] [--rounds R] [--tax-only]`
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -125,9 +125,12 @@ fn run(collector: Option<&mut Collector>, calls: u64, read_live: bool) -> anyhow
     storm.go()?;
     let ns = loop {
         if read_live {
-            poller.wait(Duration::from_millis(10))?.for_each(drop);
+            let mut drained = 0;
             for r in &mut rings {
-                r.drain(usize::MAX, &mut count);
+                drained += r.drain(usize::MAX, &mut count);
+            }
+            if drained == 0 {
+                poller.wait(Duration::from_millis(10))?.for_each(drop);
             }
         } else {
             std::thread::sleep(Duration::from_millis(5));
@@ -172,6 +175,8 @@ fn main() -> anyhow::Result<()> {
     let rounds: usize = arg("--rounds")
         .map_or(Ok(3), |c| c.parse())
         .context("--rounds")?;
+    // `--tax-only`: only untraced vs attached (e.g. to compare BPF object variants).
+    let tax_only = args.iter().any(|a| a == "--tax-only");
     if !bpf::privileged() {
         bail!("needs root (or CAP_BPF + CAP_PERFMON)");
     }
@@ -188,6 +193,9 @@ fn main() -> anyhow::Result<()> {
         let mut c = load(&defaults, 4 << 20)?;
         attached.push(run(Some(&mut c), calls, true)?.ns_per_call);
         drop(c);
+        if tax_only {
+            continue;
+        }
         let mut c = load(&[Category::Syscall], 64 << 20)?;
         let o = run(Some(&mut c), calls, true)?;
         if o.delivered + o.ring_full != calls {
@@ -219,8 +227,14 @@ fn main() -> anyhow::Result<()> {
         ("traced (getppid kept, live reader on CPU 1)", &traced),
         ("traced (no reader, 256 MiB ring)", &drain),
     ] {
+        if v.is_empty() {
+            continue;
+        }
         let m = median(v.clone());
         println!("| {name} | {m:.1} | {:.2}x |", m / base);
+    }
+    if tax_only {
+        return Ok(());
     }
     println!();
     println!("records lost to a full ring with the live reader: {lost}");
