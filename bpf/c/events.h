@@ -84,7 +84,6 @@ enum event_category {
 
 /* event_header.flags */
 #define EVF_TRUNCATED 0x1 /* a string or argv was cut at its buffer bound */
-#define EVF_IN_IRQ 0x2 /* produced in softirq/irq context: pid/comm are whoever was running */
 
 /* Common header, 64 bytes. `len` is the total record length (header + payload). */
 struct event_header {

@@ -66,12 +66,23 @@ fn unprivileged_run_says_what_is_missing() {
     if !privileged() {
         return;
     }
-    let out = Command::new(ENGINE)
+    // A copy nobody can run wherever the checkout lives (CI may clone under a directory
+    // only root can enter).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("engine-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("engine");
+    std::fs::copy(ENGINE, &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&exe)
         .args(["--duration", "1"])
+        .current_dir("/")
         .uid(65534)
         .gid(65534)
         .output()
         .expect("running engine as nobody");
+    let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

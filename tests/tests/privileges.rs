@@ -19,9 +19,22 @@ fn inner_load_as_unprivileged() {
     let _ = Capture::start(&[Category::Process], |_| {});
 }
 
+/// A copy of this test binary that `nobody` can run wherever the checkout lives (CI may
+/// clone under a directory only root can enter).
+fn binary_for_nobody() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(tests::unique("privileges-bin"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("privileges-test");
+    std::fs::copy(std::env::current_exe().expect("test binary path"), &exe).expect("copy");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}
+
 fn run_inner_as_nobody(require: bool) -> std::process::Output {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
+    let exe = binary_for_nobody();
+    let mut cmd = Command::new(&exe);
     cmd.args([
         "--exact",
         "inner_load_as_unprivileged",
@@ -35,7 +48,12 @@ fn run_inner_as_nobody(require: bool) -> std::process::Output {
     if require {
         cmd.env("REQUIRE_BPF", "1");
     }
-    cmd.output().expect("running the test binary as nobody")
+    let out = cmd
+        .current_dir("/")
+        .output()
+        .expect("running the test binary as nobody");
+    let _ = std::fs::remove_dir_all(exe.parent().unwrap());
+    out
 }
 
 #[test]
