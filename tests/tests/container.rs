@@ -1,20 +1,8 @@
 //! container.cgroup_mkdir, container.cgroup_attach, container.cgroup_rmdir on the real
 //! kernel (cgroup v2), and the cgroup id every event header carries.
 
-use std::path::PathBuf;
-
 use bpf::{Category, Kind};
-use tests::{Capture, Workload, bpf_available, payload, text, unique};
-
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup` or, on hybrid hosts, `/sys/fs/cgroup/unified`).
-fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| PathBuf::from(f[1]))
-}
+use tests::{Capture, Workload, bpf_available, cgroup2_root, payload, text, unique};
 
 const SCRIPT: &str = r#"
 import os, sys

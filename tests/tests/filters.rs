@@ -64,13 +64,8 @@ fn cgroup_include_filter_keeps_only_that_cgroup() {
     if !bpf_available("cgroup_include_filter_keeps_only_that_cgroup") {
         return;
     }
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let root = mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| f[1].to_string())
-        .expect("cgroup v2 mounted");
+    let root = tests::cgroup2_root().expect("cgroup v2 mounted");
+    let root = root.to_str().unwrap();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let own = own
         .lines()
