@@ -1,0 +1,311 @@
+//! One segment file opened for reading: its header, its blocks (from the index when
+//! sealed, by scanning block headers otherwise), and reading one block.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::block::DecodedBlock;
+use crate::error::StorageError;
+use crate::format::*;
+
+/// `{created_unix_ns:020}-{seq:010}.seg` (sealed) or `.open` (being written, or left
+/// by a crash): names sort in creation order with `ls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentName {
+    pub created_unix_ns: u64,
+    pub seq: u64,
+    pub sealed: bool,
+}
+
+impl SegmentName {
+    /// The file name.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{:020}-{:010}.{}",
+            self.created_unix_ns,
+            self.seq,
+            if self.sealed { "seg" } else { "open" }
+        )
+    }
+
+    /// Parses a file name; `None` for anything that is not a segment.
+    pub fn parse(name: &str) -> Option<SegmentName> {
+        let (stem, ext) = name.rsplit_once('.')?;
+        let sealed = match ext {
+            "seg" => true,
+            "open" => false,
+            _ => return None,
+        };
+        let (ts, seq) = stem.split_once('-')?;
+        if ts.len() != 20 || seq.len() != 10 {
+            return None;
+        }
+        Some(SegmentName {
+            created_unix_ns: ts.parse().ok()?,
+            seq: seq.parse().ok()?,
+            sealed,
+        })
+    }
+}
+
+/// Where scanning an unsealed segment stopped before the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Offset of the first byte after the last sound block.
+    pub offset: u64,
+    /// Bytes from there to the end of the file.
+    pub bytes: u64,
+    /// What was wrong there.
+    pub what: String,
+}
+
+/// An open segment.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    file: File,
+    file_len: u64,
+    header: FileHeader,
+    blocks: Vec<BlockMeta>,
+    sealed: bool,
+    torn: Option<TornTail>,
+}
+
+impl Segment {
+    /// Opens a segment: sealed ones through their index (a bad index is an error), others
+    /// by scanning, stopping at the first incomplete or corrupt block.
+    pub fn open(path: &Path) -> Result<Segment, StorageError> {
+        Segment::open_with(path, false)
+    }
+
+    /// Opens a segment by scanning its blocks, ignoring any index (to verify or recover).
+    pub fn open_scan(path: &Path) -> Result<Segment, StorageError> {
+        Segment::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, force_scan: bool) -> Result<Segment, StorageError> {
+        let file = File::open(path).map_err(|e| StorageError::io(path, "open", e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| StorageError::io(path, "stat", e))?
+            .len();
+        let mut hb = [0u8; FILE_HEADER_LEN];
+        let n = read_at_most(&file, &mut hb, 0).map_err(|e| StorageError::io(path, "read", e))?;
+        let header =
+            FileHeader::decode(&hb[..n]).map_err(|what| StorageError::corrupt(path, 0, what))?;
+        let mut seg = Segment {
+            path: path.to_path_buf(),
+            file,
+            file_len,
+            header,
+            blocks: Vec::new(),
+            sealed: false,
+            torn: None,
+        };
+        if !force_scan && seg.read_index()? {
+            seg.sealed = true;
+        } else {
+            seg.scan()?;
+        }
+        Ok(seg)
+    }
+
+    /// Reads the trailer and index; `Ok(false)` when there is no trailer.
+    fn read_index(&mut self) -> Result<bool, StorageError> {
+        let path = &self.path;
+        if self.file_len < (FILE_HEADER_LEN + INDEX_HEADER_LEN + TRAILER_LEN) as u64 {
+            return Ok(false);
+        }
+        let toff = self.file_len - TRAILER_LEN as u64;
+        let mut tb = [0u8; TRAILER_LEN];
+        self.file
+            .read_exact_at(&mut tb, toff)
+            .map_err(|e| StorageError::io(path, "read", e))?;
+        let Some(trailer) =
+            decode_trailer(&tb).map_err(|w| StorageError::corrupt(path, toff, w))?
+        else {
+            return Ok(false);
+        };
+        let index_len =
+            INDEX_HEADER_LEN as u64 + trailer.block_count as u64 * INDEX_ENTRY_LEN as u64;
+        if trailer.index_offset < FILE_HEADER_LEN as u64 || trailer.index_offset + index_len != toff
+        {
+            return Err(StorageError::corrupt(
+                path,
+                toff,
+                format!(
+                    "trailer puts a {index_len}-byte index at {}, which does not end at the trailer",
+                    trailer.index_offset
+                ),
+            ));
+        }
+        let mut ib = vec![0u8; index_len as usize];
+        self.file
+            .read_exact_at(&mut ib, trailer.index_offset)
+            .map_err(|e| StorageError::io(path, "read", e))?;
+        self.blocks = decode_index(&ib, &trailer, self.file_len)
+            .map_err(|w| StorageError::corrupt(path, trailer.index_offset, w))?;
+        Ok(true)
+    }
+
+    /// Walks block headers from the start, checking each block's payload CRC, and stops
+    /// at the first block that is incomplete or unsound (recording it as the torn tail).
+    fn scan(&mut self) -> Result<(), StorageError> {
+        let mut offset = FILE_HEADER_LEN as u64;
+        let mut payload = Vec::new();
+        let mut hb = [0u8; BLOCK_HEADER_LEN];
+        while offset < self.file_len {
+            let n = read_at_most(&self.file, &mut hb, offset)
+                .map_err(|e| StorageError::io(&self.path, "read", e))?;
+            let stop = |what: String| TornTail {
+                offset,
+                bytes: self.file_len - offset,
+                what,
+            };
+            // An index left behind at the end of a sealed file is not a torn block.
+            if n >= 4 && u32::from_le_bytes([hb[0], hb[1], hb[2], hb[3]]) == INDEX_MAGIC {
+                self.torn = Some(stop("index (segment was sealed; scanned anyway)".into()));
+                break;
+            }
+            let (meta, crc) = match decode_block_header(&hb[..n], offset) {
+                Ok(h) => h,
+                Err(what) => {
+                    self.torn = Some(stop(what));
+                    break;
+                }
+            };
+            if offset + meta.total_len() > self.file_len {
+                self.torn = Some(stop(format!(
+                    "block of {} bytes runs past the end of the file ({} bytes)",
+                    meta.total_len(),
+                    self.file_len
+                )));
+                break;
+            }
+            payload.resize(meta.payload_len as usize, 0);
+            self.file
+                .read_exact_at(&mut payload, offset + BLOCK_HEADER_LEN as u64)
+                .map_err(|e| StorageError::io(&self.path, "read", e))?;
+            let got = crc32c::crc32c(&payload);
+            if got != crc {
+                self.torn = Some(stop(format!(
+                    "payload CRC32C {got:#010x}, header says {crc:#010x}"
+                )));
+                break;
+            }
+            self.blocks.push(meta);
+            offset += meta.total_len();
+        }
+        Ok(())
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file header.
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    /// Every sound block, in file order.
+    pub fn blocks(&self) -> &[BlockMeta] {
+        &self.blocks
+    }
+
+    /// Whether the segment has a valid index and trailer.
+    pub fn sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// For an unsealed segment, where its readable part ends early, if it does.
+    pub fn torn(&self) -> Option<&TornTail> {
+        self.torn.as_ref()
+    }
+
+    /// Bytes of the file.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// Offset just past the last sound block.
+    pub fn blocks_end(&self) -> u64 {
+        self.blocks
+            .last()
+            .map_or(FILE_HEADER_LEN as u64, |b| b.offset + b.total_len())
+    }
+
+    /// Reads, checks and decodes block `meta` into `out`, using `buf` for the bytes.
+    pub fn read_block(
+        &self,
+        meta: &BlockMeta,
+        buf: &mut Vec<u8>,
+        out: &mut DecodedBlock,
+    ) -> Result<(), StorageError> {
+        let total = meta.total_len() as usize;
+        if meta.offset + total as u64 > self.file_len {
+            return Err(StorageError::corrupt(
+                &self.path,
+                meta.offset,
+                "block runs past the end of the file",
+            ));
+        }
+        buf.resize(total, 0);
+        self.file
+            .read_exact_at(buf, meta.offset)
+            .map_err(|e| StorageError::io(&self.path, "read", e))?;
+        let (found, crc) = decode_block_header(&buf[..BLOCK_HEADER_LEN], meta.offset)
+            .map_err(|w| StorageError::corrupt(&self.path, meta.offset, w))?;
+        if found != *meta {
+            return Err(StorageError::corrupt(
+                &self.path,
+                meta.offset,
+                "block header disagrees with the index",
+            ));
+        }
+        out.decode(meta, crc, &buf[BLOCK_HEADER_LEN..])
+            .map_err(|w| {
+                StorageError::corrupt(&self.path, meta.offset + BLOCK_HEADER_LEN as u64, w)
+            })
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset`; fewer at the end of the file.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_in_creation_order_and_parse_back() {
+        let a = SegmentName {
+            created_unix_ns: 1_700_000_000_000_000_000,
+            seq: 9,
+            sealed: true,
+        };
+        let b = SegmentName {
+            created_unix_ns: 1_700_000_000_100_000_000,
+            seq: 10,
+            sealed: false,
+        };
+        assert!(a.file_name() < b.file_name());
+        assert_eq!(SegmentName::parse(&a.file_name()), Some(a));
+        assert_eq!(SegmentName::parse(&b.file_name()), Some(b));
+        assert_eq!(SegmentName::parse("notes.txt"), None);
+        assert_eq!(SegmentName::parse("1-2.seg"), None);
+    }
+}

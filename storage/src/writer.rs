@@ -1,0 +1,531 @@
+//! The writer of one stream: records into blocks, blocks into segments, rotation,
+//! sealing, durability and retention.
+//!
+//! Directory layout: `DIR/stream-NNN/{created_unix_ns:020}-{seq:010}.{open|seg}`.
+//! A segment is `.open` while written; sealing appends the index and trailer, makes
+//! them durable (per policy) and renames it to `.seg` in one step.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::block::{BlockBuilder, Compressor};
+use crate::error::StorageError;
+use crate::format::{
+    BLOCK_BYTES_MAX, BLOCK_HEADER_LEN, BlockMeta, FILE_HEADER_LEN, FileHeader, encode_index,
+};
+use crate::io::{FileWriter, IoBackend};
+use crate::record::{KIND_LOSS, Loss, RecordRef};
+use crate::recovery::{Recovered, recover_stream_dir, sync_dir};
+use crate::segment::SegmentName;
+
+/// When written data is made durable (fdatasync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Never explicitly: the kernel writes back when it likes. A crash of the machine
+    /// (not of the process) may lose recent blocks; recovery still yields a sound prefix.
+    None,
+    /// When a segment is sealed (and its directory entry).
+    OnSeal,
+    /// At most this many milliseconds after a block is written, and on seal.
+    IntervalMs(u64),
+}
+
+/// Default encoded bytes per block.
+pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+/// Default zstd level: fast.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// Default segment size before rotation.
+pub const DEFAULT_SEGMENT_BYTES_MAX: u64 = 256 << 20;
+/// Default segment age before rotation.
+pub const DEFAULT_SEGMENT_AGE_MAX: Duration = Duration::from_secs(600);
+/// Default block writes in flight.
+pub const DEFAULT_INFLIGHT_MAX: usize = 4;
+
+/// Everything a stream writer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Data directory; the stream writes into `dir/stream-NNN/`.
+    pub dir: PathBuf,
+    /// Stream id (one per core thread).
+    pub stream_id: u32,
+    /// Host name recorded in each segment header.
+    pub host: String,
+    /// Event ABI version recorded in each segment header.
+    pub abi_version: u32,
+    /// `wall_ns = monotonic_ns + mono_to_wall_ns` for this machine's boot.
+    pub mono_to_wall_ns: i64,
+    /// Encoded bytes per block before compression (at most 64 MiB).
+    pub block_bytes: usize,
+    /// zstd level (negative: faster, 1..=19: smaller).
+    pub zstd_level: i32,
+    /// Rotate when a segment reaches this size.
+    pub segment_bytes_max: u64,
+    /// Rotate when a segment is this old.
+    pub segment_age_max: Duration,
+    /// When data is made durable.
+    pub durability: Durability,
+    /// Delete the oldest sealed segments of this stream beyond this many bytes; 0: keep all.
+    pub retention_bytes_max: u64,
+    /// Delete sealed segments of this stream last written longer ago than this.
+    pub retention_age_max: Option<Duration>,
+    /// io_uring or portable writes.
+    pub io: IoBackend,
+    /// Block writes in flight at most (io_uring).
+    pub inflight_max: usize,
+}
+
+impl WriterConfig {
+    /// Defaults for stream `stream_id` under `dir`.
+    pub fn new(dir: impl Into<PathBuf>, stream_id: u32) -> WriterConfig {
+        WriterConfig {
+            dir: dir.into(),
+            stream_id,
+            host: host_name(),
+            abi_version: 0,
+            mono_to_wall_ns: mono_to_wall_ns(),
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            segment_bytes_max: DEFAULT_SEGMENT_BYTES_MAX,
+            segment_age_max: DEFAULT_SEGMENT_AGE_MAX,
+            durability: Durability::OnSeal,
+            retention_bytes_max: 0,
+            retention_age_max: None,
+            io: IoBackend::default(),
+            inflight_max: DEFAULT_INFLIGHT_MAX,
+        }
+    }
+
+    /// Every problem with the config, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.block_bytes < 4096 || self.block_bytes > BLOCK_BYTES_MAX as usize / 2 {
+            p.push(format!(
+                "block_bytes: {} is not between 4096 and {}",
+                self.block_bytes,
+                BLOCK_BYTES_MAX / 2
+            ));
+        }
+        if !(-7..=19).contains(&self.zstd_level) {
+            p.push(format!(
+                "zstd_level: {} is not between -7 and 19",
+                self.zstd_level
+            ));
+        }
+        if self.segment_bytes_max < (self.block_bytes as u64) * 2 {
+            p.push(format!(
+                "segment_bytes_max: {} must be at least two blocks ({})",
+                self.segment_bytes_max,
+                self.block_bytes * 2
+            ));
+        }
+        if self.segment_age_max.is_zero() {
+            p.push("segment_age_max: must be above 0".into());
+        }
+        if self.inflight_max == 0 || self.inflight_max > 64 {
+            p.push(format!(
+                "inflight_max: {} is not between 1 and 64",
+                self.inflight_max
+            ));
+        }
+        if let Durability::IntervalMs(0) = self.durability {
+            p.push("durability: interval_ms must be above 0".into());
+        }
+        if self.host.len() > crate::format::HOST_MAX_LEN {
+            p.push(format!(
+                "host: longer than {} bytes",
+                crate::format::HOST_MAX_LEN
+            ));
+        }
+        p
+    }
+
+    /// The stream's directory.
+    pub fn stream_dir(&self) -> PathBuf {
+        stream_dir(&self.dir, self.stream_id)
+    }
+}
+
+/// `dir/stream-NNN`.
+pub fn stream_dir(dir: &Path, stream_id: u32) -> PathBuf {
+    dir.join(format!("stream-{stream_id:03}"))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `CLOCK_REALTIME - CLOCK_MONOTONIC`, now.
+pub fn mono_to_wall_ns() -> i64 {
+    fn clock(id: libc::clockid_t) -> i128 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid out-pointer for the call.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    }
+    (clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC)) as i64
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Counters of one writer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records appended (events and losses).
+    pub records: u64,
+    /// Bytes of records appended.
+    pub record_bytes: u64,
+    /// Blocks written.
+    pub blocks: u64,
+    /// Bytes written to segment files (headers, blocks, indexes).
+    pub bytes_written: u64,
+    /// Segments sealed.
+    pub segments_sealed: u64,
+    /// Segments deleted by retention.
+    pub segments_deleted: u64,
+    /// Durable syncs done.
+    pub syncs: u64,
+}
+
+struct OpenSegment {
+    fw: FileWriter,
+    name: SegmentName,
+    blocks: Vec<BlockMeta>,
+    opened: Instant,
+}
+
+/// Writes one stream of segments.
+pub struct StreamWriter {
+    cfg: WriterConfig,
+    dir: PathBuf,
+    builder: BlockBuilder,
+    zstd: Compressor,
+    seg: Option<OpenSegment>,
+    next_seq: u64,
+    last_sync: Instant,
+    unsynced: bool,
+    stats: WriterStats,
+    failed: Option<String>,
+    recovered: Vec<Recovered>,
+}
+
+impl std::fmt::Debug for StreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter")
+            .field("dir", &self.dir)
+            .field("next_seq", &self.next_seq)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl StreamWriter {
+    /// Opens stream `cfg.stream_id` under `cfg.dir` (which must exist): recovers any
+    /// segment a crash left unsealed, then continues the sequence after the last one.
+    pub fn create(cfg: WriterConfig) -> Result<StreamWriter, StorageError> {
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(StorageError::Config(problems.join("; ")));
+        }
+        if !cfg.dir.is_dir() {
+            return Err(StorageError::io(
+                &cfg.dir,
+                "open data directory",
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            ));
+        }
+        let dir = cfg.stream_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, "mkdir", e))?;
+        let recovered = recover_stream_dir(&dir)?;
+        let next_seq = list_segments(&dir)?.last().map_or(0, |(n, _)| n.seq + 1);
+        Ok(StreamWriter {
+            builder: BlockBuilder::new(cfg.block_bytes),
+            zstd: Compressor::new(cfg.zstd_level)
+                .map_err(|e| StorageError::Config(format!("zstd_level: {e}")))?,
+            seg: None,
+            next_seq,
+            last_sync: Instant::now(),
+            unsynced: false,
+            stats: WriterStats::default(),
+            failed: None,
+            recovered,
+            dir,
+            cfg,
+        })
+    }
+
+    /// Segments recovered when the writer started.
+    pub fn recovered(&self) -> &[Recovered] {
+        &self.recovered
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The stream directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check(&self) -> Result<(), StorageError> {
+        match &self.failed {
+            Some(why) => Err(StorageError::Stopped(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends a record. It is durable once its block is written and synced per policy;
+    /// call [`StreamWriter::flush`] or [`StreamWriter::close`] to push out a partial block.
+    pub fn append(&mut self, r: &RecordRef<'_>) -> Result<(), StorageError> {
+        self.check()?;
+        let max = self.cfg.block_bytes;
+        if r.bytes.len() + 64 > max {
+            return Err(StorageError::RecordTooLarge {
+                len: r.bytes.len(),
+                max,
+            });
+        }
+        if self.builder.raw_len() + r.bytes.len() + 32 > max {
+            self.flush()?;
+        }
+        self.builder.push(r);
+        self.stats.records += 1;
+        self.stats.record_bytes += r.bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a loss record (kind [`KIND_LOSS`], timestamp = the end of the interval).
+    pub fn append_loss(&mut self, loss: &Loss) -> Result<(), StorageError> {
+        let bytes = loss.encode();
+        self.append(&RecordRef {
+            ts_ns: loss.end_ns,
+            kind: KIND_LOSS,
+            weight: 1,
+            bytes: &bytes,
+        })
+    }
+
+    /// Writes the partial block, if any (records appended so far reach the file).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check()?;
+        if self.builder.count() == 0 {
+            return Ok(());
+        }
+        let result = self.write_block();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn write_block(&mut self) -> Result<(), StorageError> {
+        if self.seg.is_none() {
+            self.open_segment()?;
+        }
+        let seg = self.seg.as_mut().expect("segment open");
+        let offset = seg.fw.offset();
+        let path = seg.fw.path().to_path_buf();
+        let (idx, buf) = seg.fw.buffer()?;
+        let mut meta = self
+            .builder
+            .finish(&mut self.zstd, buf)
+            .map_err(|e| StorageError::io(path, "zstd compress", e))?;
+        meta.offset = offset;
+        // The header was written with offset 0; offsets are not in the header, only in
+        // the index, so the bytes stand.
+        let len = buf.len();
+        debug_assert_eq!(len as u64, meta.total_len());
+        debug_assert!(len > BLOCK_HEADER_LEN);
+        seg.fw.submit(idx)?;
+        seg.blocks.push(meta);
+        self.stats.blocks += 1;
+        self.stats.bytes_written += len as u64;
+        self.unsynced = true;
+        if let Durability::IntervalMs(ms) = self.cfg.durability
+            && self.last_sync.elapsed() >= Duration::from_millis(ms)
+        {
+            seg.fw.sync()?;
+            self.stats.syncs += 1;
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+        }
+        if seg.fw.offset() >= self.cfg.segment_bytes_max
+            || seg.opened.elapsed() >= self.cfg.segment_age_max
+        {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn open_segment(&mut self) -> Result<(), StorageError> {
+        let name = SegmentName {
+            created_unix_ns: unix_ns(),
+            seq: self.next_seq,
+            sealed: false,
+        };
+        let path = self.dir.join(name.file_name());
+        let buffer_bytes =
+            BLOCK_HEADER_LEN + zstd::zstd_safe::compress_bound(self.cfg.block_bytes) + 64;
+        let mut fw = FileWriter::create(&path, self.cfg.io, self.cfg.inflight_max, buffer_bytes)?;
+        let header = FileHeader {
+            stream_id: self.cfg.stream_id,
+            abi_version: self.cfg.abi_version,
+            seq: name.seq,
+            created_unix_ns: name.created_unix_ns,
+            mono_to_wall_ns: self.cfg.mono_to_wall_ns,
+            host: self.cfg.host.clone(),
+        };
+        fw.write_tail(&header.encode())?;
+        self.stats.bytes_written += FILE_HEADER_LEN as u64;
+        self.next_seq += 1;
+        self.seg = Some(OpenSegment {
+            fw,
+            name,
+            blocks: Vec::new(),
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Seals the current segment (if any): writes the partial block, the index and the
+    /// trailer, syncs per policy, renames to `.seg`, then applies retention.
+    pub fn seal(&mut self) -> Result<(), StorageError> {
+        self.check()?;
+        if self.builder.count() > 0 {
+            // From write_block's rotation the builder is empty; from outside, the
+            // partial block goes into this segment.
+            self.write_block_no_rotate()?;
+        }
+        let Some(mut seg) = self.seg.take() else {
+            return Ok(());
+        };
+        let result: Result<(), StorageError> = (|| {
+            let index_offset = seg.fw.offset();
+            let mut index = Vec::with_capacity(64 + seg.blocks.len() * 48);
+            encode_index(&seg.blocks, index_offset, &mut index);
+            seg.fw.write_tail(&index)?;
+            self.stats.bytes_written += index.len() as u64;
+            if self.cfg.durability != Durability::None {
+                seg.fw.sync()?;
+                self.stats.syncs += 1;
+            } else {
+                seg.fw.flush()?;
+            }
+            let from = seg.fw.path().to_path_buf();
+            let to = self.dir.join(
+                SegmentName {
+                    sealed: true,
+                    ..seg.name
+                }
+                .file_name(),
+            );
+            std::fs::rename(&from, &to).map_err(|e| StorageError::io(&from, "rename", e))?;
+            if self.cfg.durability != Durability::None {
+                sync_dir(&self.dir)?;
+            }
+            self.stats.segments_sealed += 1;
+            self.last_sync = Instant::now();
+            self.unsynced = false;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+            return result;
+        }
+        self.apply_retention()
+    }
+
+    fn write_block_no_rotate(&mut self) -> Result<(), StorageError> {
+        let max = self.cfg.segment_bytes_max;
+        self.cfg.segment_bytes_max = u64::MAX;
+        let r = self.write_block();
+        self.cfg.segment_bytes_max = max;
+        if let Err(e) = &r {
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Periodic work without new records: rotation by age and interval syncs.
+    pub fn tick(&mut self) -> Result<(), StorageError> {
+        self.check()?;
+        if let Some(seg) = &mut self.seg {
+            if seg.opened.elapsed() >= self.cfg.segment_age_max {
+                return self.seal();
+            }
+            if let Durability::IntervalMs(ms) = self.cfg.durability
+                && self.unsynced
+                && self.last_sync.elapsed() >= Duration::from_millis(ms)
+            {
+                seg.fw.sync()?;
+                self.stats.syncs += 1;
+                self.last_sync = Instant::now();
+                self.unsynced = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and seals the current segment.
+    pub fn close(mut self) -> Result<WriterStats, StorageError> {
+        self.flush()?;
+        self.seal()?;
+        Ok(self.stats)
+    }
+
+    /// Deletes the oldest sealed segments beyond the byte budget or age.
+    fn apply_retention(&mut self) -> Result<(), StorageError> {
+        if self.cfg.retention_bytes_max == 0 && self.cfg.retention_age_max.is_none() {
+            return Ok(());
+        }
+        let sealed: Vec<(SegmentName, u64, SystemTime)> = list_segments(&self.dir)?
+            .into_iter()
+            .filter(|(n, _)| n.sealed)
+            .filter_map(|(n, p)| {
+                let m = std::fs::metadata(&p).ok()?;
+                Some((n, m.len(), m.modified().ok()?))
+            })
+            .collect();
+        let mut total: u64 = sealed.iter().map(|s| s.1).sum();
+        let now = SystemTime::now();
+        for (name, len, modified) in sealed {
+            let too_big = self.cfg.retention_bytes_max > 0 && total > self.cfg.retention_bytes_max;
+            let too_old = self
+                .cfg
+                .retention_age_max
+                .is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
+            if !too_big && !too_old {
+                break;
+            }
+            let path = self.dir.join(name.file_name());
+            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, "unlink", e))?;
+            total -= len;
+            self.stats.segments_deleted += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Segments in a stream directory, sorted by sequence number.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(SegmentName, PathBuf)>, StorageError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "readdir", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(dir, "readdir", e))?;
+        if let Some(n) = entry.file_name().to_str().and_then(SegmentName::parse) {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort_by_key(|(n, _)| (n.seq, n.created_unix_ns));
+    Ok(out)
+}

@@ -1,0 +1,174 @@
+//! Writer to reader: exact bytes, merged order, filters, rotation, losses, weights,
+//! file modes and names, both I/O backends.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use storage::{IoBackend, Loss, LossReason, ReadOptions, Reader, Stats, StreamWriter};
+
+fn roundtrip(io: IoBackend) {
+    let dir = TempDir::new("roundtrip");
+    let n = 8000u64;
+    for stream in 0..3u32 {
+        let mut w = StreamWriter::create(config(dir.path(), stream, io)).unwrap();
+        write(&mut w, stream, 0..n);
+        w.append_loss(&Loss {
+            stream,
+            cpu: stream,
+            kind: 10,
+            reason: LossReason::KernelRingFull as u16,
+            count: 42,
+            start_ns: 5,
+            end_ns: 1_000_000 + n * 1000,
+        })
+        .unwrap();
+        let stats = w.close().unwrap();
+        assert!(stats.segments_sealed >= 3, "rotation by size: {stats:?}");
+    }
+    // Names sort in creation order; files are 0640; all sealed.
+    let sdir = dir.path().join("stream-001");
+    let segs = segments(&sdir);
+    assert!(segs.iter().all(|p| p.extension().unwrap() == "seg"));
+    for p in &segs {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{}", p.display());
+    }
+
+    let mut r = Reader::open(dir.path(), &ReadOptions::default()).unwrap();
+    let mut last = 0;
+    let mut seen = [0u64; 3];
+    let mut losses = 0;
+    while let Some((stream, rec)) = r.next_with_stream().unwrap() {
+        assert!(rec.ts_ns >= last, "merged in timestamp order");
+        last = rec.ts_ns;
+        if rec.kind == storage::KIND_LOSS {
+            let l = Loss::decode(rec.bytes).unwrap();
+            assert_eq!((l.stream, l.count), (stream, 42));
+            losses += 1;
+            continue;
+        }
+        let i = seen[stream as usize];
+        let (ts, kind, weight, bytes) = record(i, stream);
+        assert_eq!(
+            (rec.ts_ns, rec.kind, rec.weight, rec.bytes),
+            (ts, kind, weight, &bytes[..])
+        );
+        seen[stream as usize] += 1;
+    }
+    assert_eq!(seen, [n; 3]);
+    assert_eq!(losses, 3);
+
+    let stats = Stats::collect(dir.path()).unwrap();
+    let t = stats.total();
+    assert_eq!(t.events, 3 * n);
+    assert_eq!(t.loss_records, 3);
+    assert_eq!(t.lost.get(&(LossReason::KernelRingFull as u16)), Some(&126));
+    let sampled = (0..n).filter(|i| i.is_multiple_of(7)).count() as u64;
+    assert_eq!(t.sampled_records, 3 * sampled);
+    assert_eq!(t.weighted_events, 3 * (n - sampled + 10 * sampled));
+    assert!(
+        t.compression_ratio() > 2.0,
+        "ratio {}",
+        t.compression_ratio()
+    );
+    assert_eq!(t.min_ts, 1_000_000);
+}
+
+#[test]
+fn roundtrip_uring() {
+    roundtrip(IoBackend::Uring);
+}
+
+#[test]
+fn roundtrip_portable() {
+    roundtrip(IoBackend::Portable);
+}
+
+#[test]
+fn time_and_kind_filters_skip_blocks() {
+    let dir = TempDir::new("filters");
+    let mut w = StreamWriter::create(config(dir.path(), 0, IoBackend::Uring)).unwrap();
+    write(&mut w, 0, 0..20_000);
+    w.close().unwrap();
+    let from = 1_000_000 + 5000 * 1000;
+    let to = 1_000_000 + 6000 * 1000;
+    let opts = ReadOptions {
+        from_ns: from,
+        to_ns: to,
+        kinds: Some(vec![20]),
+        ..ReadOptions::default()
+    };
+    let mut r = Reader::open(dir.path(), &opts).unwrap();
+    let mut n = 0;
+    while let Some(rec) = r.next_record().unwrap() {
+        assert!(rec.ts_ns >= from && rec.ts_ns < to && rec.kind == 20);
+        n += 1;
+    }
+    assert_eq!(n, 200, "every fifth record of 1000");
+    let c = r.block_counts();
+    assert!(c.skipped > 10 * c.read, "blocks skipped by metadata: {c:?}");
+}
+
+#[test]
+fn bad_config_names_every_problem() {
+    let dir = TempDir::new("badcfg");
+    let mut c = config(dir.path(), 0, IoBackend::Portable);
+    c.block_bytes = 10;
+    c.zstd_level = 99;
+    c.inflight_max = 0;
+    let e = StreamWriter::create(c).unwrap_err().to_string();
+    for field in ["block_bytes", "zstd_level", "inflight_max"] {
+        assert!(e.contains(field), "{e}");
+    }
+    let missing = config(&dir.path().join("nope"), 0, IoBackend::Portable);
+    let e = StreamWriter::create(missing).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("not a directory"), "{e}");
+}
+
+#[test]
+fn retention_deletes_oldest_sealed_segments_first() {
+    let dir = TempDir::new("retention");
+    let mut c = config(dir.path(), 0, IoBackend::Portable);
+    c.retention_bytes_max = 100 << 10;
+    let mut w = StreamWriter::create(c).unwrap();
+    write(&mut w, 0, 0..30_000);
+    let stats = w.close().unwrap();
+    assert!(stats.segments_deleted > 0, "{stats:?}");
+    let sdir = dir.path().join("stream-000");
+    let total: u64 = segments(&sdir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total <= 100 << 10, "kept {total} bytes");
+    // What is left is the newest data, contiguous up to the last record.
+    let mut r = Reader::open(dir.path(), &ReadOptions::default()).unwrap();
+    let mut last = None;
+    let mut first = None;
+    while let Some(rec) = r.next_record().unwrap() {
+        first.get_or_insert(rec.ts_ns);
+        last = Some(rec.ts_ns);
+    }
+    assert_eq!(last, Some(record(29_999, 0).0));
+    assert!(first.unwrap() > record(0, 0).0, "oldest data went first");
+}
+
+#[test]
+fn a_new_writer_continues_the_sequence() {
+    let dir = TempDir::new("continue");
+    let mut w = StreamWriter::create(config(dir.path(), 0, IoBackend::Uring)).unwrap();
+    write(&mut w, 0, 0..100);
+    w.close().unwrap();
+    let mut w = StreamWriter::create(config(dir.path(), 0, IoBackend::Uring)).unwrap();
+    write(&mut w, 0, 100..200);
+    w.close().unwrap();
+    let segs = segments(&dir.path().join("stream-000"));
+    assert_eq!(segs.len(), 2);
+    let mut r = Reader::open(dir.path(), &ReadOptions::default()).unwrap();
+    let mut n = 0;
+    while r.next_record().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 200);
+}
