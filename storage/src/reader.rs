@@ -156,12 +156,23 @@ pub(crate) fn stream_dirs(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StorageErro
     Ok(out)
 }
 
-/// Opens every segment of a stream directory, in sequence order.
+/// Opens every segment of a stream directory, in sequence order. An unsealed segment
+/// too short to hold its header (the writer died, or the disk filled, while creating it)
+/// never held a record and is passed over.
 pub(crate) fn open_stream(dir: &Path) -> Result<Vec<Segment>, StorageError> {
-    list_segments(dir)?
-        .into_iter()
-        .map(|(_, p)| Segment::open(&p))
-        .collect()
+    let mut out = Vec::new();
+    for (name, path) in list_segments(dir)? {
+        if !name.sealed {
+            let len = std::fs::metadata(&path)
+                .map_err(|e| StorageError::io(&path, "stat", e))?
+                .len();
+            if len < crate::format::FILE_HEADER_LEN as u64 {
+                continue;
+            }
+        }
+        out.push(Segment::open(&path)?);
+    }
+    Ok(out)
 }
 
 impl Reader {

@@ -103,8 +103,19 @@ impl Segment {
             sealed: false,
             torn: None,
         };
+        let named_sealed = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(SegmentName::parse)
+            .is_some_and(|n| n.sealed);
         if !force_scan && seg.read_index()? {
             seg.sealed = true;
+        } else if !force_scan && named_sealed {
+            return Err(StorageError::corrupt(
+                path,
+                file_len.saturating_sub(TRAILER_LEN as u64),
+                "a sealed (.seg) segment without a valid trailer",
+            ));
         } else {
             seg.scan()?;
         }

@@ -1,0 +1,135 @@
+//! A full disk (a small tmpfs mounted by the test): the writer reports the error and
+//! stops cleanly; every segment already sealed stays readable. Needs root to mount; it
+//! skips without, and fails under REQUIRE_BPF=1 (CI runs privileged).
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use common::*;
+use storage::{IoBackend, ReadOptions, Reader, RecordRef, Segment, StorageError, StreamWriter};
+
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: PathBuf, size: &str) -> Option<Mount> {
+        let target = CString::new(at.as_os_str().as_bytes()).unwrap();
+        let opts = CString::new(format!("size={size},mode=0755")).unwrap();
+        // SAFETY: all pointers are valid NUL-terminated strings for the call.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        (rc == 0).then_some(Mount(at))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let target = CString::new(self.0.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn full_disk(io: IoBackend) {
+    let dir = TempDir::new("diskfull");
+    let Some(_mount) = Mount::tmpfs(dir.path().to_path_buf(), "768k") else {
+        let why = std::io::Error::last_os_error();
+        assert!(
+            std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
+            "REQUIRE_BPF=1 but mounting a tmpfs failed: {why}"
+        );
+        eprintln!("SKIPPED full_disk: cannot mount a tmpfs ({why})");
+        return;
+    };
+    let mut cfg = config(dir.path(), 0, io);
+    cfg.block_bytes = 8 << 10;
+    cfg.segment_bytes_max = 24 << 10;
+    let mut w = StreamWriter::create(cfg).unwrap();
+    let mut written = 0u64;
+    let err = loop {
+        // Incompressible bytes so the disk fills quickly.
+        let (ts, kind, weight, mut bytes) = record(written, 0);
+        let mut x = written.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for b in bytes[64..].iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8 | 1;
+        }
+        match w.append(&RecordRef {
+            ts_ns: ts,
+            kind,
+            weight,
+            bytes: &bytes,
+        }) {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1_000_000, "the disk never filled");
+    };
+    assert!(
+        matches!(err, StorageError::DiskFull { .. }),
+        "the writer reports a full disk: {err}"
+    );
+    assert!(err.to_string().contains("disk full"), "{err}");
+    // Stopped cleanly: more appends are refused with a clear error, not a panic.
+    let again = w
+        .append(&RecordRef {
+            ts_ns: 1,
+            kind: 1,
+            weight: 1,
+            bytes: b"x",
+        })
+        .unwrap_err();
+    assert!(matches!(again, StorageError::Stopped(_)), "{again}");
+    drop(w);
+
+    // Every sealed segment is intact and readable.
+    let sdir = dir.path().join("stream-000");
+    let sealed: Vec<_> = segments(&sdir)
+        .into_iter()
+        .filter(|p| p.extension().unwrap() == "seg")
+        .collect();
+    assert!(
+        sealed.len() >= 2,
+        "segments sealed before the disk filled: {}",
+        sealed.len()
+    );
+    let mut expected = 0u64;
+    for p in &sealed {
+        let seg = Segment::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(seg.sealed());
+        expected += seg.blocks().iter().map(|b| b.count as u64).sum::<u64>();
+    }
+    let opts = ReadOptions::default();
+    let mut r = Reader::open(dir.path(), &opts).unwrap();
+    let mut n = 0u64;
+    while let Some(rec) = r.next_record().unwrap() {
+        assert_eq!(
+            rec.ts_ns,
+            record(n, 0).0,
+            "records come back in order, none missing"
+        );
+        n += 1;
+    }
+    assert!(n >= expected, "read {n}, sealed segments hold {expected}");
+}
+
+#[test]
+fn full_disk_uring() {
+    full_disk(IoBackend::Uring);
+}
+
+#[test]
+fn full_disk_portable() {
+    full_disk(IoBackend::Portable);
+}
