@@ -4,6 +4,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use crate::block::DecodedBlock;
 use crate::error::StorageError;
@@ -49,60 +52,93 @@ impl ReadOptions {
     }
 }
 
+/// A decoded block ready to be read, with its records' order by timestamp.
+#[derive(Default)]
+struct Ready {
+    block: DecodedBlock,
+    order: Vec<u32>,
+}
+
+/// Shared counters of the decode workers.
+#[derive(Default)]
+struct Counters {
+    read: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Blocks decoded ahead per stream: enough to overlap decoding with the consumer.
+const READ_AHEAD_BLOCKS: usize = 2;
+
+/// Reads and decodes the wanted blocks of one stream, in order, on its own thread, so
+/// that streams decode in parallel and each overlaps with the consumer.
+fn decode_worker(
+    segments: Vec<Segment>,
+    opts: ReadOptions,
+    mask: u64,
+    tx: SyncSender<Result<Ready, StorageError>>,
+    recycled: Receiver<Ready>,
+    counters: Arc<Counters>,
+) {
+    let mut buf = Vec::new();
+    for seg in &segments {
+        for meta in seg.blocks() {
+            if !meta.overlaps(opts.from_ns, opts.to_ns, mask) {
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut ready = recycled.try_recv().unwrap_or_default();
+            if let Err(e) = seg.read_block(meta, &mut buf, &mut ready.block) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            counters.read.fetch_add(1, Ordering::Relaxed);
+            let entries = ready.block.entries();
+            ready.order.clear();
+            ready.order.extend(0..entries.len() as u32);
+            ready.order.sort_by_key(|&i| entries[i as usize].ts_ns);
+            if tx.send(Ok(ready)).is_err() {
+                return; // the reader is gone
+            }
+        }
+    }
+}
+
 struct StreamCursor {
     id: u32,
-    segments: Vec<Segment>,
-    seg: usize,
-    block: usize,
-    decoded: DecodedBlock,
-    /// Record order within the current block: indices sorted by timestamp.
-    order: Vec<u32>,
+    blocks: Receiver<Result<Ready, StorageError>>,
+    recycle: Sender<Ready>,
+    current: Ready,
     pos: usize,
-    buf: Vec<u8>,
 }
 
 impl StreamCursor {
     /// Moves to the next wanted record; false at the end of the stream.
-    fn advance(
-        &mut self,
-        opts: &ReadOptions,
-        mask: u64,
-        counts: &mut BlockCounts,
-    ) -> Result<bool, StorageError> {
+    fn advance(&mut self, opts: &ReadOptions) -> Result<bool, StorageError> {
         loop {
-            while self.pos < self.order.len() {
-                let e = &self.decoded.entries()[self.order[self.pos] as usize];
+            while self.pos < self.current.order.len() {
+                let e = &self.current.block.entries()[self.current.order[self.pos] as usize];
                 if opts.wants(e.ts_ns, e.kind) {
                     return Ok(true);
                 }
                 self.pos += 1;
             }
-            // Next block that may hold something wanted.
-            let Some(seg) = self.segments.get(self.seg) else {
-                return Ok(false);
+            let Ok(next) = self.blocks.recv() else {
+                return Ok(false); // the worker finished
             };
-            let Some(meta) = seg.blocks().get(self.block).copied() else {
-                self.seg += 1;
-                self.block = 0;
-                continue;
-            };
-            self.block += 1;
-            if !meta.overlaps(opts.from_ns, opts.to_ns, mask) {
-                counts.skipped += 1;
-                continue;
-            }
-            counts.read += 1;
-            seg.read_block(&meta, &mut self.buf, &mut self.decoded)?;
-            let entries = self.decoded.entries();
-            self.order.clear();
-            self.order.extend(0..entries.len() as u32);
-            self.order.sort_by_key(|&i| entries[i as usize].ts_ns);
+            let done = std::mem::replace(&mut self.current, next?);
+            let _ = self.recycle.send(done);
             self.pos = 0;
         }
     }
 
     fn current_ts(&self) -> u64 {
-        self.decoded.entries()[self.order[self.pos] as usize].ts_ns
+        self.current.block.entries()[self.current.order[self.pos] as usize].ts_ns
+    }
+
+    fn record(&self) -> RecordRef<'_> {
+        self.current
+            .block
+            .record(self.current.order[self.pos] as usize)
     }
 }
 
@@ -118,18 +154,18 @@ pub struct Reader {
     streams: Vec<StreamCursor>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     opts: ReadOptions,
-    mask: u64,
     /// Stream whose current record was last handed out and must advance first.
     pending: Option<usize>,
-    counts: BlockCounts,
+    counters: Arc<Counters>,
     started: bool,
+    headers: Vec<(u32, crate::format::FileHeader)>,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
             .field("streams", &self.streams.len())
-            .field("counts", &self.counts)
+            .field("counts", &self.block_counts())
             .finish()
     }
 }
@@ -180,43 +216,53 @@ impl Reader {
     /// naming the file and offset; unsealed segments are read up to their torn tail.
     pub fn open(dir: impl AsRef<Path>, opts: &ReadOptions) -> Result<Reader, StorageError> {
         let dir = dir.as_ref();
+        let counters = Arc::new(Counters::default());
+        let mask = opts.kind_mask();
         let mut streams = Vec::new();
+        let mut headers = Vec::new();
         for (id, path) in stream_dirs(dir)? {
             if opts.streams.as_ref().is_some_and(|s| !s.contains(&id)) {
                 continue;
             }
+            let segments = open_stream(&path)?;
+            headers.extend(segments.iter().map(|s| (id, s.header().clone())));
+            let (tx, rx) = sync_channel(READ_AHEAD_BLOCKS);
+            let (recycle, recycled) = channel();
+            let (o, c) = (opts.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name(format!("decode-{id}"))
+                .spawn(move || decode_worker(segments, o, mask, tx, recycled, c))
+                .map_err(|e| StorageError::io(&path, "spawn decode thread", e))?;
             streams.push(StreamCursor {
                 id,
-                segments: open_stream(&path)?,
-                seg: 0,
-                block: 0,
-                decoded: DecodedBlock::new(),
-                order: Vec::new(),
+                blocks: rx,
+                recycle,
+                current: Ready::default(),
                 pos: 0,
-                buf: Vec::new(),
             });
         }
         Ok(Reader {
             streams,
             heap: BinaryHeap::new(),
-            mask: opts.kind_mask(),
             opts: opts.clone(),
             pending: None,
-            counts: BlockCounts::default(),
+            counters,
             started: false,
+            headers,
         })
     }
 
     /// Segment headers of every stream (for wall-clock offsets, hosts, ABI versions).
     pub fn headers(&self) -> impl Iterator<Item = (u32, &crate::format::FileHeader)> {
-        self.streams
-            .iter()
-            .flat_map(|s| s.segments.iter().map(move |seg| (s.id, seg.header())))
+        self.headers.iter().map(|(id, h)| (*id, h))
     }
 
-    /// Blocks decoded and skipped so far.
+    /// Blocks decoded and skipped so far (decoding runs ahead of the records returned).
     pub fn block_counts(&self) -> BlockCounts {
-        self.counts
+        BlockCounts {
+            read: self.counters.read.load(Ordering::Relaxed),
+            skipped: self.counters.skipped.load(Ordering::Relaxed),
+        }
     }
 
     /// The next record in timestamp order (ties: lower stream id first), or `None`.
@@ -229,7 +275,7 @@ impl Reader {
         if !self.started {
             self.started = true;
             for i in 0..self.streams.len() {
-                if self.streams[i].advance(&self.opts, self.mask, &mut self.counts)? {
+                if self.streams[i].advance(&self.opts)? {
                     self.heap.push(Reverse((self.streams[i].current_ts(), i)));
                 }
             }
@@ -237,8 +283,15 @@ impl Reader {
         if let Some(i) = self.pending.take() {
             let s = &mut self.streams[i];
             s.pos += 1;
-            if s.advance(&self.opts, self.mask, &mut self.counts)? {
-                self.heap.push(Reverse((s.current_ts(), i)));
+            if s.advance(&self.opts)? {
+                let ts = s.current_ts();
+                // Still the earliest: hand it out without touching the heap.
+                if self.heap.peek().is_none_or(|Reverse(top)| (ts, i) <= *top) {
+                    self.pending = Some(i);
+                    let s = &self.streams[i];
+                    return Ok(Some((s.id, s.record())));
+                }
+                self.heap.push(Reverse((ts, i)));
             }
         }
         let Some(Reverse((_, i))) = self.heap.pop() else {
@@ -246,7 +299,7 @@ impl Reader {
         };
         self.pending = Some(i);
         let s = &self.streams[i];
-        Ok(Some((s.id, s.decoded.record(s.order[s.pos] as usize))))
+        Ok(Some((s.id, s.record())))
     }
 }
 
