@@ -172,3 +172,32 @@ fn a_new_writer_continues_the_sequence() {
     }
     assert_eq!(n, 200);
 }
+
+#[test]
+fn rotation_by_age_and_interval_syncs() {
+    let dir = TempDir::new("age");
+    let mut c = config(dir.path(), 0, IoBackend::Uring);
+    c.segment_age_max = std::time::Duration::from_millis(50);
+    c.durability = storage::Durability::IntervalMs(10);
+    let mut w = StreamWriter::create(c).unwrap();
+    write(&mut w, 0, 0..10);
+    w.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&mut w, 0, 10..20);
+    w.flush().unwrap();
+    assert!(
+        w.stats().syncs >= 1,
+        "interval sync after a block: {:?}",
+        w.stats()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    w.tick().unwrap();
+    assert_eq!(w.stats().segments_sealed, 1, "sealed by age on tick");
+    let segs = segments(&dir.path().join("stream-000"));
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].extension().unwrap(), "seg");
+    write(&mut w, 0, 20..30);
+    let stats = w.close().unwrap();
+    assert_eq!(stats.segments_sealed, 2);
+    assert_eq!(stats.records, 30);
+}
