@@ -444,6 +444,28 @@ impl Collector {
         std::mem::take(&mut self.rings)
     }
 
+    /// Detaches and unloads every program: no new record is produced after this returns
+    /// (one already being written may still be committed). Maps, rings and counters stay
+    /// readable, so a reader can drain the rings and read final counters.
+    pub fn stop(&mut self) -> Result<(), LoadError> {
+        for p in PROGRAMS {
+            if !self.attached.contains(&p.tracepoint) {
+                continue;
+            }
+            let err = |source| LoadError::Program {
+                program: p.program,
+                tracepoint: p.tracepoint,
+                source,
+            };
+            if let Some(prog) = self.ebpf.program_mut(p.program) {
+                let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+                prog.unload().map_err(err)?;
+            }
+        }
+        self.attached.clear();
+        Ok(())
+    }
+
     /// Tracepoints attached, in attach order.
     pub fn attached(&self) -> &[&'static str] {
         &self.attached

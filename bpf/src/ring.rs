@@ -127,6 +127,11 @@ impl CpuRing {
         self.cpu
     }
 
+    /// Size of the ring in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
     /// Bytes written by the kernel and not yet consumed.
     pub fn pending_bytes(&self) -> u64 {
         self.producer_pos().load(Ordering::Acquire) - self.pos

@@ -19,7 +19,9 @@ pub fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
     }
 }
 
-struct Lossy<'a>(&'a [u8]);
+/// Bytes shown as UTF-8, invalid bytes as `\\xNN`.
+#[derive(Debug)]
+pub struct Lossy<'a>(pub &'a [u8]);
 
 impl std::fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +63,7 @@ impl std::fmt::Display for Addr {
     }
 }
 
-/// Writes one text line for `ev`.
+/// Writes one text line for `ev`, stamped with its monotonic time.
 pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
     let h = ev.header;
     write!(
@@ -75,6 +77,12 @@ pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<
         h.tid,
         ev.kind.name()
     )?;
+    write_fields(out, ev)
+}
+
+/// Writes the kind's own fields (` key=value ...`) and the newline.
+pub fn write_fields<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
+    let h = ev.header;
     match ev.payload {
         Payload::ProcessExec(p) => write!(
             out,

@@ -1,6 +1,14 @@
-//! The collector engine. For now: live capture from the per-CPU kernel rings and the
-//! text formatting of events (`engine` runs a live tail). The thread-per-core pipeline
-//! to segment files comes with the storage crate.
+//! The collector engine: kernel capture joined to segment storage by a share-nothing,
+//! thread-per-core pipeline (decode in place, filter, sample, write), the control thread
+//! that turns kernel drop counters into in-band loss records, and the offline tools
+//! (replay, inspect, verify).
 
+pub mod config;
+pub mod core;
+pub mod filter;
 pub mod format;
+pub mod pipeline;
+pub mod replay;
+pub mod run;
+pub mod sampler;
 pub mod tail;

@@ -2,28 +2,11 @@
 //! event as a line, and at the end print the per-kind accounting.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bpf::abi::KIND_MAX;
 use bpf::{CaptureConfig, Collector, Kind, Poller, decode};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Makes SIGINT and SIGTERM request a graceful stop.
-pub fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
 
 /// What the tail saw, per kind id: records delivered to user space and records that
 /// did not decode.
@@ -66,7 +49,7 @@ pub fn run(
     };
     loop {
         let stopping =
-            STOP.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d);
+            crate::run::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
         if stopping {
             // Final drain: everything the kernel wrote before we stopped.
             while drain(&mut rings, out)? > 0 {}

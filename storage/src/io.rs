@@ -189,12 +189,16 @@ impl FileWriter {
                 u.ring
                     .submit_and_wait(1)
                     .map_err(|e| StorageError::io(&self.path, "io_uring_enter", e))?;
-                let done: Vec<(u64, i32)> = u
-                    .ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result()))
-                    .collect();
-                for (user_data, res) in done {
+                // At most one completion per buffer (64 at most): no allocation.
+                let mut done = [(0u64, 0i32); 64];
+                let mut count = 0;
+                for c in u.ring.completion() {
+                    if count < done.len() {
+                        done[count] = (c.user_data(), c.result());
+                        count += 1;
+                    }
+                }
+                for &(user_data, res) in &done[..count] {
                     let Some(pos) = u.inflight.iter().position(|f| f.0 as u64 == user_data) else {
                         continue;
                     };

@@ -142,6 +142,26 @@ impl StreamCursor {
     }
 }
 
+/// Reads a [`Reader`]'s block counters.
+#[derive(Clone)]
+pub struct Progress(Arc<Counters>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.counts().fmt(f)
+    }
+}
+
+impl Progress {
+    /// Blocks decoded and skipped so far.
+    pub fn counts(&self) -> BlockCounts {
+        BlockCounts {
+            read: self.0.read.load(Ordering::Relaxed),
+            skipped: self.0.skipped.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Blocks decoded and blocks skipped by metadata, so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockCounts {
@@ -259,10 +279,12 @@ impl Reader {
 
     /// Blocks decoded and skipped so far (decoding runs ahead of the records returned).
     pub fn block_counts(&self) -> BlockCounts {
-        BlockCounts {
-            read: self.counters.read.load(Ordering::Relaxed),
-            skipped: self.counters.skipped.load(Ordering::Relaxed),
-        }
+        self.progress().counts()
+    }
+
+    /// A handle on the block counters that can be read while a record is borrowed.
+    pub fn progress(&self) -> Progress {
+        Progress(self.counters.clone())
     }
 
     /// The next record in timestamp order (ties: lower stream id first), or `None`.

@@ -31,6 +31,8 @@ pub enum LossReason {
     Undecodable = 4,
     /// Storage failed (e.g. disk full) and records were not written.
     StorageError = 5,
+    /// The kernel's per-CPU token bucket rejected them (a configured rate limit).
+    KernelRateLimited = 6,
 }
 
 impl LossReason {
@@ -42,6 +44,7 @@ impl LossReason {
             LossReason::WriterBehind => "writer_behind",
             LossReason::Undecodable => "undecodable",
             LossReason::StorageError => "storage_error",
+            LossReason::KernelRateLimited => "kernel_rate_limited",
         }
     }
 
@@ -53,6 +56,7 @@ impl LossReason {
             3 => LossReason::WriterBehind,
             4 => LossReason::Undecodable,
             5 => LossReason::StorageError,
+            6 => LossReason::KernelRateLimited,
             _ => return None,
         })
     }
@@ -136,7 +140,7 @@ mod tests {
         assert_eq!(Loss::decode(&l.encode()), Some(l));
         assert_eq!(Loss::decode(&[0; 39]), None);
         assert_eq!(l.known_reason(), Some(LossReason::KernelRingFull));
-        for id in 1..=5 {
+        for id in 1..=6 {
             assert_eq!(LossReason::from_id(id).map(|r| r as u16), Some(id));
         }
     }

@@ -1,0 +1,193 @@
+//! Core threads: one per configured CPU, pinned, each owning the rings of the CPUs
+//! assigned to it, its pipeline (filter, sampler, block buffers, zstd context, io_uring,
+//! segment stream) and its counters. The control thread talks to it through one SPSC
+//! queue (`rtrb`) and shared atomics; nothing on the per-event path locks.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bpf::{CpuRing, Poller};
+use storage::Loss;
+
+use crate::pipeline::{Latencies, Pipeline, PipelineStats, monotonic_ns};
+
+/// Messages from the control thread.
+#[derive(Debug, Clone, Copy)]
+pub enum CoreMsg {
+    /// Write this loss record in-band.
+    Loss(Loss),
+}
+
+/// Capacity of the control -> core queue.
+pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
+
+/// What the control thread can read of a core thread while it runs.
+#[derive(Debug, Default)]
+pub struct CoreShared {
+    /// Records read from the rings.
+    pub delivered: AtomicU64,
+    /// Records written.
+    pub written: AtomicU64,
+    /// Records filtered or sampled out.
+    pub left_out: AtomicU64,
+    /// Bytes appended and bytes written to disk (compression ratio).
+    pub record_bytes: AtomicU64,
+    pub file_bytes: AtomicU64,
+    /// Largest ring fill seen in the last status interval, in per mille.
+    pub ring_fill_permille: AtomicU64,
+    /// Loss messages the control thread could not queue (the queue was full): their
+    /// counts are reported at stop instead.
+    pub control_overflow: AtomicU64,
+    /// Latest latency histograms, published every status interval (not per event).
+    pub latencies: Mutex<Option<Latencies>>,
+    /// Current 1-in-N per class.
+    pub sampling: Mutex<[u32; 4]>,
+}
+
+/// The final report of a core thread.
+#[derive(Debug)]
+pub struct CoreReport {
+    pub id: u32,
+    pub stats: PipelineStats,
+    pub latencies: Latencies,
+    pub writer: storage::WriterStats,
+    pub storage_error: Option<String>,
+}
+
+/// A core thread's state before it starts.
+pub struct Core {
+    pub id: u32,
+    pub cpu: usize,
+    pub rings: Vec<CpuRing>,
+    pub pipeline: Pipeline,
+    pub control: rtrb::Consumer<CoreMsg>,
+    pub shared: Arc<CoreShared>,
+    pub poll_budget_events: usize,
+    pub poll_timeout: Duration,
+    pub publish_every: Duration,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("id", &self.id)
+            .field("cpu", &self.cpu)
+            .finish()
+    }
+}
+
+impl Core {
+    /// Runs until `stop` is set, then drains every ring to the end, applies every queued
+    /// control message, and closes its stream (sealing the segment).
+    pub fn run(mut self, stop: &AtomicBool) -> CoreReport {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: self.cpu }) {
+            eprintln!(
+                "engine: core {}: could not pin to CPU {}",
+                self.id, self.cpu
+            );
+        }
+        let mut poller = match Poller::new(&self.rings) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("engine: core {}: epoll: {e}; polling on a timer", self.id);
+                None
+            }
+        };
+        let mut last_publish = monotonic_ns();
+        let publish_ns = self.publish_every.as_nanos() as u64;
+        let mut max_fill = 0u64;
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            let mut drained = 0;
+            for ring in &mut self.rings {
+                let fill = ring.pending_bytes();
+                max_fill = max_fill.max(fill);
+                let budget = if stopping {
+                    usize::MAX
+                } else {
+                    self.poll_budget_events
+                };
+                drained += ring.drain(budget, |b| self.pipeline.process(b));
+            }
+            while let Ok(msg) = self.control.pop() {
+                match msg {
+                    CoreMsg::Loss(l) => self.pipeline.loss(&l),
+                }
+            }
+            let now = monotonic_ns();
+            self.pipeline.tick(now);
+            if now.saturating_sub(last_publish) >= publish_ns {
+                self.publish(max_fill);
+                max_fill = 0;
+                last_publish = now;
+            }
+            if stopping && drained == 0 {
+                break;
+            }
+            if drained == 0 {
+                match &mut poller {
+                    Some(p) => {
+                        let _ = p.wait(self.poll_timeout).map(|it| it.for_each(drop));
+                    }
+                    None => std::thread::sleep(self.poll_timeout),
+                }
+            }
+        }
+        self.publish(max_fill);
+        let Core { id, pipeline, .. } = self;
+        let Pipeline {
+            writer,
+            stats,
+            latencies,
+            mut storage_error,
+            ..
+        } = pipeline;
+        let writer_stats = match writer.close() {
+            Ok(s) => s,
+            Err(e) => {
+                storage_error.get_or_insert(e.to_string());
+                storage::WriterStats::default()
+            }
+        };
+        CoreReport {
+            id,
+            stats,
+            latencies,
+            writer: writer_stats,
+            storage_error,
+        }
+    }
+
+    fn publish(&self, max_fill: u64) {
+        let s = &self.pipeline.stats;
+        let sum = |a: &[u64]| a.iter().sum::<u64>();
+        self.shared
+            .delivered
+            .store(sum(&s.delivered), Ordering::Relaxed);
+        self.shared
+            .written
+            .store(sum(&s.written), Ordering::Relaxed);
+        self.shared
+            .left_out
+            .store(sum(&s.filtered) + sum(&s.sampled_out), Ordering::Relaxed);
+        let w = self.pipeline.writer.stats();
+        self.shared
+            .record_bytes
+            .store(w.record_bytes, Ordering::Relaxed);
+        self.shared
+            .file_bytes
+            .store(w.bytes_written, Ordering::Relaxed);
+        let ring_bytes = self.rings.first().map_or(1, |r| r.capacity().max(1));
+        self.shared
+            .ring_fill_permille
+            .store(max_fill * 1000 / ring_bytes, Ordering::Relaxed);
+        if let Ok(mut l) = self.shared.latencies.lock() {
+            *l = Some(self.pipeline.latencies.clone());
+        }
+        if let Ok(mut r) = self.shared.sampling.lock() {
+            *r = self.pipeline.sampling_rates();
+        }
+    }
+}

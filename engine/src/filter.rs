@@ -1,0 +1,243 @@
+//! User-space filters: what the kernel could not filter itself. Compiled once from the
+//! config; [`Filter::keep`] allocates nothing.
+
+use bpf::abi::{cstr_bytes, str_bytes};
+use bpf::{Event, Kind, Payload};
+
+use crate::config;
+
+/// An address block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// 2 (IPv4) or 10 (IPv6), as in records.
+    pub family: u16,
+    pub addr: [u8; 16],
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn contains(&self, family: u16, addr: &[u8; 16]) -> bool {
+        if family != self.family {
+            return false;
+        }
+        let full = (self.prefix / 8) as usize;
+        if addr[..full] != self.addr[..full] {
+            return false;
+        }
+        let rest = self.prefix % 8;
+        rest == 0 || (addr[full] ^ self.addr[full]) >> (8 - rest) == 0
+    }
+}
+
+/// Parses `1.2.3.4`, `10.0.0.0/8`, `::1`, `fd00::/8`.
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let (ip, prefix) = match s.split_once('/') {
+        Some((ip, p)) => (ip, Some(p.parse::<u8>().ok()?)),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let mut addr = [0u8; 16];
+    let (family, max) = match ip {
+        std::net::IpAddr::V4(v4) => {
+            addr[..4].copy_from_slice(&v4.octets());
+            (2, 32)
+        }
+        std::net::IpAddr::V6(v6) => {
+            addr = v6.octets();
+            (10, 128)
+        }
+    };
+    let prefix = prefix.unwrap_or(max);
+    (prefix <= max).then_some(Cidr {
+        family,
+        addr,
+        prefix,
+    })
+}
+
+enum CommPattern {
+    Exact([u8; 16], usize),
+    Prefix([u8; 16], usize),
+}
+
+impl CommPattern {
+    fn parse(s: &str) -> CommPattern {
+        let (base, prefix) = match s.strip_suffix('*') {
+            Some(b) => (b, true),
+            None => (s, false),
+        };
+        let mut buf = [0u8; 16];
+        let n = base.len().min(15);
+        buf[..n].copy_from_slice(&base.as_bytes()[..n]);
+        if prefix {
+            CommPattern::Prefix(buf, n)
+        } else {
+            CommPattern::Exact(buf, n)
+        }
+    }
+
+    fn matches(&self, comm: &[u8]) -> bool {
+        match self {
+            CommPattern::Exact(b, n) => comm == &b[..*n],
+            CommPattern::Prefix(b, n) => comm.starts_with(&b[..*n]),
+        }
+    }
+}
+
+/// The compiled user-space filter.
+pub struct Filter {
+    /// Bit per kind id (< 64) to keep.
+    kinds: u64,
+    pids: Vec<u32>,
+    exclude_pids: Vec<u32>,
+    comms: Vec<CommPattern>,
+    exclude_comms: Vec<CommPattern>,
+    uids: Vec<u32>,
+    cgroups: Vec<u64>,
+    path_prefixes: Vec<Vec<u8>>,
+    nets: Vec<Cidr>,
+    ports: Vec<u16>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("kinds", &format_args!("{:#x}", self.kinds))
+            .finish()
+    }
+}
+
+/// The kinds a config keeps (bit per kind id).
+pub fn kind_mask(f: &config::Filter) -> u64 {
+    let bit = |name: &String| Kind::from_name(name).map_or(0, |k| 1u64 << (k as u16));
+    let keep = if f.kinds.is_empty() {
+        u64::MAX
+    } else {
+        f.kinds.iter().map(bit).fold(0, |a, b| a | b)
+    };
+    keep & !f.exclude_kinds.iter().map(bit).fold(0, |a, b| a | b)
+}
+
+impl Filter {
+    /// Compiles a validated config section.
+    pub fn new(f: &config::Filter) -> Filter {
+        Filter {
+            kinds: kind_mask(f),
+            pids: f.pids.clone(),
+            exclude_pids: f.exclude_pids.clone(),
+            comms: f.comms.iter().map(|s| CommPattern::parse(s)).collect(),
+            exclude_comms: f
+                .exclude_comms
+                .iter()
+                .map(|s| CommPattern::parse(s))
+                .collect(),
+            uids: f.uids.clone(),
+            cgroups: f.cgroups.clone(),
+            path_prefixes: f
+                .path_prefixes
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+            nets: f.addresses.iter().filter_map(|a| parse_cidr(a)).collect(),
+            ports: f.ports.clone(),
+        }
+    }
+
+    /// Whether to keep `ev`.
+    pub fn keep(&self, ev: &Event<'_>) -> bool {
+        let h = ev.header;
+        if self.kinds & (1u64 << ((ev.kind as u16) & 63)) == 0 {
+            return false;
+        }
+        if !self.pids.is_empty() && !self.pids.contains(&h.pid) {
+            return false;
+        }
+        if self.exclude_pids.contains(&h.pid) {
+            return false;
+        }
+        let comm = cstr_bytes(&h.comm);
+        if !self.comms.is_empty() && !self.comms.iter().any(|c| c.matches(comm)) {
+            return false;
+        }
+        if self.exclude_comms.iter().any(|c| c.matches(comm)) {
+            return false;
+        }
+        if !self.uids.is_empty() && !self.uids.contains(&h.uid) {
+            return false;
+        }
+        if !self.cgroups.is_empty() && !self.cgroups.contains(&h.cgroup_id) {
+            return false;
+        }
+        if !self.path_prefixes.is_empty() {
+            let matches = |p: &[u8]| self.path_prefixes.iter().any(|pre| p.starts_with(pre));
+            match ev.payload {
+                Payload::FileOp(p) if !matches(str_bytes(&p.path, p.path_len)) => return false,
+                Payload::FileRename(p)
+                    if !matches(str_bytes(&p.old_path, p.old_path_len))
+                        && !matches(str_bytes(&p.new_path, p.new_path_len)) =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        if !self.nets.is_empty() || !self.ports.is_empty() {
+            let (family, saddr, daddr, sport, dport) = match ev.payload {
+                Payload::Tcp(t) => (t.family, &t.saddr, &t.daddr, t.sport, t.dport),
+                Payload::PacketDrop(d) => (d.family, &d.saddr, &d.daddr, d.sport, d.dport),
+                _ => return true,
+            };
+            if !self.nets.is_empty()
+                && !self
+                    .nets
+                    .iter()
+                    .any(|c| c.contains(family, saddr) || c.contains(family, daddr))
+            {
+                return false;
+            }
+            if !self.ports.is_empty()
+                && !self.ports.contains(&sport)
+                && !self.ports.contains(&dport)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c = parse_cidr("10.1.0.0/16").unwrap();
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[10, 1, 200, 3]);
+        assert!(c.contains(2, &a));
+        a[1] = 2;
+        assert!(!c.contains(2, &a));
+        assert!(!c.contains(10, &a));
+        let one = parse_cidr("::1").unwrap();
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert!(one.contains(10, &v6));
+        let odd = parse_cidr("192.168.0.0/20").unwrap();
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&[192, 168, 15, 1]);
+        assert!(odd.contains(2, &b));
+        b[2] = 16;
+        assert!(!odd.contains(2, &b));
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("nope").is_none());
+    }
+
+    #[test]
+    fn comm_patterns() {
+        assert!(CommPattern::parse("bash").matches(b"bash"));
+        assert!(!CommPattern::parse("bash").matches(b"bash2"));
+        assert!(CommPattern::parse("kworker*").matches(b"kworker/0:1"));
+        assert!(!CommPattern::parse("kworker*").matches(b"kwork"));
+    }
+}

@@ -1,0 +1,718 @@
+//! The offline side: `engine replay`, `engine inspect`, `engine verify`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bpf::abi::{cstr_bytes, str_bytes};
+use bpf::{Event, Kind, Payload};
+use storage::{KIND_LOSS, Loss, LossReason, ReadOptions, Reader, Segment, Stats};
+
+use crate::format::{Lossy, ip, write_fields};
+
+/// Output format of `engine replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// What `engine replay` selects.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayArgs {
+    pub kinds: Vec<String>,
+    pub pid: Option<u32>,
+    /// Exact, or a prefix with a trailing `*`.
+    pub comm: Option<String>,
+    /// Wall-clock bounds, ns since the Unix epoch.
+    pub from_unix_ns: Option<i128>,
+    pub to_unix_ns: Option<i128>,
+    pub limit: Option<u64>,
+}
+
+// ---- time -------------------------------------------------------------------------
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// RFC 3339 in UTC with nanoseconds: `2026-11-26T12:00:00.123456789Z`.
+#[derive(Debug)]
+pub struct Rfc3339(pub i128);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.div_euclid(1_000_000_000) as i64;
+        let nanos = self.0.rem_euclid(1_000_000_000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let s = secs.rem_euclid(86_400);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            s / 3600,
+            s % 3600 / 60,
+            s % 60
+        )
+    }
+}
+
+/// Parses RFC 3339 (`2026-11-26T12:00:00Z`, fractional seconds and `+hh:mm` offsets
+/// allowed) or a plain integer of ns since the Unix epoch.
+pub fn parse_time(s: &str) -> Option<i128> {
+    if let Ok(ns) = s.parse::<i128>() {
+        return Some(ns);
+    }
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0i128;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = frac[..digits].parse::<i128>().ok()? * 10i128.pow(9 - digits as u32);
+        rest = &frac[digits..];
+    }
+    let offset_s: i64 = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    Some(secs as i128 * 1_000_000_000 + nanos)
+}
+
+// ---- JSON -------------------------------------------------------------------------
+
+struct Json<'a>(&'a [u8]);
+
+impl std::fmt::Display for Json<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('"')?;
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '"' => f.write_str("\\\"")?,
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\r' => f.write_str("\\r")?,
+                    '\t' => f.write_str("\\t")?,
+                    c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+                    c => f.write_char(c)?,
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\\\x{b:02x}")?;
+            }
+        }
+        f.write_char('"')
+    }
+}
+
+fn json_addr(family: u16, a: &[u8; 16]) -> String {
+    ip(family, a).map_or_else(String::new, |ip| ip.to_string())
+}
+
+fn write_argv<W: Write + ?Sized>(out: &mut W, argv: &[u8]) -> io::Result<()> {
+    out.write_all(b"[")?;
+    let trimmed = argv.strip_suffix(&[0]).unwrap_or(argv);
+    if !trimmed.is_empty() {
+        for (i, arg) in trimmed.split(|&b| b == 0).enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            write!(out, "{}", Json(arg))?;
+        }
+    }
+    out.write_all(b"]")
+}
+
+/// Writes one event as a JSON object on one line.
+pub fn write_json<W: Write + ?Sized>(
+    out: &mut W,
+    ev: &Event<'_>,
+    weight: u32,
+    wall_ns: i128,
+) -> io::Result<()> {
+    let h = ev.header;
+    write!(
+        out,
+        "{{\"ts\":\"{}\",\"kind\":\"{}\",\"cpu\":{},\"pid\":{},\"tid\":{},\"uid\":{},\"gid\":{},\"comm\":{},\"cgroup_id\":{},\"weight\":{}",
+        Rfc3339(wall_ns),
+        ev.kind.name(),
+        h.cpu,
+        h.pid,
+        h.tid,
+        h.uid,
+        h.gid,
+        Json(cstr_bytes(&h.comm)),
+        h.cgroup_id,
+        weight
+    )?;
+    if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
+        out.write_all(b",\"truncated\":true")?;
+    }
+    match ev.payload {
+        Payload::ProcessExec(p) => {
+            write!(
+                out,
+                ",\"filename\":{},\"argv\":",
+                Json(str_bytes(&p.filename, p.filename_len))
+            )?;
+            write_argv(out, str_bytes(&p.argv, p.argv_len))?;
+            write!(
+                out,
+                ",\"argc\":{},\"ppid\":{},\"euid\":{},\"egid\":{}",
+                p.argc, p.ppid, p.euid, p.egid
+            )?;
+        }
+        Payload::ProcessFork(p) => write!(
+            out,
+            ",\"parent_pid\":{},\"child_pid\":{},\"child_tid\":{},\"is_thread\":{}",
+            p.parent_pid,
+            p.child_pid,
+            p.child_tid,
+            p.is_thread == 1
+        )?,
+        Payload::ProcessExit(p) => write!(
+            out,
+            ",\"exit_code\":{},\"signal\":{},\"core_dumped\":{},\"lifetime_ns\":{}",
+            p.exit_code,
+            p.signal,
+            p.core_dumped == 1,
+            p.lifetime_ns
+        )?,
+        Payload::FileOp(p) => write!(
+            out,
+            ",\"path\":{},\"flags\":{},\"mode\":{},\"dirfd\":{},\"ret\":{},\"latency_ns\":{},\"syscall\":{}",
+            Json(str_bytes(&p.path, p.path_len)),
+            p.flags,
+            p.mode,
+            p.dirfd,
+            p.ret,
+            p.latency_ns,
+            p.syscall_nr
+        )?,
+        Payload::FileRename(p) => write!(
+            out,
+            ",\"path\":{},\"new_path\":{},\"flags\":{},\"ret\":{},\"latency_ns\":{},\"syscall\":{}",
+            Json(str_bytes(&p.old_path, p.old_path_len)),
+            Json(str_bytes(&p.new_path, p.new_path_len)),
+            p.flags,
+            p.ret,
+            p.latency_ns,
+            p.syscall_nr
+        )?,
+        Payload::Tcp(t) => write!(
+            out,
+            ",\"family\":{},\"saddr\":\"{}\",\"daddr\":\"{}\",\"sport\":{},\"dport\":{},\"old_state\":{},\"new_state\":{},\"sock_cookie\":{},\"reason\":{}",
+            t.family,
+            json_addr(t.family, &t.saddr),
+            json_addr(t.family, &t.daddr),
+            t.sport,
+            t.dport,
+            t.old_state,
+            t.new_state,
+            t.sock_cookie,
+            t.reason
+        )?,
+        Payload::PacketDrop(d) => write!(
+            out,
+            ",\"reason\":{},\"family\":{},\"saddr\":\"{}\",\"daddr\":\"{}\",\"sport\":{},\"dport\":{},\"protocol\":{},\"l4_protocol\":{},\"ifindex\":{},\"location\":{}",
+            d.reason,
+            d.family,
+            json_addr(d.family, &d.saddr),
+            json_addr(d.family, &d.daddr),
+            d.sport,
+            d.dport,
+            d.protocol,
+            d.l4_protocol,
+            d.ifindex,
+            d.location
+        )?,
+        Payload::CredChange(p) => write!(
+            out,
+            ",\"syscall\":{},\"args\":[{},{},{}],\"ret\":{},\"new_uid\":{},\"new_euid\":{},\"new_gid\":{},\"new_egid\":{}",
+            p.syscall_nr,
+            p.args[0] as i32,
+            p.args[1] as i32,
+            p.args[2] as i32,
+            p.ret,
+            p.new_uid,
+            p.new_euid,
+            p.new_gid,
+            p.new_egid
+        )?,
+        Payload::Ptrace(p) => write!(
+            out,
+            ",\"request\":{},\"target_pid\":{},\"addr\":{},\"data\":{},\"ret\":{}",
+            p.request, p.target_pid, p.addr, p.data, p.ret
+        )?,
+        Payload::Capability(p) => write!(
+            out,
+            ",\"cap\":{},\"allowed\":{},\"ret\":{},\"euid\":{}",
+            p.cap,
+            p.ret == 0,
+            p.ret,
+            p.euid
+        )?,
+        Payload::Module(p) => write!(
+            out,
+            ",\"text\":{},\"fd\":{},\"flags\":{},\"ret\":{},\"syscall\":{}",
+            Json(str_bytes(&p.text, p.text_len)),
+            p.fd,
+            p.flags,
+            p.ret,
+            p.syscall_nr
+        )?,
+        Payload::Bpf(p) => write!(
+            out,
+            ",\"cmd\":{},\"attr_type\":{},\"attr_size\":{},\"ret\":{}",
+            p.cmd, p.attr_type, p.attr_size, p.ret
+        )?,
+        Payload::Mount(p) => write!(
+            out,
+            ",\"source\":{},\"target\":{},\"fstype\":{},\"flags\":{},\"ret\":{},\"syscall\":{}",
+            Json(str_bytes(&p.source, p.source_len)),
+            Json(str_bytes(&p.target, p.target_len)),
+            Json(str_bytes(&p.fstype, p.fstype_len)),
+            p.flags,
+            p.ret,
+            p.syscall_nr
+        )?,
+        Payload::Signal(p) => write!(
+            out,
+            ",\"signal\":{},\"target_pid\":{},\"target_tid\":{},\"target_comm\":{},\"code\":{},\"result\":{},\"group\":{}",
+            p.sig,
+            p.target_pid,
+            p.target_tid,
+            Json(cstr_bytes(&p.target_comm)),
+            p.code,
+            p.result,
+            p.group == 1
+        )?,
+        Payload::Cgroup(p) => write!(
+            out,
+            ",\"target_cgroup_id\":{},\"path\":{},\"level\":{},\"hierarchy_id\":{},\"target_pid\":{},\"target_tid\":{}",
+            p.cgroup_id,
+            Json(str_bytes(&p.path, p.path_len)),
+            p.level,
+            p.hierarchy_id,
+            p.target_pid,
+            p.target_tid
+        )?,
+        Payload::OomKill(p) => write!(
+            out,
+            ",\"victim_pid\":{},\"victim_uid\":{},\"victim_comm\":{},\"oom_score_adj\":{},\"total_vm_pages\":{}",
+            p.victim_pid,
+            p.victim_uid,
+            Json(cstr_bytes(&p.victim_comm)),
+            p.oom_score_adj,
+            p.total_vm_pages
+        )?,
+        Payload::DirectReclaim(p) => write!(
+            out,
+            ",\"duration_ns\":{},\"nr_reclaimed\":{},\"order\":{},\"gfp_flags\":{}",
+            p.duration_ns, p.nr_reclaimed, p.order, p.gfp_flags
+        )?,
+        Payload::PageFault(p) => write!(
+            out,
+            ",\"address\":{},\"ip\":{},\"error_code\":{}",
+            p.address, p.ip, p.error_code
+        )?,
+        Payload::Syscall(p) => write!(
+            out,
+            ",\"id\":{},\"ret\":{},\"latency_ns\":{},\"args\":[{},{},{},{},{},{}]",
+            p.id,
+            p.ret,
+            p.latency_ns,
+            p.args[0],
+            p.args[1],
+            p.args[2],
+            p.args[3],
+            p.args[4],
+            p.args[5]
+        )?,
+    }
+    out.write_all(b"}\n")
+}
+
+fn reason_name(id: u16) -> String {
+    LossReason::from_id(id).map_or_else(|| format!("reason_{id}"), |r| r.name().to_string())
+}
+
+fn kind_name(id: u16) -> String {
+    Kind::from_id(id).map_or_else(|| format!("kind_{id}"), |k| k.name().to_string())
+}
+
+fn write_loss<W: Write + ?Sized>(
+    out: &mut W,
+    l: &Loss,
+    off: i128,
+    format: Format,
+) -> io::Result<()> {
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{{\"ts\":\"{}\",\"kind\":\"loss\",\"stream\":{},\"cpu\":{},\"lost_kind\":\"{}\",\"reason\":\"{}\",\"count\":{},\"from\":\"{}\",\"to\":\"{}\"}}",
+            Rfc3339(l.end_ns as i128 + off),
+            l.stream,
+            l.cpu as i64,
+            kind_name(l.kind),
+            reason_name(l.reason),
+            l.count,
+            Rfc3339(l.start_ns as i128 + off),
+            Rfc3339(l.end_ns as i128 + off)
+        ),
+        Format::Text => writeln!(
+            out,
+            "{} LOSS stream {} cpu {}: {} {} events lost ({}) since {}",
+            Rfc3339(l.end_ns as i128 + off),
+            l.stream,
+            l.cpu as i64,
+            l.count,
+            kind_name(l.kind),
+            reason_name(l.reason),
+            Rfc3339(l.start_ns as i128 + off)
+        ),
+    }
+}
+
+fn comm_matches(pattern: &str, comm: &[u8]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => comm.starts_with(prefix.as_bytes()),
+        None => comm == pattern.as_bytes(),
+    }
+}
+
+fn is_tty() -> bool {
+    // SAFETY: isatty has no preconditions.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// `engine replay`: events of `dir` merged in time order. Returns events written.
+pub fn replay<W: Write>(
+    dir: &Path,
+    args: &ReplayArgs,
+    format: Format,
+    out: &mut W,
+) -> anyhow::Result<u64> {
+    ensure_dir(dir)?;
+    let mut kinds = Vec::new();
+    for k in &args.kinds {
+        if k == "loss" {
+            kinds.push(KIND_LOSS);
+        } else {
+            let kind = Kind::from_name(k).with_context(|| format!("--kind: unknown kind {k:?}"))?;
+            kinds.push(kind as u16);
+        }
+    }
+    // Wall-clock bounds become monotonic bounds through the segments' offset (with a
+    // second of slack; the exact test is on each record's wall time below).
+    let probe = Reader::open(dir, &ReadOptions::default())?;
+    let off = probe
+        .headers()
+        .map(|(_, h)| h.mono_to_wall_ns)
+        .last()
+        .unwrap_or(0) as i128;
+    drop(probe);
+    let to_mono = |wall: i128| (wall - off).clamp(0, u64::MAX as i128) as u64;
+    let opts = ReadOptions {
+        from_ns: args
+            .from_unix_ns
+            .map_or(0, |w| to_mono(w).saturating_sub(1_000_000_000)),
+        to_ns: args
+            .to_unix_ns
+            .map_or(u64::MAX, |w| to_mono(w).saturating_add(1_000_000_000)),
+        kinds: (!kinds.is_empty()).then_some(kinds),
+        streams: None,
+    };
+    let mut reader = Reader::open(dir, &opts)?;
+    let offsets: std::collections::HashMap<u32, i128> = reader
+        .headers()
+        .map(|(id, h)| (id, h.mono_to_wall_ns as i128))
+        .collect();
+    let progress = is_tty();
+    let blocks = reader.progress();
+    let mut last_progress = Instant::now();
+    let mut written = 0u64;
+    let mut seen = 0u64;
+    while let Some((stream, rec)) = reader.next_with_stream()? {
+        seen += 1;
+        if progress && last_progress.elapsed() >= Duration::from_millis(200) {
+            let c = blocks.counts();
+            eprint!(
+                "\rreplay: {seen} records read, {written} shown, {} blocks decoded, {} skipped",
+                c.read, c.skipped
+            );
+            last_progress = Instant::now();
+        }
+        let off = offsets.get(&stream).copied().unwrap_or(off);
+        let wall = rec.ts_ns as i128 + off;
+        if args.from_unix_ns.is_some_and(|f| wall < f) || args.to_unix_ns.is_some_and(|t| wall >= t)
+        {
+            continue;
+        }
+        if rec.kind == KIND_LOSS {
+            if args.pid.is_some() || args.comm.is_some() {
+                continue;
+            }
+            if let Some(l) = Loss::decode(rec.bytes) {
+                write_loss(out, &l, off, format)?;
+                written += 1;
+            }
+        } else {
+            let Ok(ev) = bpf::decode(rec.bytes) else {
+                bail!(
+                    "undecodable record of kind {} at {}",
+                    rec.kind,
+                    Rfc3339(wall)
+                );
+            };
+            if args.pid.is_some_and(|p| ev.header.pid != p)
+                || args
+                    .comm
+                    .as_ref()
+                    .is_some_and(|c| !comm_matches(c, cstr_bytes(&ev.header.comm)))
+            {
+                continue;
+            }
+            match format {
+                Format::Json => write_json(out, &ev, rec.weight, wall)?,
+                Format::Text => {
+                    let h = ev.header;
+                    write!(
+                        out,
+                        "{} cpu{} {}[{}] {}",
+                        Rfc3339(wall),
+                        h.cpu,
+                        Lossy(cstr_bytes(&h.comm)),
+                        h.pid,
+                        ev.kind.name()
+                    )?;
+                    if rec.weight > 1 {
+                        write!(out, " weight={}", rec.weight)?;
+                    }
+                    write_fields(out, &ev)?;
+                }
+            }
+            written += 1;
+        }
+        if args.limit.is_some_and(|l| written >= l) {
+            break;
+        }
+    }
+    if progress {
+        eprintln!("\rreplay: {seen} records read, {written} shown{:40}", "");
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        bail!("{}: no such directory", dir.display());
+    }
+    Ok(())
+}
+
+/// `engine inspect`: what a data directory holds.
+pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<()> {
+    ensure_dir(dir)?;
+    let stats = Stats::collect(dir)?;
+    let mut rows = stats.streams.clone();
+    if rows.len() > 1 {
+        let mut t = stats.total();
+        t.id = u32::MAX;
+        rows.push(t);
+    }
+    for s in &rows {
+        let name = if s.id == u32::MAX {
+            "total".to_string()
+        } else {
+            format!("stream {}", s.id)
+        };
+        let off = s.mono_to_wall_ns as i128;
+        writeln!(out, "{name}:")?;
+        writeln!(
+            out,
+            "  segments {} ({} unsealed, {} torn bytes), blocks {}",
+            s.segments, s.unsealed_segments, s.torn_bytes, s.blocks
+        )?;
+        writeln!(
+            out,
+            "  events {}, bytes {} of records in {} on disk, ratio {:.1}x, {:.1} bytes/event",
+            s.events,
+            s.record_bytes,
+            s.file_bytes,
+            s.compression_ratio(),
+            if s.events > 0 {
+                s.file_bytes as f64 / s.events as f64
+            } else {
+                0.0
+            }
+        )?;
+        if s.blocks > 0 {
+            writeln!(
+                out,
+                "  span {} .. {} ({:.3} s)",
+                Rfc3339(s.min_ts as i128 + off),
+                Rfc3339(s.max_ts as i128 + off),
+                (s.max_ts - s.min_ts) as f64 / 1e9
+            )?;
+        }
+        let lost: Vec<String> = s
+            .lost
+            .iter()
+            .map(|(r, c)| format!("{} {c}", reason_name(*r)))
+            .collect();
+        writeln!(
+            out,
+            "  losses: {} records{}{}",
+            s.loss_records,
+            if lost.is_empty() { "" } else { ": " },
+            lost.join(", ")
+        )?;
+        writeln!(
+            out,
+            "  sampling: {} of {} events kept with weight > 1; estimated events {}",
+            s.sampled_records, s.events, s.weighted_events
+        )?;
+        let kinds: Vec<String> = s
+            .per_kind
+            .iter()
+            .map(|(k, c)| format!("{} {c}", kind_name(*k)))
+            .collect();
+        writeln!(out, "  kinds: {}", kinds.join(", "))?;
+    }
+    Ok(())
+}
+
+/// `engine verify`: checks every block of every segment; the problems found.
+pub fn verify(dir: &Path) -> anyhow::Result<Vec<String>> {
+    ensure_dir(dir)?;
+    let mut problems = Vec::new();
+    let mut streams: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: reading", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("stream-"))
+        })
+        .collect();
+    streams.sort();
+    let mut decoded = storage::DecodedBlock::new();
+    let mut buf = Vec::new();
+    for s in streams {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&s)
+            .with_context(|| format!("{}: reading", s.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "seg" || e == "open"))
+            .collect();
+        files.sort();
+        for f in files {
+            let seg = match Segment::open(&f) {
+                Ok(seg) => seg,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(t) = seg.torn() {
+                problems.push(format!(
+                    "{}: at offset {}: unsealed, {} bytes after the last sound block ({})",
+                    f.display(),
+                    t.offset,
+                    t.bytes,
+                    t.what
+                ));
+            }
+            for meta in seg.blocks() {
+                if let Err(e) = seg.read_block(meta, &mut buf, &mut decoded) {
+                    problems.push(e.to_string());
+                    continue;
+                }
+                for i in 0..decoded.len() {
+                    let r = decoded.record(i);
+                    let bad = if r.kind == KIND_LOSS {
+                        Loss::decode(r.bytes).is_none()
+                    } else {
+                        bpf::decode(r.bytes).is_err()
+                    };
+                    if bad {
+                        problems.push(format!(
+                            "{}: at offset {}: record {i} (kind {}) does not decode",
+                            f.display(),
+                            meta.offset,
+                            r.kind
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = parse_time("2026-11-26T12:34:56.123456789Z").unwrap();
+        assert_eq!(Rfc3339(t).to_string(), "2026-11-26T12:34:56.123456789Z");
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_time("2026-11-26T14:34:56+02:00"),
+            parse_time("2026-11-26T12:34:56Z")
+        );
+        assert_eq!(parse_time("12345"), Some(12345));
+        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(Rfc3339(-1).to_string(), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(
+            Json(b"a\"b\\c\n\x01").to_string(),
+            "\"a\\\"b\\\\c\\n\\u0001\""
+        );
+        assert_eq!(Json(b"\xff").to_string(), "\"\\\\xff\"");
+    }
+}

@@ -1,0 +1,542 @@
+//! The main job: kernel capture -> core threads -> segments, with the control thread
+//! reading kernel drop counters into in-band loss records, printing status, and at the
+//! stop proving the accounting identity.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT};
+use bpf::{CaptureConfig, Category, Collector, IdFilter, Kind, SyscallSet};
+use storage::{Durability, IoBackend, Loss, LossReason, StreamWriter, WriterConfig};
+
+use crate::config::Config;
+use crate::core::{CONTROL_QUEUE_CAPACITY, Core, CoreMsg, CoreReport, CoreShared};
+use crate::filter::{Filter, kind_mask};
+use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
+use crate::sampler::Sampler;
+
+/// How often the control thread reads the kernel's counters into loss records.
+const LOSS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The kernel capture settings a config asks for; kinds, pids and cgroups that the
+/// kernel can filter are pushed into it.
+pub fn capture_config(c: &Config) -> CaptureConfig {
+    let mask = kind_mask(&c.filter);
+    let categories: BTreeSet<Category> = c
+        .capture
+        .categories
+        .iter()
+        .filter_map(|n| Category::from_name(n))
+        // A category none of whose kinds is kept is not attached at all.
+        .filter(|cat| {
+            Kind::ALL
+                .iter()
+                .any(|k| k.category() == *cat && mask & (1u64 << (*k as u16)) != 0)
+        })
+        .collect();
+    let mut rate = [0u64; 8];
+    let mut burst = [0u64; 8];
+    let r = &c.capture.rate_limit;
+    for (cat, v) in [
+        (Category::Process, r.process),
+        (Category::File, r.file),
+        (Category::Net, r.net),
+        (Category::Security, r.security),
+        (Category::Container, r.container),
+        (Category::Memory, r.memory),
+        (Category::Syscall, r.syscall),
+    ] {
+        rate[cat as usize] = v;
+    }
+    rate[RATE_SLOT_PAGE_FAULT] = r.page_fault.unwrap_or(bpf::DEFAULT_PAGE_FAULT_RATE);
+    for i in 0..8 {
+        burst[i] = rate[i].max(1);
+    }
+    CaptureConfig {
+        categories,
+        ring_bytes: c.capture.ring_bytes,
+        wakeup_bytes: c.capture.wakeup_bytes,
+        tgid_filter: if !c.filter.pids.is_empty() {
+            IdFilter::Include(c.filter.pids.clone())
+        } else if !c.filter.exclude_pids.is_empty() {
+            IdFilter::Exclude(c.filter.exclude_pids.clone())
+        } else {
+            IdFilter::Off
+        },
+        cgroup_filter: if c.filter.cgroups.is_empty() {
+            IdFilter::Off
+        } else {
+            IdFilter::Include(c.filter.cgroups.clone())
+        },
+        follow_children: c.capture.follow_children,
+        syscalls: if c.capture.syscalls_all {
+            SyscallSet::All
+        } else {
+            SyscallSet::Ids(c.capture.syscalls.clone())
+        },
+        rate_per_sec: rate,
+        burst,
+        tgid_filter_max: bpf::DEFAULT_TGID_FILTER_MAX.max(c.filter.pids.len() as u32 * 2),
+        cgroup_filter_max: bpf::DEFAULT_CGROUP_FILTER_MAX.max(c.filter.cgroups.len() as u32),
+    }
+}
+
+/// The writer settings of stream `id`.
+pub fn writer_config(c: &Config, id: u32, streams: u32) -> WriterConfig {
+    let s = &c.storage;
+    let mut w = WriterConfig::new(&s.data_dir, id);
+    w.abi_version = bpf::abi::ABI_VERSION;
+    w.block_bytes = s.block_bytes;
+    w.zstd_level = s.zstd_level;
+    w.segment_bytes_max = s.segment_bytes_max;
+    w.segment_age_max = Duration::from_millis(s.segment_age_ms);
+    w.durability = match s.durability.as_str() {
+        "none" => Durability::None,
+        "interval" => Durability::IntervalMs(s.durability_interval_ms),
+        _ => Durability::OnSeal,
+    };
+    w.retention_bytes_max = s.retention_bytes_max / streams.max(1) as u64;
+    w.retention_age_max = (s.retention_age_s > 0).then(|| Duration::from_secs(s.retention_age_s));
+    w.io = IoBackend::from_name(&s.io).unwrap_or_default();
+    w
+}
+
+/// Makes sure the data directory exists, as configured.
+pub fn prepare_data_dir(c: &Config) -> anyhow::Result<()> {
+    let dir = &c.storage.data_dir;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        bail!(
+            "storage.data_dir {}: exists but is not a directory",
+            dir.display()
+        );
+    }
+    if !c.storage.create_data_dir {
+        bail!(
+            "storage.data_dir {}: no such directory (create it, or set storage.create_data_dir = true)",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("storage.data_dir {}: creating it", dir.display()))?;
+    Ok(())
+}
+
+/// Everything the run counted, for the final report and for tests.
+#[derive(Debug)]
+pub struct Summary {
+    pub kernel: Vec<KindCounters>,
+    pub user: PipelineStats,
+    pub cores: Vec<CoreReport>,
+    /// Loss messages that could not be queued to a core (reported, not written).
+    pub control_overflow: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// `(hooks, accounted)`: what the kernel hooks saw, and written + filtered + sampled
+    /// out + dropped by every reason. Equal when nothing went unaccounted.
+    pub fn identity(&self) -> (u64, u64) {
+        let (mut hooks, mut accounted) = (0u64, 0u64);
+        for k in 0..KIND_MAX {
+            let kc = &self.kernel[k];
+            let u = &self.user;
+            hooks += kc.produced + kc.filtered + kc.rate_limited;
+            accounted += u.written[k]
+                + kc.filtered
+                + u.filtered[k]
+                + u.sampled_out[k]
+                + kc.ring_full
+                + kc.rate_limited
+                + u.storage_dropped[k];
+        }
+        // Undecodable records are counted by no kind.
+        accounted += self.user.undecodable;
+        (hooks, accounted)
+    }
+
+    /// Writes the per-kind table and the identity.
+    pub fn write_report(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<24} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "kind",
+            "produced",
+            "written",
+            "filtered",
+            "sampled",
+            "ring_full",
+            "rate_lim",
+            "storage"
+        )?;
+        let sum = |f: &dyn Fn(usize) -> u64| (0..KIND_MAX).map(f).sum::<u64>();
+        for &kind in Kind::ALL {
+            let k = kind as usize;
+            let kc = &self.kernel[k];
+            let u = &self.user;
+            let produced = kc.produced + kc.filtered + kc.rate_limited;
+            if produced == 0 {
+                continue;
+            }
+            writeln!(
+                out,
+                "{:<24} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                kind.name(),
+                produced,
+                u.written[k],
+                kc.filtered + u.filtered[k],
+                u.sampled_out[k],
+                kc.ring_full,
+                kc.rate_limited,
+                u.storage_dropped[k]
+            )?;
+        }
+        let (hooks, accounted) = self.identity();
+        let written = sum(&|k| self.user.written[k]);
+        let filtered = sum(&|k| self.kernel[k].filtered + self.user.filtered[k]);
+        let sampled = sum(&|k| self.user.sampled_out[k]);
+        let ring_full = sum(&|k| self.kernel[k].ring_full);
+        let rate_limited = sum(&|k| self.kernel[k].rate_limited);
+        let storage = sum(&|k| self.user.storage_dropped[k]);
+        writeln!(
+            out,
+            "accounting: produced {hooks} = written {written} + filtered {filtered} + sampled out {sampled} + dropped {} (ring_full {ring_full}, rate_limited {rate_limited}, undecodable {}, storage {storage}) {}",
+            ring_full + rate_limited + self.user.undecodable + storage,
+            self.user.undecodable,
+            if hooks == accounted {
+                "[holds]".to_string()
+            } else {
+                format!(
+                    "[MISMATCH: {} unaccounted]",
+                    hooks as i128 - accounted as i128
+                )
+            }
+        )?;
+        writeln!(
+            out,
+            "loss records written: {}, notable events: {}, elapsed {:.1}s",
+            self.user.loss_records,
+            self.user.notable,
+            self.elapsed.as_secs_f64()
+        )?;
+        for c in &self.cores {
+            if let Some(e) = &c.storage_error {
+                writeln!(out, "core {}: storage failed: {e}", c.id)?;
+            }
+        }
+        if self.control_overflow > 0 {
+            writeln!(
+                out,
+                "loss reports not written in-band (control queue full): {}",
+                self.control_overflow
+            )?;
+        }
+        Ok(())
+    }
+}
+
+static STOP_SIGNAL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP_SIGNAL.store(true, Ordering::Relaxed);
+}
+
+/// Whether SIGINT or SIGTERM has arrived.
+pub fn stop_requested() -> bool {
+    STOP_SIGNAL.load(Ordering::Relaxed)
+}
+
+/// SIGINT and SIGTERM request a graceful stop.
+pub fn install_stop_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Per-CPU kernel counters, `[cpu][kind]`.
+type PerCpu = Vec<Vec<KindCounters>>;
+
+fn loss_deltas(
+    prev: &PerCpu,
+    now: &PerCpu,
+    from_ns: u64,
+    to_ns: u64,
+    mut emit: impl FnMut(usize, Loss),
+) {
+    for (cpu, kinds) in now.iter().enumerate() {
+        for (kind, c) in kinds.iter().enumerate() {
+            let p = prev
+                .get(cpu)
+                .and_then(|v| v.get(kind))
+                .copied()
+                .unwrap_or_default();
+            for (reason, d) in [
+                (
+                    LossReason::KernelRingFull,
+                    c.ring_full.saturating_sub(p.ring_full),
+                ),
+                (
+                    LossReason::KernelRateLimited,
+                    c.rate_limited.saturating_sub(p.rate_limited),
+                ),
+            ] {
+                if d > 0 {
+                    emit(
+                        cpu,
+                        Loss {
+                            stream: 0,
+                            cpu: cpu as u32,
+                            kind: kind as u16,
+                            reason: reason as u16,
+                            count: d,
+                            start_ns: from_ns,
+                            end_ns: to_ns,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs the engine until `duration` passes or SIGINT/SIGTERM; returns what it counted.
+pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow::Result<Summary> {
+    prepare_data_dir(config)?;
+    let capture = capture_config(config);
+    if capture.categories.is_empty() {
+        bail!("filter.kinds keeps no kind of the enabled capture.categories: nothing to capture");
+    }
+    let mut collector = Collector::load(&capture).context("starting kernel capture")?;
+    let rings = collector.take_rings();
+    let cpus = config.core_cpus();
+    let n = cpus.len();
+    // Each CPU's ring goes to the core thread pinned to that CPU, else round robin.
+    let mut per_core: Vec<Vec<bpf::CpuRing>> = (0..n).map(|_| Vec::new()).collect();
+    let mut ring_owner = vec![
+        0usize;
+        rings
+            .iter()
+            .map(|r| r.cpu() as usize + 1)
+            .max()
+            .unwrap_or(1)
+    ];
+    for (i, ring) in rings.into_iter().enumerate() {
+        let core = cpus
+            .iter()
+            .position(|&c| c == ring.cpu() as usize)
+            .unwrap_or(i % n);
+        ring_owner[ring.cpu() as usize] = core;
+        per_core[core].push(ring);
+    }
+    let filter_cfg = &config.filter;
+    let mut cores = Vec::with_capacity(n);
+    let mut controls = Vec::with_capacity(n);
+    let mut shared = Vec::with_capacity(n);
+    for (id, rings) in per_core.into_iter().enumerate() {
+        let writer = StreamWriter::create(writer_config(config, id as u32, n as u32))
+            .with_context(|| format!("opening stream {id}"))?;
+        for r in writer.recovered() {
+            eprintln!("engine: {r}");
+        }
+        let s = &config.sampling;
+        let pipeline = Pipeline::new(
+            writer,
+            Filter::new(filter_cfg),
+            Sampler::new(
+                s.high_per_sec,
+                s.normal_per_sec,
+                s.bulk_per_sec,
+                s.interval_ms,
+            ),
+            config.semantic.min_importance,
+        );
+        let mut pipeline = pipeline;
+        pipeline.set_flush_interval(config.storage.flush_interval_ms);
+        let (producer, consumer) = rtrb::RingBuffer::new(CONTROL_QUEUE_CAPACITY);
+        let sh = Arc::new(CoreShared::default());
+        controls.push(producer);
+        shared.push(sh.clone());
+        cores.push(Core {
+            id: id as u32,
+            cpu: cpus[id],
+            rings,
+            pipeline,
+            control: consumer,
+            shared: sh,
+            poll_budget_events: config.engine.poll_budget_events,
+            poll_timeout: Duration::from_millis(config.engine.poll_timeout_ms),
+            publish_every: Duration::from_millis(config.engine.status_interval_ms.clamp(100, 5000)),
+        });
+    }
+    eprintln!(
+        "engine: {} core thread(s) on CPUs {:?}, writing to {}; attached {}",
+        n,
+        cpus,
+        config.storage.data_dir.display(),
+        collector.attached().join(", ")
+    );
+
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let mut overflow = 0u64;
+    let status_every = Duration::from_millis(config.engine.status_interval_ms);
+    let reports = std::thread::scope(|scope| -> anyhow::Result<Vec<CoreReport>> {
+        let handles: Vec<_> = cores
+            .into_iter()
+            .map(|core| {
+                let stop = &stop;
+                std::thread::Builder::new()
+                    .name(format!("core-{}", core.id))
+                    .spawn_scoped(scope, move || core.run(stop))
+            })
+            .collect::<Result<_, _>>()
+            .context("spawning core threads")?;
+
+        let mut prev: PerCpu = Vec::new();
+        let mut prev_ns = monotonic_ns();
+        let mut last_loss = Instant::now();
+        let mut last_status = Instant::now();
+        let mut last_written = 0u64;
+        let mut send = |cpu: usize, loss: Loss, overflow: &mut u64| {
+            let core = ring_owner.get(cpu).copied().unwrap_or(0);
+            let loss = Loss {
+                stream: core as u32,
+                ..loss
+            };
+            if controls[core].push(CoreMsg::Loss(loss)).is_err() {
+                *overflow += loss.count;
+            }
+        };
+        loop {
+            let done = STOP_SIGNAL.load(Ordering::Relaxed)
+                || duration.is_some_and(|d| started.elapsed() >= d);
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if last_loss.elapsed() >= LOSS_INTERVAL {
+                let now = collector
+                    .counters_per_cpu()
+                    .context("reading kernel counters")?;
+                let now_ns = monotonic_ns();
+                loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| {
+                    send(cpu, l, &mut overflow)
+                });
+                prev = now;
+                prev_ns = now_ns;
+                last_loss = Instant::now();
+            }
+            if status && !status_every.is_zero() && last_status.elapsed() >= status_every {
+                let secs = last_status.elapsed().as_secs_f64();
+                last_written = print_status(&shared, &prev, last_written, secs);
+                last_status = Instant::now();
+            }
+        }
+        // Stop producing, let in-flight programs finish, take the final counters, queue
+        // the last losses, then let the cores drain their rings to the end and close.
+        collector.stop().context("detaching programs")?;
+        std::thread::sleep(Duration::from_millis(20));
+        let now = collector
+            .counters_per_cpu()
+            .context("reading kernel counters")?;
+        loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
+            send(cpu, l, &mut overflow)
+        });
+        stop.store(true, Ordering::Release);
+        let mut reports = Vec::with_capacity(n);
+        for h in handles {
+            reports.push(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a core thread panicked"))?,
+            );
+        }
+        Ok(reports)
+    })?;
+
+    let kernel = collector.counters().context("reading kernel counters")?;
+    let mut user = PipelineStats::default();
+    for r in &reports {
+        user.add(&r.stats);
+    }
+    Ok(Summary {
+        kernel,
+        user,
+        cores: reports,
+        control_overflow: overflow,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: u64, secs: f64) -> u64 {
+    let written: u64 = shared
+        .iter()
+        .map(|s| s.written.load(Ordering::Relaxed))
+        .sum();
+    let delivered: u64 = shared
+        .iter()
+        .map(|s| s.delivered.load(Ordering::Relaxed))
+        .sum();
+    let rec: u64 = shared
+        .iter()
+        .map(|s| s.record_bytes.load(Ordering::Relaxed))
+        .sum();
+    let file: u64 = shared
+        .iter()
+        .map(|s| s.file_bytes.load(Ordering::Relaxed))
+        .sum();
+    let fill = shared
+        .iter()
+        .map(|s| s.ring_fill_permille.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let lost: u64 = kernel.iter().flatten().map(|c| c.ring_full).sum();
+    let mut line = format!(
+        "engine: {:.0} ev/s written ({} read, {} written), ring fill max {:.1}%, ratio {:.1}x, kernel ring_full {}",
+        (written - last_written) as f64 / secs.max(0.001),
+        delivered,
+        written,
+        fill as f64 / 10.0,
+        if file > 0 {
+            rec as f64 / file as f64
+        } else {
+            0.0
+        },
+        lost
+    );
+    for s in shared {
+        if let Ok(l) = s.latencies.lock()
+            && let Some(l) = l.as_ref()
+        {
+            let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e6;
+            line.push_str(&format!(
+                "; block write p50/p99/p999 {:.2}/{:.2}/{:.2} ms, event age p50/p99/p999 {:.2}/{:.2}/{:.2} ms",
+                q(&l.block_write, 0.5),
+                q(&l.block_write, 0.99),
+                q(&l.block_write, 0.999),
+                q(&l.event_age, 0.5),
+                q(&l.event_age, 0.99),
+                q(&l.event_age, 0.999),
+            ));
+            break;
+        }
+    }
+    eprintln!("{line}");
+    written
+}
+
+/// `engine validate FILE`: parses and validates, printing every problem.
+pub fn validate(path: &Path) -> anyhow::Result<()> {
+    Config::load(path)?;
+    println!("{}: valid", path.display());
+    Ok(())
+}
