@@ -121,8 +121,7 @@ durability = "none"
     let line = err.lines().find(|l| l.starts_with("accounting:")).unwrap();
     let num = |key: &str| -> u64 {
         let rest = &line[line.find(key).unwrap() + key.len()..];
-        rest.trim_start()
-            .split_whitespace()
+        rest.split_whitespace()
             .next()
             .unwrap()
             .trim_matches(|c: char| !c.is_ascii_digit())
