@@ -1,0 +1,57 @@
+//! The engine's user-space pipeline on one core, fed synthetic kernel records: decode in
+//! place, filter, sample, encode, compress, write (io_uring, durability none).
+//!
+//! Run: `cargo bench -p bench --bench pipeline`
+
+use std::time::{Duration, Instant};
+
+use bench::synthetic_mix;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use engine::config::Config;
+use engine::filter::Filter;
+use engine::pipeline::Pipeline;
+use engine::sampler::Sampler;
+
+const N: usize = 200_000;
+
+fn pipeline(c: &mut Criterion) {
+    let records = synthetic_mix(N, 11);
+    let base = std::env::temp_dir().join(format!("pipebench-{}", std::process::id()));
+    let run = |config: &Config, sampler: Sampler| -> (Duration, u64) {
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mut cfg = config.clone();
+        cfg.storage.data_dir = base.clone();
+        cfg.storage.durability = "none".into();
+        let writer = storage::StreamWriter::create(engine::run::writer_config(&cfg, 0, 1)).unwrap();
+        let mut p = Pipeline::new(writer, Filter::new(&cfg.filter), sampler, 0.8);
+        let start = Instant::now();
+        for i in 0..records.len() {
+            p.process(records.record(i));
+        }
+        let written: u64 = p.stats.written.iter().sum();
+        p.writer.close().unwrap();
+        (start.elapsed(), written)
+    };
+    let config = Config::embedded_default();
+    // Correctness first: with no budgets every record is written.
+    let (_, written) = run(&config, Sampler::new(0, 0, 0, 1000));
+    assert_eq!(written, N as u64);
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(N as u64));
+    g.sample_size(10);
+    g.bench_function("keep_all_zstd1", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run(&config, Sampler::new(0, 0, 0, 1000)).0).sum())
+    });
+    let mut fast = config.clone();
+    fast.storage.zstd_level = -3;
+    g.bench_function("keep_all_zstd-3", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run(&fast, Sampler::new(0, 0, 0, 1000)).0).sum())
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
