@@ -42,12 +42,20 @@ fn pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(10);
     g.bench_function("keep_all_zstd1", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| run(&config, Sampler::new(0, 0, 0, 1000)).0).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&config, Sampler::new(0, 0, 0, 1000)).0)
+                .sum()
+        })
     });
     let mut fast = config.clone();
     fast.storage.zstd_level = -3;
     g.bench_function("keep_all_zstd-3", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| run(&fast, Sampler::new(0, 0, 0, 1000)).0).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&fast, Sampler::new(0, 0, 0, 1000)).0)
+                .sum()
+        })
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&base);

@@ -490,6 +490,41 @@ mod tests {
     }
 
     #[test]
+    fn every_key_of_every_preset_is_documented() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"))
+                .expect("docs/config.md");
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        for name in ["default.toml", "high-perf.toml", "security.toml"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            let value: toml::Table = toml::from_str(&text).unwrap();
+            for (section, table) in &value {
+                assert!(
+                    doc.contains(&format!("[{section}]")),
+                    "section [{section}] undocumented"
+                );
+                for (key, v) in table.as_table().expect("sections are tables") {
+                    if let Some(sub) = v.as_table() {
+                        let head = format!("[{section}.{key}]");
+                        assert!(doc.contains(&head), "{head} undocumented");
+                        for k in sub.keys() {
+                            assert!(
+                                doc.contains(&format!("`{k}`")),
+                                "{section}.{key}.{k} undocumented"
+                            );
+                        }
+                        continue;
+                    }
+                    assert!(
+                        doc.contains(&format!("`{key}`")),
+                        "{section}.{key} undocumented"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_place() {
         let e = Config::parse("[capture]\nring_byts = 4096\n", Path::new("x.toml")).unwrap_err();
         let msg = e.to_string();
