@@ -233,6 +233,97 @@ mod tests {
         assert!(parse_cidr("nope").is_none());
     }
 
+    fn record(kind: Kind, fill: impl FnOnce(&mut bpf::abi::EventHeader, &mut [u8])) -> Vec<u64> {
+        let len = kind.record_len();
+        let mut words = vec![0u64; len / 8];
+        let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let (head, body) = b.split_at_mut(64);
+        let h: &mut bpf::abi::EventHeader = bytemuck::from_bytes_mut(head);
+        h.kind = kind as u16;
+        h.len = len as u32;
+        h.pid = 10;
+        h.uid = 1000;
+        h.comm[..5].copy_from_slice(b"nginx");
+        fill(h, body);
+        words
+    }
+
+    #[test]
+    fn keep_applies_every_rule() {
+        let open = record(Kind::FileOpen, |_, body| {
+            let p: &mut bpf::abi::FileOp = bytemuck::from_bytes_mut(body);
+            p.path[..12].copy_from_slice(b"/var/log/app");
+            p.path_len = 12;
+        });
+        let tcp = record(Kind::NetTcpConnect, |_, body| {
+            let t: &mut bpf::abi::TcpSockEvent = bytemuck::from_bytes_mut(body);
+            t.family = 2;
+            t.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
+            t.dport = 443;
+        });
+        let ev = |w: &Vec<u64>| bpf::decode(bytemuck::cast_slice(w)).unwrap();
+        let f = |cfg: config::Filter| Filter::new(&cfg);
+        let all = f(config::Filter::default());
+        assert!(all.keep(&ev(&open)) && all.keep(&ev(&tcp)));
+        let kinds = f(config::Filter {
+            kinds: vec!["net.tcp_connect".into()],
+            ..Default::default()
+        });
+        assert!(!kinds.keep(&ev(&open)) && kinds.keep(&ev(&tcp)));
+        let excl = f(config::Filter {
+            exclude_kinds: vec!["file.open".into()],
+            ..Default::default()
+        });
+        assert!(!excl.keep(&ev(&open)));
+        let comm = f(config::Filter {
+            comms: vec!["ngi*".into()],
+            ..Default::default()
+        });
+        assert!(comm.keep(&ev(&open)));
+        let comm = f(config::Filter {
+            exclude_comms: vec!["nginx".into()],
+            ..Default::default()
+        });
+        assert!(!comm.keep(&ev(&open)));
+        let uid = f(config::Filter {
+            uids: vec![0],
+            ..Default::default()
+        });
+        assert!(!uid.keep(&ev(&open)));
+        let path = f(config::Filter {
+            path_prefixes: vec!["/var/log".into()],
+            ..Default::default()
+        });
+        assert!(
+            path.keep(&ev(&open)) && path.keep(&ev(&tcp)),
+            "path rules leave net alone"
+        );
+        let path = f(config::Filter {
+            path_prefixes: vec!["/etc".into()],
+            ..Default::default()
+        });
+        assert!(!path.keep(&ev(&open)));
+        let net = f(config::Filter {
+            addresses: vec!["10.1.0.0/16".into()],
+            ports: vec![443],
+            ..Default::default()
+        });
+        assert!(
+            net.keep(&ev(&tcp)) && net.keep(&ev(&open)),
+            "net rules leave files alone"
+        );
+        let net = f(config::Filter {
+            ports: vec![80],
+            ..Default::default()
+        });
+        assert!(!net.keep(&ev(&tcp)));
+        let pids = f(config::Filter {
+            exclude_pids: vec![10],
+            ..Default::default()
+        });
+        assert!(!pids.keep(&ev(&tcp)));
+    }
+
     #[test]
     fn comm_patterns() {
         assert!(CommPattern::parse("bash").matches(b"bash"));
