@@ -261,7 +261,9 @@ mod tests {
             t.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
             t.dport = 443;
         });
-        let ev = |w: &Vec<u64>| bpf::decode(bytemuck::cast_slice(w)).unwrap();
+        fn ev(w: &[u64]) -> bpf::Event<'_> {
+            bpf::decode(bytemuck::cast_slice(w)).unwrap()
+        }
         let f = |cfg: config::Filter| Filter::new(&cfg);
         let all = f(config::Filter::default());
         assert!(all.keep(&ev(&open)) && all.keep(&ev(&tcp)));
