@@ -375,7 +375,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             shared: sh,
             poll_budget_events: config.engine.poll_budget_events,
             poll_timeout: Duration::from_millis(config.engine.poll_timeout_ms),
-            publish_every: Duration::from_millis(config.engine.status_interval_ms.clamp(100, 5000)),
+            publish_every: Duration::from_millis(config.engine.status_interval_ms.clamp(100, 1000)),
         });
     }
     eprintln!(
@@ -406,7 +406,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         let mut prev_ns = monotonic_ns();
         let mut last_loss = Instant::now();
         let mut last_status = Instant::now();
-        let mut last_written = 0u64;
+        let mut last_written = vec![0u64; n];
         let mut send = |cpu: usize, loss: Loss, overflow: &mut u64| {
             let core = ring_owner.get(cpu).copied().unwrap_or(0);
             let loss = Loss {
@@ -438,7 +438,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             }
             if status && !status_every.is_zero() && last_status.elapsed() >= status_every {
                 let secs = last_status.elapsed().as_secs_f64();
-                last_written = print_status(&shared, &prev, last_written, secs);
+                print_status(&shared, &prev, &mut last_written, secs);
                 last_status = Instant::now();
             }
         }
@@ -477,11 +477,19 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
     })
 }
 
-fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: u64, secs: f64) -> u64 {
-    let written: u64 = shared
+fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut [u64], secs: f64) {
+    let per_core: Vec<u64> = shared
         .iter()
         .map(|s| s.written.load(Ordering::Relaxed))
-        .sum();
+        .collect();
+    let written: u64 = per_core.iter().sum();
+    let rates: Vec<String> = per_core
+        .iter()
+        .zip(last_written.iter())
+        .enumerate()
+        .map(|(i, (now, before))| format!("core{i} {:.0}", (now - before) as f64 / secs.max(0.001)))
+        .collect();
+    last_written.copy_from_slice(&per_core);
     let delivered: u64 = shared
         .iter()
         .map(|s| s.delivered.load(Ordering::Relaxed))
@@ -499,19 +507,17 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: u64, 
         .map(|s| s.ring_fill_permille.load(Ordering::Relaxed))
         .max()
         .unwrap_or(0);
-    let lost: u64 = kernel.iter().flatten().map(|c| c.ring_full).sum();
+    let ring_full: u64 = kernel.iter().flatten().map(|c| c.ring_full).sum();
+    let rate_limited: u64 = kernel.iter().flatten().map(|c| c.rate_limited).sum();
     let mut line = format!(
-        "engine: {:.0} ev/s written ({} read, {} written), ring fill max {:.1}%, ratio {:.1}x, kernel ring_full {}",
-        (written - last_written) as f64 / secs.max(0.001),
-        delivered,
-        written,
+        "engine: written/s {}; total read {delivered}, written {written}; ring fill max {:.1}%, ratio {:.1}x; dropped ring_full {ring_full}, rate_limited {rate_limited}",
+        rates.join(", "),
         fill as f64 / 10.0,
         if file > 0 {
             rec as f64 / file as f64
         } else {
             0.0
         },
-        lost
     );
     for s in shared {
         if let Ok(l) = s.latencies.lock()
@@ -531,7 +537,6 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: u64, 
         }
     }
     eprintln!("{line}");
-    written
 }
 
 /// `engine validate FILE`: parses and validates, printing every problem.
