@@ -4,7 +4,9 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+mod common;
+
+use common::{ENGINE, privileged};
 
 fn fails_with(args: &[&str], message: &str) -> String {
     let out = Command::new(ENGINE)
@@ -117,21 +119,9 @@ fn a_missing_data_directory_is_named() {
     );
 }
 
-fn privileged() -> bool {
-    if bpf::privileged() {
-        return true;
-    }
-    assert!(
-        std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
-        "REQUIRE_BPF=1 but not privileged"
-    );
-    eprintln!("SKIPPED: needs root (set REQUIRE_BPF=1 to make this a failure)");
-    false
-}
-
 #[test]
 fn unprivileged_run_says_what_is_missing() {
-    if !privileged() {
+    if !privileged("unprivileged_run_says_what_is_missing") {
         return;
     }
     // A copy nobody can run wherever the checkout lives (CI may clone under a directory

@@ -1,25 +1,14 @@
 //! The engine killed with SIGKILL mid-run, started again on the same directory: the
 //! segments it left unsealed are recovered, and replay returns every complete block.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
-
-fn privileged() -> bool {
-    if bpf::privileged() {
-        return true;
-    }
-    assert!(
-        std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
-        "REQUIRE_BPF=1 but not privileged"
-    );
-    eprintln!("SKIPPED engine crash test: needs root");
-    false
-}
+use common::{ENGINE, privileged, signal, spawn_attached};
 
 /// Records in the complete blocks of every segment file, by file name.
 fn complete_records(dir: &Path) -> BTreeMap<String, u64> {
@@ -44,7 +33,7 @@ fn complete_records(dir: &Path) -> BTreeMap<String, u64> {
 
 #[test]
 fn sigkill_then_restart_recovers_every_complete_block() {
-    if !privileged() {
+    if !privileged("sigkill_then_restart_recovers_every_complete_block") {
         return;
     }
     let tag = format!("engine-crash-{}", std::process::id());
@@ -61,21 +50,8 @@ fn sigkill_then_restart_recovers_every_complete_block() {
     )
     .unwrap();
 
-    let mut engine = Command::new(ENGINE)
-        .args(["--config", cfg.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(engine.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("attached") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "engine died before attaching"
-        );
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let (mut engine, stderr) =
+        spawn_attached(Command::new(ENGINE).args(["--config", cfg.to_str().unwrap()]));
     // A steady trickle of events for a while, with a marker early on.
     let marker = std::env::temp_dir().join(format!("{tag}-marker"));
     std::fs::write(&marker, b"x").ok();
@@ -91,9 +67,8 @@ fn sigkill_then_restart_recovers_every_complete_block() {
         .unwrap();
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(600));
-    // SAFETY: kill with a valid pid.
-    unsafe { libc::kill(engine.id() as i32, libc::SIGKILL) };
-    engine.wait().unwrap();
+    signal(&mut engine, libc::SIGKILL);
+    drop(stderr);
 
     let before = complete_records(&dir);
     let kept: u64 = before.values().sum();

@@ -4,24 +4,13 @@
 //! connect and signals a child; the engine stopped with SIGINT; `engine replay --format
 //! json` holds every one of those with the right fields.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+mod common;
 
-pub fn privileged(test: &str) -> bool {
-    if bpf::privileged() {
-        return true;
-    }
-    assert!(
-        std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
-        "{test}: REQUIRE_BPF=1 but not privileged"
-    );
-    eprintln!("SKIPPED {test}: needs root (set REQUIRE_BPF=1 to make this a failure)");
-    false
-}
+use common::{ENGINE, privileged, signal, spawn_attached};
 
 fn python() -> String {
     let out = Command::new("python3")
@@ -29,53 +18,6 @@ fn python() -> String {
         .output()
         .expect("python3");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Starts the engine and waits until its programs are attached.
-fn start_engine(args: &[&str]) -> Child {
-    let mut child = Command::new(ENGINE)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting engine");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line).unwrap() == 0 {
-            panic!("engine exited before attaching: {:?}", child.wait());
-        }
-        if line.contains("attached") {
-            break;
-        }
-    }
-    // Keep draining stderr so the engine never blocks on it; hand it back at the end.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        let _ = tx.send(rest);
-    });
-    STDERR.with(|s| *s.borrow_mut() = Some(rx));
-    child
-}
-
-thread_local! {
-    static STDERR: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// SIGINT, then the exit status and the rest of stderr.
-fn stop_engine(mut child: Child) -> (std::process::ExitStatus, String) {
-    // SAFETY: kill with a valid pid and signal.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    let err = STDERR.with(|s| {
-        s.borrow_mut()
-            .take()
-            .map(|rx| rx.recv().unwrap_or_default())
-    });
-    (status, err.unwrap_or_default())
 }
 
 const SCRIPT: &str = r#"
@@ -136,7 +78,11 @@ fn workload_round_trips_through_segments_and_replay() {
     let a = std::env::temp_dir().join(format!("{tag}-a"));
     let b = std::env::temp_dir().join(format!("{tag}-b"));
 
-    let engine = start_engine(&["--data-dir", dir.to_str().unwrap(), "--quiet"]);
+    let (mut engine, stderr) = spawn_attached(
+        Command::new(ENGINE)
+            .args(["--data-dir", dir.to_str().unwrap(), "--quiet"])
+            .stdout(Stdio::null()),
+    );
     let out = Command::new(python())
         .arg(&script)
         .arg(&a)
@@ -154,7 +100,8 @@ fn workload_round_trips_through_segments_and_replay() {
         .collect();
     let (port, closed, child) = (nums[0], nums[1], nums[2]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let (status, err) = stop_engine(engine);
+    let status = signal(&mut engine, libc::SIGINT);
+    let err = stderr.join().unwrap();
     assert!(status.success(), "engine failed: {err}");
     assert!(
         err.contains("[holds]"),

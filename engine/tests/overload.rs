@@ -2,11 +2,12 @@
 //! engine stays up, its memory stays flat, what it could not keep is in-band as loss
 //! records, and the accounting identity holds exactly.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+use common::{ENGINE, privileged, signal, spawn_attached};
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -18,12 +19,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn storm_beyond_budgets_stays_accounted_and_flat() {
-    if !bpf::privileged() {
-        assert!(
-            std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
-            "REQUIRE_BPF=1 but not privileged"
-        );
-        eprintln!("SKIPPED overload test: needs root");
+    if !privileged("storm_beyond_budgets_stays_accounted_and_flat") {
         return;
     }
     let tag = format!("engine-overload-{}", std::process::id());
@@ -52,26 +48,9 @@ durability = "none"
         ),
     )
     .unwrap();
-    let mut engine = Command::new(ENGINE)
-        .args(["--config", cfg.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut engine, collected) =
+        spawn_attached(Command::new(ENGINE).args(["--config", cfg.to_str().unwrap()]));
     let pid = engine.id();
-    let mut err = BufReader::new(engine.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("attached") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "engine died before attaching"
-        );
-    }
-    let collected = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        rest
-    });
 
     // Two storms (one per CPU) for about 4 seconds.
     let storm = "import os, time\nend = time.time() + 4\nn = 0\nwhile time.time() < end:\n    for _ in range(10000): os.getppid()\n    n += 10000\nprint(n)";
@@ -102,9 +81,7 @@ durability = "none"
         })
         .sum();
     assert!(engine.try_wait().unwrap().is_none(), "the engine stayed up");
-    // SAFETY: kill with a valid pid.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = engine.wait().unwrap();
+    let status = signal(&mut engine, libc::SIGINT);
     let err = collected.join().unwrap();
     assert!(status.success(), "engine failed: {err}");
     assert!(err.contains("[holds]"), "accounting identity holds: {err}");
