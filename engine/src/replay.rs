@@ -570,17 +570,14 @@ pub fn replay<W: Write>(
         streams: None,
     };
     let mut reader = Reader::open(dir, &opts)?;
-    let offsets: std::collections::HashMap<u32, i128> = reader
-        .headers()
-        .map(|(id, h)| (id, h.mono_to_wall_ns as i128))
-        .collect();
     let progress = is_tty();
     let blocks = reader.progress();
     let mut json = JsonWriter::default();
     let mut last_progress = Instant::now();
     let mut written = 0u64;
     let mut seen = 0u64;
-    while let Some((stream, rec)) = reader.next_with_stream()? {
+    while let Some(loc) = reader.next_located()? {
+        let rec = loc.record;
         seen += 1;
         if progress && last_progress.elapsed() >= Duration::from_millis(200) {
             let c = blocks.counts();
@@ -590,7 +587,8 @@ pub fn replay<W: Write>(
             );
             last_progress = Instant::now();
         }
-        let off = offsets.get(&stream).copied().unwrap_or(off);
+        // Each record's own segment says how its boot's clock maps to wall time.
+        let off = loc.mono_to_wall_ns as i128;
         let wall = rec.ts_ns as i128 + off;
         if args.from_unix_ns.is_some_and(|f| wall < f) || args.to_unix_ns.is_some_and(|t| wall >= t)
         {

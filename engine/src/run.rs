@@ -519,22 +519,32 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
             0.0
         },
     );
+    // Latencies merged over every core thread.
+    let mut merged: Option<crate::pipeline::Latencies> = None;
     for s in shared {
         if let Ok(l) = s.latencies.lock()
             && let Some(l) = l.as_ref()
         {
-            let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e6;
-            line.push_str(&format!(
-                "; block write p50/p99/p999 {:.2}/{:.2}/{:.2} ms, event age p50/p99/p999 {:.2}/{:.2}/{:.2} ms",
-                q(&l.block_write, 0.5),
-                q(&l.block_write, 0.99),
-                q(&l.block_write, 0.999),
-                q(&l.event_age, 0.5),
-                q(&l.event_age, 0.99),
-                q(&l.event_age, 0.999),
-            ));
-            break;
+            match &mut merged {
+                None => merged = Some(l.clone()),
+                Some(m) => {
+                    let _ = m.block_write.add(&l.block_write);
+                    let _ = m.event_age.add(&l.event_age);
+                }
+            }
         }
+    }
+    if let Some(l) = merged {
+        let q = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1e6;
+        line.push_str(&format!(
+            "; block write p50/p99/p999 {:.2}/{:.2}/{:.2} ms, event age p50/p99/p999 {:.2}/{:.2}/{:.2} ms",
+            q(&l.block_write, 0.5),
+            q(&l.block_write, 0.99),
+            q(&l.block_write, 0.999),
+            q(&l.event_age, 0.5),
+            q(&l.event_age, 0.99),
+            q(&l.event_age, 0.999),
+        ));
     }
     eprintln!("{line}");
 }

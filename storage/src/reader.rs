@@ -57,6 +57,8 @@ impl ReadOptions {
 struct Ready {
     block: DecodedBlock,
     order: Vec<u32>,
+    /// The block's segment's `mono_to_wall_ns` (segments of one stream may span boots).
+    mono_to_wall_ns: i64,
 }
 
 /// Shared counters of the decode workers.
@@ -92,6 +94,7 @@ fn decode_worker(
                 return;
             }
             counters.read.fetch_add(1, Ordering::Relaxed);
+            ready.mono_to_wall_ns = seg.header().mono_to_wall_ns;
             let entries = ready.block.entries();
             ready.order.clear();
             ready.order.extend(0..entries.len() as u32);
@@ -135,10 +138,15 @@ impl StreamCursor {
         self.current.block.entries()[self.current.order[self.pos] as usize].ts_ns
     }
 
-    fn record(&self) -> RecordRef<'_> {
-        self.current
-            .block
-            .record(self.current.order[self.pos] as usize)
+    fn located(&self) -> Located<'_> {
+        Located {
+            stream: self.id,
+            mono_to_wall_ns: self.current.mono_to_wall_ns,
+            record: self
+                .current
+                .block
+                .record(self.current.order[self.pos] as usize),
+        }
     }
 }
 
@@ -160,6 +168,15 @@ impl Progress {
             skipped: self.0.skipped.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A record and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Located<'a> {
+    pub stream: u32,
+    /// `wall_ns = record.ts_ns + mono_to_wall_ns`, from the record's own segment.
+    pub mono_to_wall_ns: i64,
+    pub record: RecordRef<'a>,
 }
 
 /// Blocks decoded and blocks skipped by metadata, so far.
@@ -294,6 +311,12 @@ impl Reader {
 
     /// [`Reader::next_record`] with the id of the stream the record came from.
     pub fn next_with_stream(&mut self) -> Result<Option<(u32, RecordRef<'_>)>, StorageError> {
+        Ok(self.next_located()?.map(|r| (r.stream, r.record)))
+    }
+
+    /// The next record with where it came from: its stream and its segment's
+    /// monotonic-to-wall-clock offset (`wall_ns = ts_ns + mono_to_wall_ns`).
+    pub fn next_located(&mut self) -> Result<Option<Located<'_>>, StorageError> {
         if !self.started {
             self.started = true;
             for i in 0..self.streams.len() {
@@ -310,8 +333,7 @@ impl Reader {
                 // Still the earliest: hand it out without touching the heap.
                 if self.heap.peek().is_none_or(|Reverse(top)| (ts, i) <= *top) {
                     self.pending = Some(i);
-                    let s = &self.streams[i];
-                    return Ok(Some((s.id, s.record())));
+                    return Ok(Some(self.streams[i].located()));
                 }
                 self.heap.push(Reverse((ts, i)));
             }
@@ -320,8 +342,7 @@ impl Reader {
             return Ok(None);
         };
         self.pending = Some(i);
-        let s = &self.streams[i];
-        Ok(Some((s.id, s.record())))
+        Ok(Some(self.streams[i].located()))
     }
 }
 

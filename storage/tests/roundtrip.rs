@@ -201,3 +201,31 @@ fn rotation_by_age_and_interval_syncs() {
     assert_eq!(stats.segments_sealed, 2);
     assert_eq!(stats.records, 30);
 }
+
+#[test]
+fn each_record_carries_its_own_segments_clock_offset() {
+    // Two runs of one stream, as across a reboot: different monotonic-to-wall offsets.
+    let dir = TempDir::new("boots");
+    for (range, offset) in [
+        (0..100u64, 1_000_000_000_000i64),
+        (100..200, 9_000_000_000_000),
+    ] {
+        let mut c = config(dir.path(), 0, IoBackend::Portable);
+        c.mono_to_wall_ns = offset;
+        let mut w = StreamWriter::create(c).unwrap();
+        write(&mut w, 0, range);
+        w.close().unwrap();
+    }
+    let mut r = Reader::open(dir.path(), &ReadOptions::default()).unwrap();
+    let mut n = 0u64;
+    while let Some(loc) = r.next_located().unwrap() {
+        let want = if n < 100 {
+            1_000_000_000_000
+        } else {
+            9_000_000_000_000
+        };
+        assert_eq!(loc.mono_to_wall_ns, want, "record {n}");
+        n += 1;
+    }
+    assert_eq!(n, 200);
+}
