@@ -52,7 +52,9 @@ WORKLOADS = {
         "events_per_op": 1,
         "perf": ["-e", "raw_syscalls:sys_enter", "--filter", "id == 110"],
         "bpftrace": "tracepoint:raw_syscalls:sys_enter /args->id == 110 && comm == \"loadgen\"/ { @n = count(); }",
-        "engine": {"categories": ["syscall"], "syscalls": [110], "kinds": ["syscall.call"]},
+        # Like perf's raw_syscalls:sys_enter: recorded at entry, no result pairing.
+        "engine": {"categories": ["syscall"], "syscalls": [110], "kinds": ["syscall.call"],
+                   "syscall_results": False},
     },
     "files": {
         "loadgen": ["files"],
@@ -195,6 +197,7 @@ def engine_config(name, work):
         f.write(f"""[capture]
 categories = {json.dumps(sel["categories"])}
 syscalls = {json.dumps(sel.get("syscalls", []))}
+syscall_results = {"true" if sel.get("syscall_results", True) else "false"}
 ring_bytes = {ring}
 wakeup_bytes = 1048576
 [filter]

@@ -84,6 +84,7 @@ enum event_category {
 
 /* event_header.flags */
 #define EVF_TRUNCATED 0x1 /* a string or argv was cut at its buffer bound */
+#define EVF_NO_RESULT 0x2 /* recorded at sys_enter only: ret and latency_ns are not known */
 
 /* Common header, 64 bytes. `len` is the total record length (header + payload). */
 struct event_header {
@@ -333,7 +334,7 @@ struct collector_config {
 	__u32 follow_children; /* forks of an included tgid are included too */
 	__u32 syscall_all; /* 1: every syscall id; 0: only ids set in map syscall_ids */
 	__u32 wakeup_bytes; /* wake the reader only when this much is pending; 0 = every record */
-	__u32 _pad0;
+	__u32 syscall_enter_only; /* generic syscalls recorded at sys_enter, without result */
 	__u64 rate_per_sec[CAT_MAX]; /* per CPU; 0 = unlimited */
 	__u64 burst[CAT_MAX];
 };

@@ -80,6 +80,25 @@ static __always_inline bool generic_wanted(long id)
 	return on && *on;
 }
 
+/* A generic syscall record from sys_enter alone (CONFIG.syscall_enter_only): no result,
+ * no latency, and no sys_exit program at all when nothing else needs it. */
+static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id)
+{
+	void *rb;
+	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL);
+	if (!e)
+		return;
+	e->h.flags |= EVF_NO_RESULT;
+	e->p.id = id;
+	e->p.args[0] = regs->di;
+	e->p.args[1] = regs->si;
+	e->p.args[2] = regs->dx;
+	e->p.args[3] = regs->r10;
+	e->p.args[4] = regs->r8;
+	e->p.args[5] = regs->r9;
+	submit(rb, e, sizeof(*e));
+}
+
 SEC("tp_btf/sys_enter")
 int handle_sys_enter(__u64 *ctx)
 {
@@ -94,6 +113,11 @@ int handle_sys_enter(__u64 *ctx)
 		kind = 0;
 	if (generic && !pass_filters(EK_SYSCALL_CALL))
 		generic = false;
+	if (generic && CONFIG.syscall_enter_only) {
+		if (rate_ok(CAT_SYSCALL, EK_SYSCALL_CALL))
+			emit_syscall_enter(regs, id);
+		generic = false;
+	}
 	if (!kind && !generic)
 		return 0;
 
@@ -137,7 +161,7 @@ int handle_sys_exit(__u64 *ctx)
 	long id = regs->orig_ax;
 
 	__u32 kind = classify(id);
-	bool generic = generic_wanted(id);
+	bool generic = generic_wanted(id) && !CONFIG.syscall_enter_only;
 	if (!kind && !generic)
 		return 0;
 

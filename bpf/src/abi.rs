@@ -31,6 +31,8 @@ pub const RATE_SLOT_PAGE_FAULT: usize = 7;
 
 /// `EVF_TRUNCATED`: a string or argv was cut at its buffer bound.
 pub const FLAG_TRUNCATED: u16 = 0x1;
+/// `EVF_NO_RESULT`: recorded at sys_enter only; `ret` and `latency_ns` are not known.
+pub const FLAG_NO_RESULT: u16 = 0x2;
 
 /// The common record header (`struct event_header`), 64 bytes.
 #[repr(C)]
@@ -278,7 +280,9 @@ payload!(
     /// Load-time configuration (`struct collector_config`, the `.rodata` global `CONFIG`).
     CollectorConfigRaw, 160, {
     self_tgid: u32, categories: u32, tgid_filter: u32, cgroup_filter: u32,
-    follow_children: u32, syscall_all: u32, wakeup_bytes: u32, _pad0: u32,
+    follow_children: u32, syscall_all: u32, wakeup_bytes: u32,
+    /// Generic syscalls recorded at sys_enter, without result or latency.
+    syscall_enter_only: u32,
     rate_per_sec: [u64; RATE_SLOTS],
     burst: [u64; RATE_SLOTS],
 });

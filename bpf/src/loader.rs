@@ -85,6 +85,9 @@ pub struct CaptureConfig {
     pub follow_children: bool,
     /// Syscalls kept by the `syscall` category.
     pub syscalls: SyscallSet,
+    /// Record generic syscalls at sys_enter only (no result, no latency): about half the
+    /// cost per syscall, and no sys_exit program unless file/security need it.
+    pub syscall_enter_only: bool,
     /// Per-CPU token-bucket rate (events/s) per rate slot: the category ids, and
     /// [`RATE_SLOT_PAGE_FAULT`] for page faults. 0 = unlimited.
     pub rate_per_sec: [u64; RATE_SLOTS],
@@ -113,6 +116,7 @@ impl Default for CaptureConfig {
             cgroup_filter: IdFilter::Off,
             follow_children: false,
             syscalls: SyscallSet::Ids(Vec::new()),
+            syscall_enter_only: false,
             rate_per_sec,
             burst,
             tgid_filter_max: DEFAULT_TGID_FILTER_MAX,
@@ -184,7 +188,7 @@ impl CaptureConfig {
             follow_children: self.follow_children as u32,
             syscall_all: matches!(self.syscalls, SyscallSet::All) as u32,
             wakeup_bytes: self.wakeup_bytes,
-            _pad0: 0,
+            syscall_enter_only: self.syscall_enter_only as u32,
             rate_per_sec: self.rate_per_sec,
             burst: self.burst,
         }
@@ -292,7 +296,7 @@ const PROGRAMS: &[ProgramSpec] = &[
         .has(Category::Process)
         || c.tgid_filter != IdFilter::Off),
     spec!("handle_sys_enter", "sys_enter", File, syscalls_needed),
-    spec!("handle_sys_exit", "sys_exit", File, syscalls_needed),
+    spec!("handle_sys_exit", "sys_exit", File, sys_exit_needed),
     spec!("handle_cap_capable", "cap_capable", Security),
     spec!("handle_signal_generate", "signal_generate", Security),
     spec!("handle_inet_sock_set_state", "inet_sock_set_state", Net),
@@ -315,6 +319,12 @@ const PROGRAMS: &[ProgramSpec] = &[
 
 fn syscalls_needed(c: &CaptureConfig) -> bool {
     c.has(Category::File) || c.has(Category::Security) || c.has(Category::Syscall)
+}
+
+fn sys_exit_needed(c: &CaptureConfig) -> bool {
+    c.has(Category::File)
+        || c.has(Category::Security)
+        || (c.has(Category::Syscall) && !c.syscall_enter_only)
 }
 
 /// Effective capability mask of this process, as /proc/self/status prints it.

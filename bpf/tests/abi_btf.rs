@@ -336,7 +336,7 @@ fn every_record_layout_matches_btf() {
             follow_children,
             syscall_all,
             wakeup_bytes,
-            _pad0,
+            syscall_enter_only,
             rate_per_sec,
             burst
         ]

@@ -59,6 +59,10 @@ pub struct Capture {
     pub syscalls: Vec<u32>,
     /// Keep every syscall in the `syscall` category.
     pub syscalls_all: bool,
+    /// Pair generic syscalls with their exit to record result and latency. `false`:
+    /// record at sys_enter only (like `perf record -e raw_syscalls:sys_enter`), about half
+    /// the cost per syscall.
+    pub syscall_results: bool,
     /// With an include `filter.pids`: children of those processes are included too.
     pub follow_children: bool,
     /// In-kernel per-CPU rate limits (events/s; 0 = unlimited).
@@ -75,6 +79,7 @@ impl Default for Capture {
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
             syscalls: Vec::new(),
             syscalls_all: false,
+            syscall_results: true,
             follow_children: false,
             rate_limit: RateLimit::default(),
         }

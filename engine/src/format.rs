@@ -220,6 +220,9 @@ pub fn write_fields<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Resul
             " address={:#x} ip={:#x} error={:#x}",
             p.address, p.ip, p.error_code
         )?,
+        Payload::Syscall(p) if h.flags & bpf::abi::FLAG_NO_RESULT != 0 => {
+            write!(out, " id={} args={:x?}", p.id, p.args)?
+        }
         Payload::Syscall(p) => write!(
             out,
             " id={} ret={} latency_ns={} args={:x?}",

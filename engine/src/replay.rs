@@ -451,8 +451,10 @@ impl JsonWriter {
             }
             Payload::Syscall(p) => {
                 self.field("id", p.id);
-                self.field("ret", p.ret);
-                self.field("latency_ns", p.latency_ns);
+                if h.flags & bpf::abi::FLAG_NO_RESULT == 0 {
+                    self.field("ret", p.ret);
+                    self.field("latency_ns", p.latency_ns);
+                }
                 self.buf.extend_from_slice(b",\"args\":[");
                 for (i, a) in p.args.iter().enumerate() {
                     if i > 0 {

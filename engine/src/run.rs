@@ -74,6 +74,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
             IdFilter::Include(c.filter.cgroups.clone())
         },
         follow_children: c.capture.follow_children,
+        syscall_enter_only: !c.capture.syscall_results,
         syscalls: if c.capture.syscalls_all {
             SyscallSet::All
         } else {

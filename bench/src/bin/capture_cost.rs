@@ -78,9 +78,18 @@ impl Storm {
 }
 
 fn load(categories: &[Category], ring_bytes: u32) -> anyhow::Result<Collector> {
+    load_with(categories, ring_bytes, false)
+}
+
+fn load_with(
+    categories: &[Category],
+    ring_bytes: u32,
+    enter_only: bool,
+) -> anyhow::Result<Collector> {
     let config = CaptureConfig {
         categories: categories.iter().copied().collect::<BTreeSet<_>>(),
         syscalls: SyscallSet::Ids(vec![GETPPID]),
+        syscall_enter_only: enter_only,
         tgid_filter: IdFilter::Include(Vec::new()),
         ring_bytes,
         ..CaptureConfig::default()
@@ -185,6 +194,7 @@ fn main() -> anyhow::Result<()> {
         .filter(|c| *c != Category::Syscall)
         .collect();
     let (mut untraced, mut attached, mut traced, mut drain) = (vec![], vec![], vec![], vec![]);
+    let mut enter_only = vec![];
     let mut drain_rate = vec![];
     let mut lost = 0;
     for round in 0..rounds {
@@ -208,6 +218,18 @@ fn main() -> anyhow::Result<()> {
         lost += o.ring_full;
         traced.push(o.ns_per_call);
         drop(c);
+        let mut c = load_with(&[Category::Syscall], 64 << 20, true)?;
+        let o = run(Some(&mut c), calls, true)?;
+        if o.delivered + o.ring_full != calls {
+            bail!(
+                "enter-only: delivered {} + ring_full {} != {calls} calls",
+                o.delivered,
+                o.ring_full
+            );
+        }
+        lost += o.ring_full;
+        enter_only.push(o.ns_per_call);
+        drop(c);
         // 1M records of 136 bytes (+8 ring header) fit in 256 MiB: nothing is lost.
         let mut c = load(&[Category::Syscall], 256 << 20)?;
         let o = run(Some(&mut c), calls.min(1_000_000), false)?;
@@ -225,6 +247,10 @@ fn main() -> anyhow::Result<()> {
         ("untraced", &untraced),
         ("attached (default categories, getppid not kept)", &attached),
         ("traced (getppid kept, live reader on CPU 1)", &traced),
+        (
+            "traced at sys_enter only (syscall_results = false)",
+            &enter_only,
+        ),
         ("traced (no reader, 256 MiB ring)", &drain),
     ] {
         if v.is_empty() {
