@@ -551,23 +551,12 @@ pub fn replay<W: Write>(
             kinds.push(kind as u16);
         }
     }
-    // Wall-clock bounds become monotonic bounds through the segments' offset (with a
-    // second of slack; the exact test is on each record's wall time below).
-    let probe = Reader::open(dir, &ReadOptions::default())?;
-    let off = probe
-        .headers()
-        .map(|(_, h)| h.mono_to_wall_ns)
-        .last()
-        .unwrap_or(0) as i128;
-    drop(probe);
-    let to_mono = |wall: i128| (wall - off).clamp(0, u64::MAX as i128) as u64;
+    // Wall-clock bounds: the reader maps them through each segment's own clock offset.
+    let unix = |t: i128| t.clamp(0, u64::MAX as i128 - 1) as u64;
     let opts = ReadOptions {
-        from_ns: args
-            .from_unix_ns
-            .map_or(0, |w| to_mono(w).saturating_sub(1_000_000_000)),
-        to_ns: args
-            .to_unix_ns
-            .map_or(u64::MAX, |w| to_mono(w).saturating_add(1_000_000_000)),
+        from_ns: args.from_unix_ns.map_or(0, unix),
+        to_ns: args.to_unix_ns.map_or(u64::MAX, unix),
+        wall_clock: true,
         kinds: (!kinds.is_empty()).then_some(kinds),
         streams: None,
     };
@@ -592,10 +581,6 @@ pub fn replay<W: Write>(
         // Each record's own segment says how its boot's clock maps to wall time.
         let off = loc.mono_to_wall_ns as i128;
         let wall = rec.ts_ns as i128 + off;
-        if args.from_unix_ns.is_some_and(|f| wall < f) || args.to_unix_ns.is_some_and(|t| wall >= t)
-        {
-            continue;
-        }
         if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {
                 continue;

@@ -38,9 +38,7 @@ pub use block::{BlockBuilder, Compressor, DecodedBlock};
 pub use error::StorageError;
 pub use format::{BlockMeta, FileHeader};
 pub use io::IoBackend;
-pub use reader::{
-    BlockCounts, Located, Progress, ReadOptions, Reader, Stats, StreamStats, block_index,
-};
+pub use reader::{BlockCounts, Located, Progress, ReadOptions, Reader, Stats, StreamStats};
 pub use record::{KIND_LOSS, LOSS_LEN, Loss, LossReason, RecordRef};
 pub use segment::{Segment, SegmentName};
 pub use writer::{

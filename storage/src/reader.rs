@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use crate::block::DecodedBlock;
 use crate::error::StorageError;
-use crate::format::{BlockMeta, kind_bit};
+use crate::format::kind_bit;
 use crate::record::{KIND_LOSS, Loss, RecordRef};
 use crate::segment::Segment;
 use crate::writer::list_segments;
@@ -18,9 +18,14 @@ use crate::writer::list_segments;
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// Records with `from_ns <= ts_ns < to_ns` (monotonic ns, as stored).
+    /// Records with `from_ns <= time < to_ns`, where time is the stored monotonic
+    /// timestamp, or with `wall_clock` its wall-clock time (ns since the Unix epoch)
+    /// through each record's own segment offset.
     pub from_ns: u64,
     pub to_ns: u64,
+    /// Whether `from_ns`/`to_ns` are wall-clock times (segments of other boots map
+    /// differently, so the conversion is done per segment).
+    pub wall_clock: bool,
     /// Only these kinds (loss records have kind [`KIND_LOSS`]); `None`: all.
     pub kinds: Option<Vec<u16>>,
     /// Only these stream ids; `None`: all.
@@ -32,6 +37,7 @@ impl Default for ReadOptions {
         ReadOptions {
             from_ns: 0,
             to_ns: u64::MAX,
+            wall_clock: false,
             kinds: None,
             streams: None,
         }
@@ -45,10 +51,22 @@ impl ReadOptions {
             .map_or(u64::MAX, |ks| ks.iter().fold(0, |m, &k| m | kind_bit(k)))
     }
 
-    fn wants(&self, ts: u64, kind: u16) -> bool {
-        ts >= self.from_ns
-            && ts < self.to_ns
-            && self.kinds.as_ref().is_none_or(|ks| ks.contains(&kind))
+    /// The time bounds in monotonic ns for a segment with offset `mono_to_wall_ns`.
+    fn bounds(&self, mono_to_wall_ns: i64) -> (u64, u64) {
+        if !self.wall_clock {
+            return (self.from_ns, self.to_ns);
+        }
+        let mono = |wall: u64| {
+            if wall == u64::MAX {
+                return u64::MAX;
+            }
+            (wall as i128 - mono_to_wall_ns as i128).clamp(0, u64::MAX as i128) as u64
+        };
+        (mono(self.from_ns), mono(self.to_ns))
+    }
+
+    fn wants(&self, ts: u64, kind: u16, (from, to): (u64, u64)) -> bool {
+        ts >= from && ts < to && self.kinds.as_ref().is_none_or(|ks| ks.contains(&kind))
     }
 }
 
@@ -59,6 +77,8 @@ struct Ready {
     order: Vec<u32>,
     /// The block's segment's `mono_to_wall_ns` (segments of one stream may span boots).
     mono_to_wall_ns: i64,
+    /// The wanted time range in this block's monotonic clock.
+    bounds: (u64, u64),
 }
 
 /// Shared counters of the decode workers.
@@ -83,8 +103,9 @@ fn decode_worker(
 ) {
     let mut buf = Vec::new();
     for seg in &segments {
+        let (from, to) = opts.bounds(seg.header().mono_to_wall_ns);
         for meta in seg.blocks() {
-            if !meta.overlaps(opts.from_ns, opts.to_ns, mask) {
+            if !meta.overlaps(from, to, mask) {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -95,6 +116,7 @@ fn decode_worker(
             }
             counters.read.fetch_add(1, Ordering::Relaxed);
             ready.mono_to_wall_ns = seg.header().mono_to_wall_ns;
+            ready.bounds = (from, to);
             let entries = ready.block.entries();
             ready.order.clear();
             ready.order.extend(0..entries.len() as u32);
@@ -120,7 +142,7 @@ impl StreamCursor {
         loop {
             while self.pos < self.current.order.len() {
                 let e = &self.current.block.entries()[self.current.order[self.pos] as usize];
-                if opts.wants(e.ts_ns, e.kind) {
+                if opts.wants(e.ts_ns, e.kind, self.current.bounds) {
                     return Ok(true);
                 }
                 self.pos += 1;
@@ -195,7 +217,6 @@ pub struct Reader {
     pending: Option<usize>,
     counters: Arc<Counters>,
     started: bool,
-    headers: Vec<(u32, crate::format::FileHeader)>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -256,13 +277,11 @@ impl Reader {
         let counters = Arc::new(Counters::default());
         let mask = opts.kind_mask();
         let mut streams = Vec::new();
-        let mut headers = Vec::new();
         for (id, path) in stream_dirs(dir)? {
             if opts.streams.as_ref().is_some_and(|s| !s.contains(&id)) {
                 continue;
             }
             let segments = open_stream(&path)?;
-            headers.extend(segments.iter().map(|s| (id, s.header().clone())));
             let (tx, rx) = sync_channel(READ_AHEAD_BLOCKS);
             let (recycle, recycled) = channel();
             let (o, c) = (opts.clone(), counters.clone());
@@ -285,13 +304,7 @@ impl Reader {
             pending: None,
             counters,
             started: false,
-            headers,
         })
-    }
-
-    /// Segment headers of every stream (for wall-clock offsets, hosts, ABI versions).
-    pub fn headers(&self) -> impl Iterator<Item = (u32, &crate::format::FileHeader)> {
-        self.headers.iter().map(|(id, h)| (*id, h))
     }
 
     /// Blocks decoded and skipped so far (decoding runs ahead of the records returned).
@@ -477,17 +490,4 @@ impl StreamStats {
         }
         self.record_bytes as f64 / self.file_bytes as f64
     }
-}
-
-/// Block metadata of every segment of every stream (for seek planning and tests).
-pub fn block_index(dir: impl AsRef<Path>) -> Result<Vec<(u32, Vec<BlockMeta>)>, StorageError> {
-    let mut out = Vec::new();
-    for (id, path) in stream_dirs(dir.as_ref())? {
-        let mut blocks = Vec::new();
-        for seg in open_stream(&path)? {
-            blocks.extend_from_slice(seg.blocks());
-        }
-        out.push((id, blocks));
-    }
-    Ok(out)
 }

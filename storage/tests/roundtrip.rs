@@ -204,28 +204,42 @@ fn rotation_by_age_and_interval_syncs() {
 
 #[test]
 fn each_record_carries_its_own_segments_clock_offset() {
-    // Two runs of one stream, as across a reboot: different monotonic-to-wall offsets.
+    // Two runs of one stream, as across a reboot: the monotonic clock starts over (same
+    // timestamps) and maps to wall time through a different offset.
     let dir = TempDir::new("boots");
-    for (range, offset) in [
-        (0..100u64, 1_000_000_000_000i64),
-        (100..200, 9_000_000_000_000),
-    ] {
+    let boots = [1_000_000_000_000i64, 9_000_000_000_000];
+    for offset in boots {
         let mut c = config(dir.path(), 0, IoBackend::Portable);
         c.mono_to_wall_ns = offset;
         let mut w = StreamWriter::create(c).unwrap();
-        write(&mut w, 0, range);
+        write(&mut w, 0, 0..100);
         w.close().unwrap();
     }
     let mut r = Reader::open(dir.path(), &ReadOptions::default()).unwrap();
-    let mut n = 0u64;
+    let mut offsets = std::collections::BTreeMap::new();
     while let Some(loc) = r.next_located().unwrap() {
-        let want = if n < 100 {
-            1_000_000_000_000
-        } else {
-            9_000_000_000_000
-        };
-        assert_eq!(loc.mono_to_wall_ns, want, "record {n}");
+        *offsets.entry(loc.mono_to_wall_ns).or_insert(0) += 1;
+    }
+    assert_eq!(
+        offsets.into_iter().collect::<Vec<_>>(),
+        vec![(boots[0], 100), (boots[1], 100)]
+    );
+
+    // A wall-clock window inside the second boot: only its records, though the first
+    // boot has records with the very same monotonic timestamps.
+    let (lo, hi) = (record(60, 0).0, record(100, 0).0);
+    let opts = ReadOptions {
+        from_ns: (lo as i64 + boots[1]) as u64,
+        to_ns: (hi as i64 + boots[1]) as u64,
+        wall_clock: true,
+        ..ReadOptions::default()
+    };
+    let mut r = Reader::open(dir.path(), &opts).unwrap();
+    let mut n = 0;
+    while let Some(loc) = r.next_located().unwrap() {
+        assert_eq!(loc.mono_to_wall_ns, boots[1], "a record of the other boot");
+        assert!(loc.record.ts_ns >= lo && loc.record.ts_ns < hi);
         n += 1;
     }
-    assert_eq!(n, 200);
+    assert_eq!(n, 40, "records 60..100 of the second boot");
 }
