@@ -35,12 +35,14 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// An I/O error of `op` on `path`. Writes that run out of space are reported as
+    /// [`StorageError::DiskFull`] with their offset by the file writer itself.
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
-        let path = path.into();
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            return StorageError::DiskFull { path, offset: 0 };
+        StorageError::Io {
+            path: path.into(),
+            op,
+            source,
         }
-        StorageError::Io { path, op, source }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Self {

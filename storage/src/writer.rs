@@ -329,14 +329,16 @@ impl StreamWriter {
         if self.builder.count() == 0 {
             return Ok(());
         }
-        let result = self.write_block();
+        let result = self.write_block(true);
         if let Err(e) = &result {
             self.failed = Some(e.to_string());
         }
         result
     }
 
-    fn write_block(&mut self) -> Result<(), StorageError> {
+    /// Writes the builder's block; with `rotate`, seals the segment when it is full or
+    /// old enough (the seal itself writes a partial block without rotating).
+    fn write_block(&mut self, rotate: bool) -> Result<(), StorageError> {
         let started = Instant::now();
         if self.seg.is_none() {
             self.open_segment()?;
@@ -369,8 +371,9 @@ impl StreamWriter {
             self.last_sync = Instant::now();
             self.unsynced = false;
         }
-        if seg.fw.offset() >= self.cfg.segment_bytes_max
-            || seg.opened.elapsed() >= self.cfg.segment_age_max
+        if rotate
+            && (seg.fw.offset() >= self.cfg.segment_bytes_max
+                || seg.opened.elapsed() >= self.cfg.segment_age_max)
         {
             self.seal()?;
         }
@@ -415,7 +418,10 @@ impl StreamWriter {
         if self.builder.count() > 0 {
             // From write_block's rotation the builder is empty; from outside, the
             // partial block goes into this segment.
-            self.write_block_no_rotate()?;
+            if let Err(e) = self.write_block(false) {
+                self.failed = Some(e.to_string());
+                return Err(e);
+            }
         }
         let Some(mut seg) = self.seg.take() else {
             return Ok(());
@@ -454,17 +460,6 @@ impl StreamWriter {
             return result;
         }
         self.apply_retention()
-    }
-
-    fn write_block_no_rotate(&mut self) -> Result<(), StorageError> {
-        let max = self.cfg.segment_bytes_max;
-        self.cfg.segment_bytes_max = u64::MAX;
-        let r = self.write_block();
-        self.cfg.segment_bytes_max = max;
-        if let Err(e) = &r {
-            self.failed = Some(e.to_string());
-        }
-        r
     }
 
     /// Periodic work without new records: rotation by age and interval syncs.
