@@ -327,6 +327,11 @@ fn sys_exit_needed(c: &CaptureConfig) -> bool {
         || (c.has(Category::Syscall) && !c.syscall_enter_only)
 }
 
+/// The online CPUs (the ones that get a ring), as the loader sees them.
+pub fn online_cpus() -> std::io::Result<Vec<u32>> {
+    aya::util::online_cpus().map_err(|(_, e)| e)
+}
+
 /// Effective capability mask of this process, as /proc/self/status prints it.
 fn cap_eff() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

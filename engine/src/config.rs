@@ -401,7 +401,7 @@ impl Config {
                 e.poll_timeout_ms
             ));
         }
-        let online = bpf_online_cpus();
+        let online = online_cpus();
         for cpu in &e.cpus {
             if !online.contains(cpu) {
                 p.push(format!(
@@ -447,31 +447,19 @@ impl Config {
     /// The CPUs to run core threads on.
     pub fn core_cpus(&self) -> Vec<usize> {
         if self.engine.cpus.is_empty() {
-            bpf_online_cpus()
+            online_cpus()
         } else {
             self.engine.cpus.clone()
         }
     }
 }
 
-/// Online CPUs, from sysfs.
-pub fn bpf_online_cpus() -> Vec<usize> {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
-    let mut out = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                    out.extend(a..=b);
-                }
-            }
-            None => out.extend(part.parse::<usize>().ok()),
-        }
+/// Online CPUs, as the kernel side sees them (CPU 0 if they cannot be read).
+pub fn online_cpus() -> Vec<usize> {
+    match bpf::online_cpus() {
+        Ok(cpus) if !cpus.is_empty() => cpus.into_iter().map(|c| c as usize).collect(),
+        _ => vec![0],
     }
-    if out.is_empty() {
-        out.push(0);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -155,12 +155,14 @@ impl Filter {
         if self.exclude_pids.contains(&h.pid) {
             return false;
         }
-        let comm = cstr_bytes(&h.comm);
-        if !self.comms.is_empty() && !self.comms.iter().any(|c| c.matches(comm)) {
-            return false;
-        }
-        if self.exclude_comms.iter().any(|c| c.matches(comm)) {
-            return false;
+        if !self.comms.is_empty() || !self.exclude_comms.is_empty() {
+            let comm = cstr_bytes(&h.comm);
+            if !self.comms.is_empty() && !self.comms.iter().any(|c| c.matches(comm)) {
+                return false;
+            }
+            if self.exclude_comms.iter().any(|c| c.matches(comm)) {
+                return false;
+            }
         }
         if !self.uids.is_empty() && !self.uids.contains(&h.uid) {
             return false;
