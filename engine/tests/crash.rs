@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{ENGINE, privileged, signal, spawn_attached};
+use common::{ENGINE, data_dir_and_config, privileged, signal, spawn_attached};
 
 /// Records in the complete blocks of every segment file, by file name.
 fn complete_records(dir: &Path) -> BTreeMap<String, u64> {
@@ -36,22 +36,18 @@ fn sigkill_then_restart_recovers_every_complete_block() {
     if !privileged("sigkill_then_restart_recovers_every_complete_block") {
         return;
     }
+    let (dir, cfg) = data_dir_and_config(
+        "engine-crash",
+        "[storage]\nflush_interval_ms = 100\nblock_bytes = 65536\n[engine]\nstatus_interval_ms = 0\n",
+    );
     let tag = format!("engine-crash-{}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("{tag}-data"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = std::env::temp_dir().join(format!("{tag}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[storage]\ndata_dir = {:?}\nflush_interval_ms = 100\nblock_bytes = 65536\n[engine]\nstatus_interval_ms = 0\n",
-            dir
-        ),
-    )
-    .unwrap();
-
-    let (mut engine, stderr) =
-        spawn_attached(Command::new(ENGINE).args(["--config", cfg.to_str().unwrap()]));
+    let run_args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    let (mut engine, stderr) = spawn_attached(Command::new(ENGINE).args(run_args));
     // A steady trickle of events for a while, with a marker early on.
     let marker = std::env::temp_dir().join(format!("{tag}-marker"));
     std::fs::write(&marker, b"x").ok();
@@ -82,13 +78,8 @@ fn sigkill_then_restart_recovers_every_complete_block() {
 
     // Restart: recovery runs and is reported; the second run stops cleanly.
     let out = Command::new(ENGINE)
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--duration",
-            "1",
-            "--quiet",
-        ])
+        .args(run_args)
+        .args(["--duration", "1", "--quiet"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

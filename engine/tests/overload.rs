@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ENGINE, privileged, signal, spawn_attached};
+use common::{ENGINE, data_dir_and_config, privileged, signal, spawn_attached};
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -22,15 +22,9 @@ fn storm_beyond_budgets_stays_accounted_and_flat() {
     if !privileged("storm_beyond_budgets_stays_accounted_and_flat") {
         return;
     }
-    let tag = format!("engine-overload-{}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("{tag}-data"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = std::env::temp_dir().join(format!("{tag}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
+    let (dir, cfg) = data_dir_and_config(
+        "engine-overload",
+        r#"
 [capture]
 categories = ["syscall", "process"]
 syscalls = [110]
@@ -42,14 +36,15 @@ bulk_per_sec = 2000
 [engine]
 status_interval_ms = 0
 [storage]
-data_dir = {dir:?}
 durability = "none"
-"#
-        ),
-    )
-    .unwrap();
-    let (mut engine, collected) =
-        spawn_attached(Command::new(ENGINE).args(["--config", cfg.to_str().unwrap()]));
+"#,
+    );
+    let (mut engine, collected) = spawn_attached(Command::new(ENGINE).args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
     let pid = engine.id();
 
     // Two storms (one per CPU) for about 4 seconds.

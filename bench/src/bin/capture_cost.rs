@@ -206,30 +206,22 @@ fn main() -> anyhow::Result<()> {
         if tax_only {
             continue;
         }
-        let mut c = load(&[Category::Syscall], 64 << 20)?;
-        let o = run(Some(&mut c), calls, true)?;
-        if o.delivered + o.ring_full != calls {
-            bail!(
-                "traced: delivered {} + ring_full {} != {calls} calls",
-                o.delivered,
-                o.ring_full
-            );
+        for (name, enter, out) in [
+            ("traced", false, &mut traced),
+            ("enter-only", true, &mut enter_only),
+        ] {
+            let mut c = load_with(&[Category::Syscall], 64 << 20, enter)?;
+            let o = run(Some(&mut c), calls, true)?;
+            if o.delivered + o.ring_full != calls {
+                bail!(
+                    "{name}: delivered {} + ring_full {} != {calls} calls",
+                    o.delivered,
+                    o.ring_full
+                );
+            }
+            lost += o.ring_full;
+            out.push(o.ns_per_call);
         }
-        lost += o.ring_full;
-        traced.push(o.ns_per_call);
-        drop(c);
-        let mut c = load_with(&[Category::Syscall], 64 << 20, true)?;
-        let o = run(Some(&mut c), calls, true)?;
-        if o.delivered + o.ring_full != calls {
-            bail!(
-                "enter-only: delivered {} + ring_full {} != {calls} calls",
-                o.delivered,
-                o.ring_full
-            );
-        }
-        lost += o.ring_full;
-        enter_only.push(o.ns_per_call);
-        drop(c);
         // 1M records of 136 bytes (+8 ring header) fit in 256 MiB: nothing is lost.
         let mut c = load(&[Category::Syscall], 256 << 20)?;
         let o = run(Some(&mut c), calls.min(1_000_000), false)?;

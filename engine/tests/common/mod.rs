@@ -50,3 +50,15 @@ pub fn signal(child: &mut Child, sig: i32) -> std::process::ExitStatus {
     unsafe { libc::kill(child.id() as i32, sig) };
     child.wait().expect("waiting for engine")
 }
+
+/// A fresh data directory `<tmp>/<tag>-<pid>-data` and the config `toml` written to
+/// `<tmp>/<tag>-<pid>.toml`; runs pass the directory with `--data-dir`.
+pub fn data_dir_and_config(tag: &str, toml: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let tag = format!("{tag}-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("{tag}-data"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let cfg = std::env::temp_dir().join(format!("{tag}.toml"));
+    std::fs::write(&cfg, toml).expect("config");
+    (dir, cfg)
+}
