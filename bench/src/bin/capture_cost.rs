@@ -5,6 +5,7 @@
 //!   syscall but `getppid` is not kept): the tax on syscalls nobody asked for;
 //! - `traced`: the `syscall` category keeping `getppid`, one reader draining the rings
 //!   on the other core while the storm runs;
+//! - `enter-only`: the same with `syscall_enter_only` (no result pairing, no sys_exit);
 //! - `drain`: the rings filled by a storm with no reader, then drained and decoded by
 //!   one core: how fast one core empties the rings.
 //!
