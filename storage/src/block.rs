@@ -217,8 +217,9 @@ impl Compressor {
     }
 
     /// Appends one zstd frame of the concatenation of `parts` (`total` bytes) to `out`.
-    /// The parts are staged into one buffer first: one-shot compression of a contiguous
-    /// input measured ~15% faster than streaming the parts, far more than the copy costs.
+    /// The parts are staged into one buffer first (~140 bytes copied per record) so that
+    /// zstd runs one-shot; against streaming the parts this measured 303 vs 343 ns per
+    /// record in one run and was within noise in another, and the code is simpler.
     fn compress(
         &mut self,
         parts: &[&[u8]],
