@@ -23,14 +23,12 @@ fn write_all(dir: &Path, records: &RecordBuf, io: IoBackend, level: i32) -> stor
     cfg.durability = Durability::None;
     let mut w = StreamWriter::create(cfg).expect("writer");
     for i in 0..records.len() {
-        let b = records.record(i);
-        let ts = u64::from_le_bytes(b[..8].try_into().unwrap());
-        let kind = u16::from_le_bytes([b[16], b[17]]);
+        let h = records.header(i);
         w.append(&RecordRef {
-            ts_ns: ts,
-            kind,
+            ts_ns: h.ts_ns,
+            kind: h.kind,
             weight: 1,
-            bytes: b,
+            bytes: records.record(i),
         })
         .expect("append");
     }
@@ -125,14 +123,12 @@ fn seek(c: &mut Criterion) {
     let hour_ns = 3_600_000_000_000u64;
     let total = 7_200_000u64;
     for i in 0..total {
-        let b = mix.record((i % 10_000) as usize);
-        let ts = i * (hour_ns / total);
-        let kind = u16::from_le_bytes([b[16], b[17]]);
+        let j = (i % 10_000) as usize;
         w.append(&RecordRef {
-            ts_ns: ts,
-            kind,
+            ts_ns: i * (hour_ns / total),
+            kind: mix.header(j).kind,
             weight: 1,
-            bytes: b,
+            bytes: mix.record(j),
         })
         .unwrap();
     }

@@ -29,6 +29,11 @@ impl RecordBuf {
         &self.bytes()[start..end]
     }
 
+    /// The common header of record `i`, in place.
+    pub fn header(&self, i: usize) -> &EventHeader {
+        bytemuck::from_bytes(&self.record(i)[..size_of::<EventHeader>()])
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.offsets.len()
