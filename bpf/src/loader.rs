@@ -21,9 +21,9 @@ const FILTER_EXCLUDE: u32 = 2;
 pub const SYSCALL_ID_MAX: u32 = 512;
 
 /// Default bytes per CPU ring.
-pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// Default pending bytes that wake the reader.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 64 << 10;
+pub const DEFAULT_WAKEUP_BYTES: u32 = 256 << 10;
 /// Default in-kernel page-fault rate per CPU (events/s).
 pub const DEFAULT_PAGE_FAULT_RATE: u64 = 1000;
 /// Default capacity of the tgid filter table (entries).

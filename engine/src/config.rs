@@ -9,10 +9,12 @@ use serde::Deserialize;
 /// The config used when no `--config` is given (`configs/default.toml`, embedded).
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
 
-/// Default per-CPU ring size.
-pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
-/// Default pending bytes that wake a core thread.
-pub const DEFAULT_WAKEUP_BYTES: u32 = 256 << 10;
+/// Largest per-CPU ring accepted (each ring is locked memory, mapped twice).
+pub const RING_BYTES_MAX: u32 = 1 << 30;
+/// The rings of every CPU together may take at most this share of the machine's memory.
+pub const RING_MEMORY_SHARE_MAX: f64 = 0.25;
+/// Largest in-kernel rate limit accepted, events/s per CPU.
+pub const RATE_PER_SEC_MAX: u64 = 1_000_000_000;
 /// Default sampling interval.
 pub const DEFAULT_SAMPLING_INTERVAL_MS: u64 = 1000;
 /// Default importance threshold for notable events.
@@ -23,6 +25,10 @@ pub const DEFAULT_POLL_BUDGET_EVENTS: usize = 4096;
 pub const DEFAULT_POLL_TIMEOUT_MS: u64 = 10;
 /// Default status line interval.
 pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 5000;
+/// Default sync interval with `storage.durability = "interval"`.
+pub const DEFAULT_DURABILITY_INTERVAL_MS: u64 = 1000;
+/// Default age of a partial block before it is written.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kevent";
 
@@ -75,8 +81,8 @@ impl Default for Capture {
             categories: ["process", "file", "net", "security", "container", "memory"]
                 .map(String::from)
                 .to_vec(),
-            ring_bytes: DEFAULT_RING_BYTES,
-            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
+            ring_bytes: bpf::DEFAULT_RING_BYTES,
+            wakeup_bytes: bpf::DEFAULT_WAKEUP_BYTES,
             syscalls: Vec::new(),
             syscalls_all: false,
             syscall_results: true,
@@ -196,8 +202,8 @@ pub struct Storage {
     pub segment_bytes_max: u64,
     /// Rotate a segment at this age.
     pub segment_age_ms: u64,
-    /// `none`, `on_seal` or `interval`.
-    pub durability: String,
+    /// When written data is made durable.
+    pub durability: DurabilityMode,
     /// With `durability = "interval"`: sync at most this long after a block.
     pub durability_interval_ms: u64,
     /// Write a partial block when its oldest record is this old: bounds what a crash
@@ -208,8 +214,41 @@ pub struct Storage {
     pub retention_bytes_max: u64,
     /// Delete sealed segments older than this; 0 = keep.
     pub retention_age_s: u64,
-    /// `uring` or `portable`.
-    pub io: String,
+    /// How segments are written.
+    pub io: IoMode,
+}
+
+/// `storage.durability`: when written data is made durable (fdatasync).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// Never explicitly: the kernel writes back when it likes.
+    None,
+    /// When a segment is sealed.
+    OnSeal,
+    /// At most `storage.durability_interval_ms` after a block is written, and on seal.
+    Interval,
+}
+
+/// `storage.io`: how segments are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IoMode {
+    /// io_uring (Linux).
+    #[serde(alias = "io_uring")]
+    Uring,
+    /// Plain positioned writes.
+    Portable,
+}
+
+impl IoMode {
+    /// The storage backend.
+    pub fn backend(self) -> storage::IoBackend {
+        match self {
+            IoMode::Uring => storage::IoBackend::Uring,
+            IoMode::Portable => storage::IoBackend::Portable,
+        }
+    }
 }
 
 impl Default for Storage {
@@ -217,24 +256,18 @@ impl Default for Storage {
         Storage {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             create_data_dir: true,
-            block_bytes: storage_defaults::BLOCK_BYTES,
-            zstd_level: storage_defaults::ZSTD_LEVEL,
-            segment_bytes_max: storage_defaults::SEGMENT_BYTES_MAX,
-            segment_age_ms: 600_000,
-            durability: "on_seal".into(),
-            durability_interval_ms: 1000,
-            flush_interval_ms: 1000,
+            block_bytes: storage::DEFAULT_BLOCK_BYTES,
+            zstd_level: storage::DEFAULT_ZSTD_LEVEL,
+            segment_bytes_max: storage::DEFAULT_SEGMENT_BYTES_MAX,
+            segment_age_ms: storage::DEFAULT_SEGMENT_AGE_MAX.as_millis() as u64,
+            durability: DurabilityMode::OnSeal,
+            durability_interval_ms: DEFAULT_DURABILITY_INTERVAL_MS,
+            flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             retention_bytes_max: 0,
             retention_age_s: 0,
-            io: "uring".into(),
+            io: IoMode::Uring,
         }
     }
-}
-
-mod storage_defaults {
-    pub const BLOCK_BYTES: usize = 1 << 20;
-    pub const ZSTD_LEVEL: i32 = 1;
-    pub const SEGMENT_BYTES_MAX: u64 = 256 << 20;
 }
 
 /// `[semantic]`
@@ -324,23 +357,33 @@ impl Config {
                 ));
             }
         }
-        if !c.ring_bytes.is_power_of_two() || c.ring_bytes < 4096 {
+        let online = online_cpus();
+        if !c.ring_bytes.is_power_of_two() || c.ring_bytes < 4096 || c.ring_bytes > RING_BYTES_MAX {
             p.push(format!(
-                "capture.ring_bytes: {} is not a power of two of at least 4096",
+                "capture.ring_bytes: {} is not a power of two between 4096 and {RING_BYTES_MAX}",
                 c.ring_bytes
             ));
+        } else if let Some(problem) = memory_total_bytes()
+            .and_then(|total| ring_memory_problem(c.ring_bytes, online.len(), total))
+        {
+            p.push(problem);
         }
-        if c.wakeup_bytes >= c.ring_bytes {
-            p.push(format!(
-                "capture.wakeup_bytes: {} must be below capture.ring_bytes ({})",
-                c.wakeup_bytes, c.ring_bytes
-            ));
-        }
-        for id in c.syscalls.iter().filter(|&&id| id >= bpf::SYSCALL_ID_MAX) {
-            p.push(format!(
-                "capture.syscalls: {id} is not a syscall id below {}",
-                bpf::SYSCALL_ID_MAX
-            ));
+        let r = &c.rate_limit;
+        for (key, rate) in [
+            ("process", Some(r.process)),
+            ("file", Some(r.file)),
+            ("net", Some(r.net)),
+            ("security", Some(r.security)),
+            ("container", Some(r.container)),
+            ("memory", Some(r.memory)),
+            ("syscall", Some(r.syscall)),
+            ("page_fault", r.page_fault),
+        ] {
+            if let Some(rate) = rate.filter(|&v| v > RATE_PER_SEC_MAX) {
+                p.push(format!(
+                    "capture.rate_limit.{key}: {rate} is above {RATE_PER_SEC_MAX} events/s"
+                ));
+            }
         }
         if c.follow_children && self.filter.pids.is_empty() {
             p.push("capture.follow_children: needs filter.pids to follow".into());
@@ -373,7 +416,7 @@ impl Config {
             }
         }
         for a in &f.addresses {
-            if crate::filter::parse_cidr(a).is_none() {
+            if crate::cidr::parse_cidr(a).is_none() {
                 p.push(format!(
                     "filter.addresses: {a:?} is not an IP address or CIDR block"
                 ));
@@ -401,11 +444,15 @@ impl Config {
                 e.poll_timeout_ms
             ));
         }
-        let online = online_cpus();
-        for cpu in &e.cpus {
+        for (i, cpu) in e.cpus.iter().enumerate() {
             if !online.contains(cpu) {
                 p.push(format!(
                     "engine.cpus: CPU {cpu} is not online (online: {online:?})"
+                ));
+            }
+            if e.cpus[..i].contains(cpu) {
+                p.push(format!(
+                    "engine.cpus: CPU {cpu} is listed more than once (one core thread per CPU)"
                 ));
             }
         }
@@ -413,17 +460,8 @@ impl Config {
         if st.data_dir.as_os_str().is_empty() {
             p.push("storage.data_dir: empty path".into());
         }
-        if !matches!(st.durability.as_str(), "none" | "on_seal" | "interval") {
-            p.push(format!(
-                "storage.durability: {:?} is not one of none, on_seal, interval",
-                st.durability
-            ));
-        }
-        if st.durability == "interval" && st.durability_interval_ms == 0 {
+        if st.durability == DurabilityMode::Interval && st.durability_interval_ms == 0 {
             p.push("storage.durability_interval_ms: must be above 0".into());
-        }
-        if storage::IoBackend::from_name(&st.io).is_none() {
-            p.push(format!("storage.io: {:?} is not uring or portable", st.io));
         }
         if st.segment_age_ms == 0 {
             p.push("storage.segment_age_ms: must be above 0".into());
@@ -454,6 +492,35 @@ impl Config {
     }
 }
 
+/// The rings take `ring_bytes` on every online CPU (whatever `engine.cpus` says): a
+/// problem when that is more than [`RING_MEMORY_SHARE_MAX`] of `memory_bytes`.
+fn ring_memory_problem(ring_bytes: u32, cpus: usize, memory_bytes: u64) -> Option<String> {
+    let rings = u64::from(ring_bytes).saturating_mul(cpus as u64);
+    let limit = (memory_bytes as f64 * RING_MEMORY_SHARE_MAX) as u64;
+    (rings > limit).then(|| {
+        format!(
+            "capture.ring_bytes: {ring_bytes} per CPU x {cpus} online CPUs = {} MiB of rings, more than {:.0}% of this machine's {} MiB of memory",
+            rings >> 20,
+            RING_MEMORY_SHARE_MAX * 100.0,
+            memory_bytes >> 20
+        )
+    })
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes (`None` where it cannot be read).
+fn memory_total_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Online CPUs, as the kernel side sees them (CPU 0 if they cannot be read).
 pub fn online_cpus() -> Vec<usize> {
     match bpf::online_cpus() {
@@ -466,16 +533,32 @@ pub fn online_cpus() -> Vec<usize> {
 mod tests {
     use super::*;
 
+    /// Every file in configs/ (read from the directory, not from a list).
+    fn presets() -> Vec<PathBuf> {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
+
     #[test]
     fn every_preset_parses_and_validates() {
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        let mut seen = 0;
-        for name in ["default.toml", "high-perf.toml", "security.toml"] {
-            let path = dir.join(name);
-            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            seen += 1;
+        let files = presets();
+        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap()).collect();
+        for needed in ["default.toml", "high-perf.toml", "security.toml"] {
+            assert!(
+                names.iter().any(|n| *n == needed),
+                "configs/{needed} exists"
+            );
         }
-        assert_eq!(seen, 3);
+        for path in &files {
+            Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
         assert_eq!(
             Config::embedded_default(),
             Config::load(&dir.join("default.toml")).unwrap()
@@ -487,9 +570,8 @@ mod tests {
         let doc =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"))
                 .expect("docs/config.md");
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs"));
-        for name in ["default.toml", "high-perf.toml", "security.toml"] {
-            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        for path in presets() {
+            let text = std::fs::read_to_string(path).unwrap();
             let value: toml::Table = toml::from_str(&text).unwrap();
             for (section, table) in &value {
                 assert!(
@@ -534,37 +616,83 @@ mod tests {
 [capture]
 categories = ["process", "bogus"]
 ring_bytes = 1000
+[capture.rate_limit]
+net = 5000000000
 [filter]
 kinds = ["process.exce"]
 comms = ["waytoolongcommandname"]
 addresses = ["10.0.0.0/33"]
+[engine]
+cpus = [0, 0]
 [storage]
-durability = "sometimes"
 zstd_level = 42
 [semantic]
 min_importance = 2.0
 "#;
         let c = Config::parse(text, Path::new("bad.toml")).unwrap();
         let problems = c.validate();
-        for key in [
+        let expected = [
             "capture.categories",
             "capture.ring_bytes",
+            "capture.rate_limit.net",
             "filter.kinds",
             "filter.comms",
             "filter.addresses",
-            "storage.durability",
+            "engine.cpus",
             "storage.zstd_level",
             "semantic.min_importance",
-        ] {
+        ];
+        for key in expected {
             assert!(
                 problems.iter().any(|p| p.starts_with(key)),
                 "{key} missing from {problems:#?}"
             );
         }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
         let e = c.check(Path::new("bad.toml")).unwrap_err().to_string();
         assert!(
-            e.starts_with("bad.toml: 9 problem(s)") || e.contains("problem(s)"),
+            e.starts_with(&format!("bad.toml: {} problem(s)", expected.len())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn enums_are_checked_by_the_parser_with_their_key() {
+        for (text, key, bad) in [
+            (
+                "[storage]\ndurability = \"sometimes\"\n",
+                "durability",
+                "sometimes",
+            ),
+            ("[storage]\nio = \"mmap\"\n", "io", "mmap"),
+        ] {
+            let e = Config::parse(text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(bad), "{e}");
+        }
+        let c = Config::parse("[storage]\nio = \"io_uring\"\n", Path::new("x.toml")).unwrap();
+        assert_eq!(c.storage.io, IoMode::Uring);
+    }
+
+    #[test]
+    fn rings_beyond_the_machine_are_refused() {
+        let mut c = Config::default();
+        c.capture.ring_bytes = 1 << 31;
+        let p = c.validate();
+        assert!(
+            p.iter().any(|p| p.starts_with("capture.ring_bytes")),
+            "{p:?}"
+        );
+        // 8 CPUs x 1 GiB on a 16 GiB machine is half its memory.
+        let p = ring_memory_problem(1 << 30, 8, 16 << 30).expect("refused");
+        assert!(
+            p.contains("8 online CPUs") && p.contains("16384 MiB"),
+            "{p}"
+        );
+        assert_eq!(ring_memory_problem(1 << 30, 2, 16 << 30), None);
+        assert!(memory_total_bytes().is_some_and(|m| m > 0), "/proc/meminfo");
+        c.capture.ring_bytes = 1 << 20;
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
     }
 }

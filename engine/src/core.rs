@@ -18,6 +18,8 @@ use crate::pipeline::{Latencies, Pipeline, PipelineStats, monotonic_ns};
 pub enum CoreMsg {
     /// Write this loss record in-band.
     Loss(Loss),
+    /// Seal the current segment and continue in a new one (SIGHUP).
+    Reopen,
 }
 
 /// Capacity of the control -> core queue.
@@ -30,19 +32,18 @@ pub struct CoreShared {
     pub delivered: AtomicU64,
     /// Records written.
     pub written: AtomicU64,
-    /// Records filtered or sampled out.
-    pub left_out: AtomicU64,
     /// Bytes appended and bytes written to disk (compression ratio).
     pub record_bytes: AtomicU64,
     pub file_bytes: AtomicU64,
     /// Largest ring fill seen in the last status interval, in per mille.
     pub ring_fill_permille: AtomicU64,
-    /// Loss messages the control thread could not queue (the queue was full): their
-    /// counts are reported at stop instead.
-    pub control_overflow: AtomicU64,
+    /// Kept records lost because storage failed.
+    pub storage_dropped: AtomicU64,
+    /// Why storage stopped (set once, when it does), for the status line.
+    pub storage_error: Mutex<Option<String>>,
     /// Latest latency histograms, published every status interval (not per event).
     pub latencies: Mutex<Option<Latencies>>,
-    /// Current 1-in-N per class.
+    /// Current 1-in-N per sampling class (critical, high, normal, bulk).
     pub sampling: Mutex<[u32; 4]>,
 }
 
@@ -114,6 +115,7 @@ impl Core {
             while let Ok(msg) = self.control.pop() {
                 match msg {
                     CoreMsg::Loss(l) => self.pipeline.loss(&l),
+                    CoreMsg::Reopen => self.pipeline.reopen(),
                 }
             }
             let now = monotonic_ns();
@@ -170,8 +172,14 @@ impl Core {
             .written
             .store(sum(&s.written), Ordering::Relaxed);
         self.shared
-            .left_out
-            .store(sum(&s.filtered) + sum(&s.sampled_out), Ordering::Relaxed);
+            .storage_dropped
+            .store(sum(&s.storage_dropped), Ordering::Relaxed);
+        if let Some(e) = &self.pipeline.storage_error
+            && let Ok(mut slot) = self.shared.storage_error.lock()
+            && slot.is_none()
+        {
+            *slot = Some(e.clone());
+        }
         let w = self.pipeline.writer.stats();
         self.shared
             .record_bytes

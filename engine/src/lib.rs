@@ -3,12 +3,15 @@
 //! that turns kernel drop counters into in-band loss records, and the offline tools
 //! (replay, inspect, verify).
 
+mod cidr;
 pub mod config;
 pub mod core;
 pub mod filter;
 pub mod format;
+mod lock;
 pub mod pipeline;
 pub mod replay;
 pub mod run;
 pub mod sampler;
+mod signals;
 pub mod tail;

@@ -212,6 +212,15 @@ impl Pipeline {
         }
     }
 
+    /// Seals the current segment; the next record opens a new one (SIGHUP).
+    pub fn reopen(&mut self) {
+        if self.storage_error.is_none()
+            && let Err(e) = self.writer.seal()
+        {
+            self.fail(e);
+        }
+    }
+
     /// Writes partial blocks every `interval_ms` (0: only full blocks).
     pub fn set_flush_interval(&mut self, interval_ms: u64) {
         self.flush_interval_ns = interval_ms * 1_000_000;

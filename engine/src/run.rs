@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT};
 use bpf::{CaptureConfig, Category, Collector, IdFilter, Kind, SyscallSet};
-use storage::{Durability, IoBackend, Loss, LossReason, StreamWriter, WriterConfig};
+use storage::{Durability, Loss, LossReason, StreamWriter, WriterConfig};
 
-use crate::config::Config;
+use crate::config::{Config, DurabilityMode};
 use crate::core::{CONTROL_QUEUE_CAPACITY, Core, CoreMsg, CoreReport, CoreShared};
 use crate::filter::{Filter, kind_mask};
+use crate::lock::DataDirLock;
 use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
-use crate::sampler::Sampler;
+use crate::sampler::{Class, Sampler};
+use crate::signals;
 
 /// How often the control thread reads the kernel's counters into loss records.
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
@@ -96,14 +98,14 @@ pub fn writer_config(c: &Config, id: u32, streams: u32) -> WriterConfig {
     w.zstd_level = s.zstd_level;
     w.segment_bytes_max = s.segment_bytes_max;
     w.segment_age_max = Duration::from_millis(s.segment_age_ms);
-    w.durability = match s.durability.as_str() {
-        "none" => Durability::None,
-        "interval" => Durability::IntervalMs(s.durability_interval_ms),
-        _ => Durability::OnSeal,
+    w.durability = match s.durability {
+        DurabilityMode::None => Durability::None,
+        DurabilityMode::OnSeal => Durability::OnSeal,
+        DurabilityMode::Interval => Durability::IntervalMs(s.durability_interval_ms),
     };
     w.retention_bytes_max = s.retention_bytes_max / streams.max(1) as u64;
     w.retention_age_max = (s.retention_age_s > 0).then(|| Duration::from_secs(s.retention_age_s));
-    w.io = IoBackend::from_name(&s.io).unwrap_or_default();
+    w.io = s.io.backend();
     w
 }
 
@@ -136,8 +138,6 @@ pub struct Summary {
     pub kernel: Vec<KindCounters>,
     pub user: PipelineStats,
     pub cores: Vec<CoreReport>,
-    /// Loss messages that could not be queued to a core (reported, not written).
-    pub control_overflow: u64,
     pub elapsed: Duration,
 }
 
@@ -232,36 +232,19 @@ impl Summary {
                 writeln!(out, "core {}: storage failed: {e}", c.id)?;
             }
         }
-        if self.control_overflow > 0 {
-            writeln!(
-                out,
-                "loss reports not written in-band (control queue full): {}",
-                self.control_overflow
-            )?;
-        }
         Ok(())
     }
 }
 
-static STOP_SIGNAL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP_SIGNAL.store(true, Ordering::Relaxed);
-}
-
-/// Whether SIGINT or SIGTERM has arrived.
+/// Whether a stop has been requested (SIGINT, SIGTERM, SIGQUIT).
 pub fn stop_requested() -> bool {
-    STOP_SIGNAL.load(Ordering::Relaxed)
+    crate::signals::stop_requested()
 }
 
-/// SIGINT and SIGTERM request a graceful stop.
+/// SIGINT, SIGTERM and SIGQUIT request a graceful stop. [`run`] installs the rest of
+/// the main job's handlers itself (see `signals.rs`).
 pub fn install_stop_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
+    crate::signals::install_stop();
 }
 
 /// Per-CPU kernel counters, `[cpu][kind]`.
@@ -310,9 +293,92 @@ fn loss_deltas(
     }
 }
 
-/// Runs the engine until `duration` passes or SIGINT/SIGTERM; returns what it counted.
+/// Loss reports on their way from the control thread to the core threads. A full core
+/// queue never loses one: it waits here, merged with others of the same CPU, kind and
+/// reason (so this holds at most CPUs x kinds x reasons entries), and is retried.
+struct LossOutbox {
+    controls: Vec<rtrb::Producer<CoreMsg>>,
+    /// Which core thread owns each CPU's ring.
+    ring_owner: Vec<usize>,
+    /// Per core: reports that found its queue full.
+    pending: Vec<Vec<Loss>>,
+}
+
+impl LossOutbox {
+    fn new(controls: Vec<rtrb::Producer<CoreMsg>>, ring_owner: Vec<usize>) -> LossOutbox {
+        let pending = controls.iter().map(|_| Vec::new()).collect();
+        LossOutbox {
+            controls,
+            ring_owner,
+            pending,
+        }
+    }
+
+    /// Queues `loss` (of `cpu`'s ring) to the core thread owning that ring.
+    fn send(&mut self, cpu: usize, loss: Loss) {
+        let core = self.ring_owner.get(cpu).copied().unwrap_or(0);
+        let loss = Loss {
+            stream: core as u32,
+            ..loss
+        };
+        // Older reports first, so a stream's loss records stay in time order.
+        if !self.pending[core].is_empty() || self.controls[core].push(CoreMsg::Loss(loss)).is_err()
+        {
+            Self::park(&mut self.pending[core], loss);
+        }
+    }
+
+    fn park(pending: &mut Vec<Loss>, loss: Loss) {
+        match pending
+            .iter_mut()
+            .find(|p| p.cpu == loss.cpu && p.kind == loss.kind && p.reason == loss.reason)
+        {
+            Some(p) => {
+                p.count = p.count.saturating_add(loss.count);
+                p.start_ns = p.start_ns.min(loss.start_ns);
+                p.end_ns = p.end_ns.max(loss.end_ns);
+            }
+            None => pending.push(loss),
+        }
+    }
+
+    /// Tries to queue every parked report; true when none is left.
+    fn retry(&mut self) -> bool {
+        for (core, pending) in self.pending.iter_mut().enumerate() {
+            while let Some(&loss) = pending.first() {
+                if self.controls[core].push(CoreMsg::Loss(loss)).is_err() {
+                    break;
+                }
+                pending.remove(0);
+            }
+        }
+        self.pending() == 0
+    }
+
+    /// Reports still parked.
+    fn pending(&self) -> usize {
+        self.pending.iter().map(Vec::len).sum()
+    }
+
+    /// Sends `msg` to every core thread (a full queue is retried until it takes it:
+    /// these are rare operator requests).
+    fn broadcast(&mut self, msg: CoreMsg) {
+        for c in &mut self.controls {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while c.push(msg).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Runs the engine until `duration` passes or SIGINT/SIGTERM/SIGQUIT; returns what it
+/// counted. Takes the data directory's lock for its whole life: a second engine on the
+/// same directory is refused.
 pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow::Result<Summary> {
     prepare_data_dir(config)?;
+    let _lock = DataDirLock::acquire(&config.storage.data_dir)?;
+    signals::install_main_job();
     let capture = capture_config(config);
     if capture.categories.is_empty() {
         bail!("filter.kinds keeps no kind of the enabled capture.categories: nothing to capture");
@@ -389,7 +455,6 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
 
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let mut overflow = 0u64;
     let status_every = Duration::from_millis(config.engine.status_interval_ms);
     let reports = std::thread::scope(|scope| -> anyhow::Result<Vec<CoreReport>> {
         let handles: Vec<_> = cores
@@ -403,41 +468,37 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             .collect::<Result<_, _>>()
             .context("spawning core threads")?;
 
+        let mut outbox = LossOutbox::new(controls, ring_owner);
         let mut prev: PerCpu = Vec::new();
         let mut prev_ns = monotonic_ns();
         let mut last_loss = Instant::now();
         let mut last_status = Instant::now();
         let mut last_written = vec![0u64; n];
-        let mut send = |cpu: usize, loss: Loss, overflow: &mut u64| {
-            let core = ring_owner.get(cpu).copied().unwrap_or(0);
-            let loss = Loss {
-                stream: core as u32,
-                ..loss
-            };
-            if controls[core].push(CoreMsg::Loss(loss)).is_err() {
-                *overflow += loss.count;
-            }
-        };
         loop {
-            let done = STOP_SIGNAL.load(Ordering::Relaxed)
-                || duration.is_some_and(|d| started.elapsed() >= d);
+            let done =
+                signals::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
             if done {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+            if signals::take_reopen() {
+                eprintln!("engine: SIGHUP: sealing the current segment of every stream");
+                outbox.broadcast(CoreMsg::Reopen);
+            }
             if last_loss.elapsed() >= LOSS_INTERVAL {
                 let now = collector
                     .counters_per_cpu()
                     .context("reading kernel counters")?;
                 let now_ns = monotonic_ns();
-                loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| {
-                    send(cpu, l, &mut overflow)
-                });
+                loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
+                outbox.retry();
                 prev = now;
                 prev_ns = now_ns;
                 last_loss = Instant::now();
             }
-            if status && !status_every.is_zero() && last_status.elapsed() >= status_every {
+            let asked = signals::take_status();
+            if asked || (status && !status_every.is_zero() && last_status.elapsed() >= status_every)
+            {
                 let secs = last_status.elapsed().as_secs_f64();
                 print_status(&shared, &prev, &mut last_written, secs);
                 last_status = Instant::now();
@@ -451,8 +512,20 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             .counters_per_cpu()
             .context("reading kernel counters")?;
         loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
-            send(cpu, l, &mut overflow)
+            outbox.send(cpu, l)
         });
+        // The cores are still running and popping: every pending loss gets its place
+        // before they are told to stop (nothing is left unwritten for want of room).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !outbox.retry() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if outbox.pending() > 0 {
+            eprintln!(
+                "engine: {} loss report(s) could not be written in-band (a core thread stopped taking them); their counts are in the accounting below",
+                outbox.pending()
+            );
+        }
         stop.store(true, Ordering::Release);
         let mut reports = Vec::with_capacity(n);
         for h in handles {
@@ -463,7 +536,6 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         }
         Ok(reports)
     })?;
-
     let kernel = collector.counters().context("reading kernel counters")?;
     let mut user = PipelineStats::default();
     for r in &reports {
@@ -473,7 +545,6 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         kernel,
         user,
         cores: reports,
-        control_overflow: overflow,
         elapsed: started.elapsed(),
     })
 }
@@ -520,6 +591,24 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
             0.0
         },
     );
+    let sampling: Vec<String> = shared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let r = *s.sampling.lock().ok()?;
+            r.iter().any(|&n| n > 1).then(|| {
+                format!(
+                    "core{i} high 1/{} normal 1/{} bulk 1/{}",
+                    r[Class::High as usize],
+                    r[Class::Normal as usize],
+                    r[Class::Bulk as usize]
+                )
+            })
+        })
+        .collect();
+    if !sampling.is_empty() {
+        line.push_str(&format!("; sampling {}", sampling.join(", ")));
+    }
     // Latencies merged over every core thread.
     let mut merged: Option<crate::pipeline::Latencies> = None;
     for s in shared {
@@ -546,6 +635,19 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
             q(&l.event_age, 0.99),
             q(&l.event_age, 0.999),
         ));
+    }
+    let storage_dropped: u64 = shared
+        .iter()
+        .map(|s| s.storage_dropped.load(Ordering::Relaxed))
+        .sum();
+    for (i, s) in shared.iter().enumerate() {
+        if let Ok(e) = s.storage_error.lock()
+            && let Some(e) = e.as_ref()
+        {
+            line.push_str(&format!(
+                "; STORAGE STOPPED on core{i} ({e}): raw path down, {storage_dropped} kept events dropped so far"
+            ));
+        }
     }
     eprintln!("{line}");
 }

@@ -42,5 +42,6 @@ pub use reader::{BlockCounts, Located, Progress, ReadOptions, Reader, Stats, Str
 pub use record::{KIND_LOSS, LOSS_LEN, Loss, LossReason, RecordRef};
 pub use segment::{Segment, SegmentName};
 pub use writer::{
+    DEFAULT_BLOCK_BYTES, DEFAULT_SEGMENT_AGE_MAX, DEFAULT_SEGMENT_BYTES_MAX, DEFAULT_ZSTD_LEVEL,
     Durability, StreamWriter, WriterConfig, WriterStats, mono_to_wall_ns, stream_dir,
 };
