@@ -3,7 +3,7 @@
 
 use bpf::abi::KIND_MAX;
 use hdrhistogram::Histogram;
-use storage::{Loss, RecordRef, StorageError, StreamWriter};
+use storage::{Loss, LossReason, RecordRef, StorageError, StreamWriter};
 
 use crate::filter::Filter;
 use crate::sampler::{Sampler, class_of, importance};
@@ -98,6 +98,11 @@ pub struct Pipeline {
     last_flush_ns: u64,
     /// The first storage error, kept for the final report.
     pub storage_error: Option<String>,
+    /// Undecodable records not yet reported in-band, and since when (monotonic ns).
+    undecodable_pending: u64,
+    undecodable_since_ns: u64,
+    /// The stream this pipeline writes (named in its own loss records).
+    stream_id: u32,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -139,6 +144,9 @@ impl Pipeline {
             flush_interval_ns: 0,
             last_flush_ns: 0,
             storage_error: None,
+            undecodable_pending: 0,
+            undecodable_since_ns: 0,
+            stream_id: 0,
         }
     }
 
@@ -147,7 +155,9 @@ impl Pipeline {
         let ev = match bpf::decode(bytes) {
             Ok(ev) => ev,
             Err(_) => {
+                // Reported in-band at the next tick (no clock read per bad record).
                 self.stats.undecodable += 1;
+                self.undecodable_pending += 1;
                 return;
             }
         };
@@ -221,6 +231,11 @@ impl Pipeline {
         }
     }
 
+    /// The stream id named in the loss records this pipeline writes itself.
+    pub fn set_stream_id(&mut self, id: u32) {
+        self.stream_id = id;
+    }
+
     /// Writes partial blocks every `interval_ms` (0: only full blocks).
     pub fn set_flush_interval(&mut self, interval_ms: u64) {
         self.flush_interval_ns = interval_ms * 1_000_000;
@@ -229,6 +244,19 @@ impl Pipeline {
     /// Periodic work: sampling intervals, partial-block flushes, segment age, syncs.
     pub fn tick(&mut self, now_ns: u64) {
         self.sampler.tick(now_ns);
+        if self.undecodable_pending > 0 {
+            self.loss(&Loss {
+                stream: self.stream_id,
+                cpu: u32::MAX,
+                kind: 0,
+                reason: LossReason::Undecodable as u16,
+                count: self.undecodable_pending,
+                start_ns: self.undecodable_since_ns,
+                end_ns: now_ns,
+            });
+            self.undecodable_pending = 0;
+        }
+        self.undecodable_since_ns = now_ns;
         if self.flush_interval_ns > 0
             && now_ns.saturating_sub(self.last_flush_ns) >= self.flush_interval_ns
         {
@@ -249,5 +277,56 @@ impl Pipeline {
     /// Current 1-in-N per class.
     pub fn sampling_rates(&self) -> [u32; 4] {
         self.sampler.rates()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn undecodable_records_are_reported_in_band() {
+        let dir = std::env::temp_dir().join(format!("pipeline-undecodable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.clone();
+        let writer =
+            StreamWriter::create(crate::run::writer_config(&config, 3, 4)).expect("writer");
+        let mut p = Pipeline::new(
+            writer,
+            Filter::new(&config.filter),
+            Sampler::new(0, 0, 0, 1000),
+            0.8,
+        );
+        p.set_stream_id(3);
+        p.tick(1_000);
+        for _ in 0..5 {
+            p.process(&[0xff; 24]);
+        }
+        p.tick(2_000);
+        p.tick(3_000);
+        assert_eq!(p.stats.undecodable, 5);
+        p.writer.flush().unwrap();
+        let Pipeline { writer, .. } = p;
+        writer.close().unwrap();
+        let mut r = storage::Reader::open(&dir, &storage::ReadOptions::default()).unwrap();
+        let mut losses = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            assert_eq!(
+                rec.kind,
+                storage::KIND_LOSS,
+                "only the loss record was written"
+            );
+            losses.push(Loss::decode(rec.bytes).expect("a loss record"));
+        }
+        assert_eq!(losses.len(), 1, "{losses:?}");
+        let l = losses[0];
+        assert_eq!(
+            (l.stream, l.reason, l.count, l.start_ns, l.end_ns),
+            (3, LossReason::Undecodable as u16, 5, 1_000, 2_000)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -429,6 +429,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         );
         let mut pipeline = pipeline;
         pipeline.set_flush_interval(config.storage.flush_interval_ms);
+        pipeline.set_stream_id(id as u32);
         let (producer, consumer) = rtrb::RingBuffer::new(CONTROL_QUEUE_CAPACITY);
         let sh = Arc::new(CoreShared::default());
         controls.push(producer);

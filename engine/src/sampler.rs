@@ -241,10 +241,48 @@ mod tests {
             "estimate {weight_sum2}"
         );
         assert_eq!(weight_sum, 10_000);
-        // Deterministic: the same record, the same decision.
-        let w = syscall_record(123_456_789, 3);
-        let ev = bpf::decode(bytemuck::cast_slice(&w)).unwrap();
-        assert_eq!(keep_one_in(&ev, 100), keep_one_in(&ev, 100));
+    }
+
+    #[test]
+    fn decisions_depend_only_on_the_record() {
+        // Two samplers that saw different records before, fed the same records at the
+        // same N, decide identically record by record (a replay of the same stream
+        // reproduces the selection)...
+        let mut a = Sampler::new(0, 0, 1000, 100);
+        let mut b = Sampler::new(0, 0, 1000, 100);
+        for (s, offset) in [(&mut a, 0u64), (&mut b, 7_777_777)] {
+            s.tick(1);
+            for i in 0..100_000u64 {
+                let w = syscall_record(1 + offset + i, 1);
+                let ev = bpf::decode(bytemuck::cast_slice(&w)).unwrap();
+                let _ = s.decide(&ev, Class::Bulk);
+            }
+            s.tick(100_000_002);
+        }
+        assert_eq!(a.rates(), b.rates());
+        assert!(a.rates()[Class::Bulk as usize] > 1, "sampling is in force");
+        let (mut same, mut kept) = (0, 0);
+        for i in 0..20_000u64 {
+            let w = syscall_record(300_000_000 + i * 997, (i % 11) as u32);
+            let ev = bpf::decode(bytemuck::cast_slice(&w)).unwrap();
+            let (da, db) = (a.decide(&ev, Class::Bulk), b.decide(&ev, Class::Bulk));
+            same += usize::from(da == db);
+            kept += usize::from(da.is_some());
+        }
+        assert_eq!(same, 20_000);
+        // ...and the decision is not constant: it follows the record's identity.
+        assert!(kept > 0 && kept < 20_000, "kept {kept}");
+        let n = a.rates()[Class::Bulk as usize];
+        let flips = (0..1000u64)
+            .filter(|&i| {
+                let x = syscall_record(5_000_000 + i, 2);
+                let y = syscall_record(5_000_000 + i, 3);
+                let ex = bpf::decode(bytemuck::cast_slice(&x)).unwrap();
+                let ey = bpf::decode(bytemuck::cast_slice(&y)).unwrap();
+                keep_one_in(&ex, n) != keep_one_in(&ey, n)
+            })
+            .count();
+        assert!(flips > 0, "the tid takes part in the decision");
     }
 
     #[test]
