@@ -62,3 +62,118 @@ pub fn data_dir_and_config(tag: &str, toml: &str) -> (std::path::PathBuf, std::p
     std::fs::write(&cfg, toml).expect("config");
     (dir, cfg)
 }
+
+/// Spawns `cmd` (an engine run) with stderr piped and waits until its programs are
+/// attached; every later stderr line arrives on the returned channel, so a test can
+/// wait for a line with a deadline ([`wait_line`]).
+pub fn spawn_attached_lines(cmd: &mut Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("starting engine");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).expect("engine stderr") == 0 {
+            panic!("engine exited before attaching: {:?}", child.wait());
+        }
+        if line.contains("attached") {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in err.lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line from `rx` satisfying `pred` within `timeout`; lines before it are
+/// appended to `seen`. Panics with what was seen when the deadline passes.
+pub fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    timeout: std::time::Duration,
+    seen: &mut Vec<String>,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if pred(&l) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no such line within {timeout:?}; saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Every remaining line of `rx` (until the engine closes stderr).
+pub fn rest(rx: &std::sync::mpsc::Receiver<String>) -> String {
+    rx.iter().collect::<Vec<_>>().join("\n")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; true if it held.
+pub fn poll_until(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Segment files (`.seg` and `.open`) under every stream directory of `dir`.
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for s in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if s.file_name().to_string_lossy().starts_with("stream-") {
+            for f in std::fs::read_dir(s.path()).into_iter().flatten().flatten() {
+                let p = f.path();
+                if p.extension().is_some_and(|e| e == "seg" || e == "open") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A number following `key` in `line` (`written 123` -> 123).
+pub fn number_after(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(key)
+        .unwrap_or_else(|| panic!("{key:?} in {line:?}"));
+    line[at + key.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or_else(|| panic!("a number after {key:?} in {line:?}"))
+}
+
+/// Events in `dir` as `engine replay --format json` counts them (loss records apart).
+pub fn replayed_events(dir: &std::path::Path) -> u64 {
+    let out = Command::new(ENGINE)
+        .args([
+            "replay",
+            dir.to_str().expect("utf-8 path"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("\"kind\":\"loss\""))
+        .count() as u64
+}
