@@ -206,8 +206,9 @@ pub struct Storage {
     pub durability: DurabilityMode,
     /// With `durability = "interval"`: sync at most this long after a block.
     pub durability_interval_ms: u64,
-    /// Write a partial block when its oldest record is this old: bounds what a crash
-    /// can take with it when events are few. 0 = only full blocks.
+    /// Write the partial block (if any) every this many ms, counted from the previous
+    /// such flush (not from the age of its oldest record): bounds what a crash can take
+    /// with it when events are few to about this long. 0 = only full blocks.
     pub flush_interval_ms: u64,
     /// Keep at most this many bytes of sealed segments in all (split evenly over the
     /// streams); 0 = unlimited.

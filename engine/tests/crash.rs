@@ -62,7 +62,10 @@ fn sigkill_then_restart_recovers_every_complete_block() {
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::sleep(Duration::from_millis(600));
+    // Wait (with a deadline) until the trickle's blocks reached the files.
+    common::poll_until(Duration::from_secs(10), || {
+        complete_records(&dir).values().sum::<u64>() > 0
+    });
     signal(&mut engine, libc::SIGKILL);
     drop(stderr);
 
