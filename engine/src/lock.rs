@@ -6,8 +6,9 @@
 //! block.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the data directory.
@@ -51,12 +52,24 @@ impl DataDirLock {
             op,
             source,
         };
+        // The lock is held on a read-only descriptor, so the engine keeps no file of the
+        // data directory open for writing between segments (a read-only remount of the
+        // directory then takes effect, and shows at the next segment).
         let mut file = std::fs::OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+            .write(false)
+            .custom_flags(libc::O_CREAT)
+            .mode(0o644)
             .open(&lock)
+            .or_else(|_| {
+                // O_CREAT with read-only access needs the mode: create it first.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&lock)?;
+                std::fs::File::open(&lock)
+            })
             .map_err(|e| io("open", e))?;
         // SAFETY: flock on a descriptor we own; no memory is passed.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -73,9 +86,8 @@ impl DataDirLock {
             }
             return Err(io("lock", e));
         }
-        file.set_len(0).map_err(|e| io("write", e))?;
-        file.rewind().map_err(|e| io("write", e))?;
-        writeln!(file, "{}", std::process::id()).map_err(|e| io("write", e))?;
+        // Ours now: record the pid through a short-lived descriptor.
+        std::fs::write(&lock, format!("{}\n", std::process::id())).map_err(|e| io("write", e))?;
         Ok(DataDirLock { _file: file })
     }
 }

@@ -15,6 +15,9 @@ fn complete_records(dir: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for s in std::fs::read_dir(dir).unwrap() {
         let s = s.unwrap().path();
+        if !s.is_dir() {
+            continue; // engine.lock
+        }
         for f in std::fs::read_dir(&s).unwrap() {
             let f = f.unwrap().path();
             let Ok(seg) = storage::Segment::open_scan(&f) else {

@@ -1,0 +1,241 @@
+//! Storage failing under load: a full disk (a small tmpfs) and a data directory that
+//! turns read-only (a read-only bind mount) while the engine runs. The engine stays up
+//! and says so on its status line, counts as written only what is on disk (replay
+//! reads back exactly that many), counts the rest as storage drops (the identity holds),
+//! resumes by itself when space (or write access) comes back, and writes the outage
+//! in-band as loss records.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn mount(source: &Path, target: &Path, fstype: Option<&str>, flags: u64, data: &str) -> bool {
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let (src, dst) = (c(source), c(target));
+    let fstype = fstype.map(|f| CString::new(f).unwrap());
+    let data = CString::new(data).unwrap();
+    // SAFETY: valid NUL-terminated strings (or null for the type) for the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    rc == 0
+}
+
+/// A mount point that is detached when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let target = CString::new(self.0.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn tmpfs(at: &Path, size: &str) -> Mounted {
+    std::fs::create_dir_all(at).unwrap();
+    assert!(
+        mount(Path::new("tmpfs"), at, Some("tmpfs"), 0, &format!("size={size}")),
+        "mounting a tmpfs at {}: {}",
+        at.display(),
+        std::io::Error::last_os_error()
+    );
+    Mounted(at.to_path_buf())
+}
+
+const CONFIG: &str = r#"
+[capture]
+categories = ["syscall"]
+syscalls = [110]
+syscall_results = false
+[sampling]
+bulk_per_sec = 0
+[engine]
+status_interval_ms = 200
+[storage]
+durability = "none"
+flush_interval_ms = 100
+block_bytes = 65536
+segment_bytes_max = 262144
+zstd_level = 1
+"#;
+
+/// getppid() in a loop for `secs` seconds, in the background.
+fn storm(secs: f64) -> Child {
+    let code = format!(
+        "import os, time\nend = time.time() + {secs}\nwhile time.time() < end:\n    for _ in range(5000): os.getppid()\n"
+    );
+    Command::new("python3")
+        .args(["-c", &code])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3")
+}
+
+/// Storms until a status line says storage stopped (within `timeout`); returns it.
+fn storm_until_stopped(lines: &Receiver<String>, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "storage never stopped: {seen:?}");
+        let mut s = storm(0.5);
+        s.wait().unwrap();
+        while let Ok(l) = lines.try_recv() {
+            if l.contains("STORAGE STOPPED") {
+                return l;
+            }
+            seen.push(l);
+        }
+    }
+}
+
+struct Outcome {
+    report: String,
+    written: u64,
+    storage: u64,
+}
+
+fn stop(engine: &mut Child, lines: &Receiver<String>, dir: &Path) -> Outcome {
+    let status = signal(engine, libc::SIGINT);
+    let report = rest(lines);
+    assert_eq!(status.code(), Some(1), "storage dropped events: exit 1: {report}");
+    assert!(report.contains("storage failed"), "{report}");
+    let accounting = report
+        .lines()
+        .find(|l| l.starts_with("accounting:"))
+        .unwrap_or_else(|| panic!("no accounting line: {report}"));
+    assert!(accounting.contains("[holds]"), "{accounting}");
+    let written = number_after(accounting, "written");
+    let storage = number_after(accounting, "storage");
+    assert!(storage > 0, "{accounting}");
+    assert_eq!(
+        replayed_events(dir),
+        written,
+        "written means on disk: {accounting}"
+    );
+    Outcome {
+        report,
+        written,
+        storage,
+    }
+}
+
+/// Sum of in-band loss records with reason storage_error.
+fn storage_losses(dir: &Path) -> u64 {
+    let out = Command::new(ENGINE)
+        .args(["replay", dir.to_str().unwrap(), "--kind", "loss", "--format", "json"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"storage_error\""))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["count"].as_u64().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn a_full_disk_is_shown_counted_exactly_and_survived() {
+    if !privileged("a_full_disk_is_shown_counted_exactly_and_survived") {
+        return;
+    }
+    let (base, cfg) = data_dir_and_config("engine-diskfull", CONFIG);
+    let _mount = tmpfs(&base, "6m");
+    // Most of the space taken by a filler the test frees later.
+    let filler = base.join("filler");
+    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
+    let dir = base.join("data");
+    let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    let mut seen = Vec::new();
+    let stopped = storm_until_stopped(&lines, &mut seen);
+    assert!(stopped.to_lowercase().contains("full"), "names the cause: {stopped}");
+    assert!(engine.try_wait().unwrap().is_none(), "the engine stays up");
+
+    // Space comes back: the stream resumes by itself.
+    std::fs::remove_file(&filler).unwrap();
+    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
+        l.contains("storage resumed")
+    });
+    storm(0.3).wait().unwrap();
+    let out = stop(&mut engine, &lines, &dir);
+    assert_eq!(
+        storage_losses(&dir),
+        out.storage,
+        "every storage drop is in-band after the resume: {}",
+        out.report
+    );
+    assert!(out.written > 0);
+    drop(_mount);
+    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_file(&cfg);
+}
+
+#[test]
+fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
+    if !privileged("a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived") {
+        return;
+    }
+    let (base, cfg) = data_dir_and_config("engine-readonly", CONFIG);
+    let _tmp = tmpfs(&base, "64m");
+    let dir = base.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A bind mount of the data dir onto itself, so it can be remounted read-only alone.
+    assert!(mount(&dir, &dir, None, libc::MS_BIND, ""), "bind mount");
+    let bind = Mounted(dir.clone());
+    let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    let mut seen = Vec::new();
+    storm(0.3).wait().unwrap();
+    // Seal every open segment (no file open for writing), then make it read-only: the
+    // next segment cannot be created.
+    let pid = engine.id() as i32;
+    // SAFETY: kill with the pid of a child we own.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_line(&lines, Duration::from_secs(10), &mut seen, |l| l.contains("SIGHUP"));
+    let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+    assert!(
+        poll_until(Duration::from_secs(10), || mount(&dir, &dir, None, ro, "")),
+        "remount read-only: {}",
+        std::io::Error::last_os_error()
+    );
+    let stopped = storm_until_stopped(&lines, &mut seen);
+    assert!(stopped.contains("Read-only"), "names the cause: {stopped}");
+    assert!(engine.try_wait().unwrap().is_none(), "the engine stays up");
+    assert!(
+        mount(&dir, &dir, None, libc::MS_BIND | libc::MS_REMOUNT, ""),
+        "remount read-write"
+    );
+    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
+        l.contains("storage resumed")
+    });
+    storm(0.3).wait().unwrap();
+    let out = stop(&mut engine, &lines, &dir);
+    assert_eq!(storage_losses(&dir), out.storage, "{}", out.report);
+    drop(bind);
+    drop(_tmp);
+    let _ = std::fs::remove_dir_all(&base);
+    let _ = std::fs::remove_file(&cfg);
+}
