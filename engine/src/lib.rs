@@ -3,12 +3,13 @@
 //! that turns kernel drop counters into in-band loss records, and the offline tools
 //! (replay, inspect, verify).
 
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod filter;
-pub mod format;
+pub mod offline;
+pub mod output;
 pub mod pipeline;
-pub mod replay;
 pub mod run;
 pub mod sampler;
 pub mod tail;
