@@ -30,7 +30,7 @@ fn decode(c: &mut Criterion) {
             out.clear();
             for i in 0..records.len() {
                 let ev = bpf::decode(records.record(i)).expect("decodes");
-                engine::format::write_text(&mut out, &ev).expect("write to memory");
+                engine::output::text::write_text(&mut out, &ev).expect("write to memory");
             }
             black_box(out.len())
         })

@@ -369,6 +369,18 @@ impl Config {
         {
             p.push(problem);
         }
+        if c.wakeup_bytes >= c.ring_bytes {
+            p.push(format!(
+                "capture.wakeup_bytes: {} must be below capture.ring_bytes ({})",
+                c.wakeup_bytes, c.ring_bytes
+            ));
+        }
+        for id in c.syscalls.iter().filter(|&&id| id >= bpf::SYSCALL_ID_MAX) {
+            p.push(format!(
+                "capture.syscalls: {id} is not a syscall id below {}",
+                bpf::SYSCALL_ID_MAX
+            ));
+        }
         let r = &c.rate_limit;
         for (key, rate) in [
             ("process", Some(r.process)),
@@ -617,6 +629,7 @@ mod tests {
 [capture]
 categories = ["process", "bogus"]
 ring_bytes = 1000
+syscalls = [1, 100000]
 [capture.rate_limit]
 net = 5000000000
 [filter]
@@ -635,6 +648,8 @@ min_importance = 2.0
         let expected = [
             "capture.categories",
             "capture.ring_bytes",
+            "capture.wakeup_bytes",
+            "capture.syscalls",
             "capture.rate_limit.net",
             "filter.kinds",
             "filter.comms",

@@ -4,13 +4,14 @@
 //! (replay, inspect, verify).
 
 mod cidr;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod filter;
-pub mod format;
 mod lock;
+pub mod offline;
+pub mod output;
 pub mod pipeline;
-pub mod replay;
 pub mod run;
 pub mod sampler;
 mod signals;

@@ -12,7 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the data directory.
-pub(crate) const LOCK_FILE_NAME: &str = "engine.lock";
+pub(crate) use storage::LOCK_FILE_NAME;
 
 /// Why the data directory could not be locked.
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,7 @@ pub fn run(
                 Ok(ev) => {
                     stats.delivered[ev.kind as usize] += 1;
                     if result.is_ok() {
-                        result = crate::format::write_text(&mut *out, &ev);
+                        result = crate::output::text::write_text(&mut *out, &ev);
                     }
                 }
                 Err(_) => stats.undecodable += 1,

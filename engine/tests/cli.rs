@@ -36,10 +36,17 @@ fn temp(name: &str, content: &str) -> std::path::PathBuf {
 
 #[test]
 fn bad_arguments_are_named() {
-    fails_with(
-        &["--duration=-1"],
-        "--duration: -1 is not a positive number",
-    );
+    for (d, why) in [
+        ("-1", "-1 is not a positive number of seconds"),
+        ("1e20", "1e20 seconds does not fit a duration"),
+        ("inf", "inf is not a finite number"),
+        ("NaN", "NaN is not a finite number"),
+        ("1e400", "1e400 is not a finite number"),
+        ("ten", "ten is not a number of seconds"),
+    ] {
+        let err = fails_with(&[&format!("--duration={d}")], why);
+        assert!(err.contains("invalid value"), "{err}");
+    }
     fails_with(&["--no-such-flag"], "unexpected argument '--no-such-flag'");
     fails_with(
         &["replay", "/nonexistent/dir"],
@@ -50,6 +57,31 @@ fn bad_arguments_are_named() {
     fails_with(
         &["replay", dir.to_str().unwrap(), "--from", "yesterday"],
         "--from: \"yesterday\" is not RFC 3339",
+    );
+    for bad in [
+        "2026-11-26T12:00:00+0é00",
+        "2026-02-31T00:00:00Z",
+        "2026-+1-26T00:00:00Z",
+    ] {
+        fails_with(
+            &["replay", dir.to_str().unwrap(), "--from", bad],
+            &format!("--from: {bad:?} is not RFC 3339"),
+        );
+    }
+    fails_with(
+        &[
+            "replay",
+            dir.to_str().unwrap(),
+            "--from",
+            "2026-11-26T12:00:00+01:00",
+            "--to",
+            "2026-11-26T11:00:00Z",
+        ],
+        "--from 2026-11-26T12:00:00+01:00 is not before --to 2026-11-26T11:00:00Z",
+    );
+    fails_with(
+        &["--duration", "5", "replay", dir.to_str().unwrap()],
+        "--duration has no effect on `engine replay`",
     );
     fails_with(
         &["replay", dir.to_str().unwrap(), "--kind", "process.exce"],
@@ -73,7 +105,7 @@ fn bad_configs_are_named_with_every_problem() {
 
     let invalid = temp(
         "invalid.toml",
-        "[capture]\nring_bytes = 1000\ncategories = [\"bogus\"]\n[storage]\ndurability = \"sometimes\"\n",
+        "[capture]\nring_bytes = 1000\ncategories = [\"bogus\"]\n[engine]\ncpus = [0, 0]\n",
     );
     for cmd in [vec!["--config"], vec!["validate"]] {
         let mut args = cmd.clone();
@@ -83,11 +115,18 @@ fn bad_configs_are_named_with_every_problem() {
             "capture.ring_bytes",
             "capture.wakeup_bytes",
             "capture.categories",
-            "storage.durability",
+            "engine.cpus",
         ] {
             assert!(err.contains(key), "{err}");
         }
     }
+    // Enumerations are checked by the parser, naming the key and the choices.
+    let bad_enum = temp("enum.toml", "[storage]\ndurability = \"sometimes\"\n");
+    let err = fails_with(&["validate", bad_enum.to_str().unwrap()], "sometimes");
+    assert!(
+        err.contains("durability") && err.contains("on_seal"),
+        "{err}"
+    );
 
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/security.toml");
     let out = Command::new(ENGINE)
@@ -151,43 +190,68 @@ fn unprivileged_run_says_what_is_missing() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-/// A data directory with a few real records, written without the kernel.
-fn offline_dir(tag: &str) -> std::path::PathBuf {
+/// The words of a `file.open` record of `pid`/`cat` opening /etc/hosts at `ts_ns`.
+fn file_open(ts_ns: u64) -> Vec<u64> {
     use bpf::Kind;
     use bpf::abi::{EventHeader, FileOp};
+    let len = Kind::FileOpen.record_len();
+    let mut words = vec![0u64; len / 8];
+    let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    let (head, body) = b.split_at_mut(64);
+    let h: &mut EventHeader = bytemuck::from_bytes_mut(head);
+    h.ts_ns = ts_ns;
+    h.kind = Kind::FileOpen as u16;
+    h.len = len as u32;
+    h.pid = 77;
+    h.comm[..3].copy_from_slice(b"cat");
+    let p: &mut FileOp = bytemuck::from_bytes_mut(body);
+    p.path[..10].copy_from_slice(b"/etc/hosts");
+    p.path_len = 10;
+    words
+}
+
+/// A fresh data directory for a test.
+fn data_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("engine-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cfg = storage::WriterConfig::new(&dir, 0);
+    dir
+}
+
+/// A writer of stream `stream` in `dir` whose segment says `mono_to_wall_ns`.
+fn writer(dir: &std::path::Path, stream: u32, mono_to_wall_ns: i64) -> storage::StreamWriter {
+    let mut cfg = storage::WriterConfig::new(dir, stream);
     cfg.io = storage::IoBackend::Portable;
-    let mut w = storage::StreamWriter::create(cfg).unwrap();
+    cfg.mono_to_wall_ns = mono_to_wall_ns;
+    storage::StreamWriter::create(cfg).unwrap()
+}
+
+fn append(w: &mut storage::StreamWriter, ts_ns: u64, kind: u16, words: &[u64]) {
+    w.append(&storage::RecordRef {
+        ts_ns,
+        kind,
+        weight: 1,
+        bytes: bytemuck::cast_slice(words),
+    })
+    .unwrap();
+}
+
+/// A data directory with a few real records, written without the kernel.
+fn offline_dir(tag: &str) -> std::path::PathBuf {
+    let dir = data_dir(tag);
+    let mut w = writer(&dir, 0, storage::mono_to_wall_ns());
     for i in 0..3u64 {
-        let len = Kind::FileOpen.record_len();
-        let mut words = vec![0u64; len / 8];
-        let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
-        let (head, body) = b.split_at_mut(64);
-        let h: &mut EventHeader = bytemuck::from_bytes_mut(head);
-        h.ts_ns = 1_000 + i;
-        h.kind = Kind::FileOpen as u16;
-        h.len = len as u32;
-        h.pid = 77;
-        h.comm[..3].copy_from_slice(b"cat");
-        let p: &mut FileOp = bytemuck::from_bytes_mut(body);
-        p.path[..10].copy_from_slice(b"/etc/hosts");
-        p.path_len = 10;
-        let bytes: &[u8] = bytemuck::cast_slice(&words);
-        w.append(&storage::RecordRef {
-            ts_ns: 1_000 + i,
-            kind: Kind::FileOpen as u16,
-            weight: 1,
-            bytes,
-        })
-        .unwrap();
+        append(
+            &mut w,
+            1_000 + i,
+            bpf::Kind::FileOpen as u16,
+            &file_open(1_000 + i),
+        );
     }
     w.append_loss(&storage::Loss {
         stream: 0,
         cpu: 1,
-        kind: Kind::FileOpen as u16,
+        kind: bpf::Kind::FileOpen as u16,
         reason: storage::LossReason::KernelRingFull as u16,
         count: 5,
         start_ns: 900,
@@ -196,6 +260,118 @@ fn offline_dir(tag: &str) -> std::path::PathBuf {
     .unwrap();
     w.close().unwrap();
     dir
+}
+
+fn engine(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(ENGINE).args(args).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!stderr.contains("panicked"), "engine {args:?}:\n{stderr}");
+    (out.status.code(), stdout, stderr)
+}
+
+#[test]
+fn replay_limit_zero_prints_nothing() {
+    let dir = offline_dir("limit0");
+    let d = dir.to_str().unwrap();
+    for format in ["text", "json"] {
+        let (code, out, err) = engine(&["replay", d, "--limit", "0", "--format", format]);
+        assert_eq!((code, out.as_str()), (Some(0), ""), "{err}");
+    }
+    let (_, out, _) = engine(&["replay", d, "--limit", "1"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_prints_records_at_extreme_times() {
+    // ts = u64::MAX, and segments whose clocks map to the earliest and latest wall-clock
+    // times a u64 + i64 can give: every record is printed, in text and JSON.
+    let dir = data_dir("extreme");
+    let kind = bpf::Kind::FileOpen as u16;
+    let mut w = writer(&dir, 0, i64::MIN);
+    for ts in [0, 1_000, u64::MAX] {
+        append(&mut w, ts, kind, &file_open(ts));
+    }
+    w.close().unwrap();
+    let mut w = writer(&dir, 1, i64::MAX);
+    append(&mut w, u64::MAX, kind, &file_open(u64::MAX));
+    w.close().unwrap();
+    let d = dir.to_str().unwrap();
+
+    let (code, out, err) = engine(&["replay", d]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, ts) in lines.iter().zip([
+        "1677-09-21T00:12:43.145224192Z",
+        "1677-09-21T00:12:43.145225192Z",
+        "2262-04-11T23:47:16.854775807Z",
+        "2846-10-30T23:21:50.564327422Z",
+    ]) {
+        assert!(line.starts_with(ts), "{line}");
+        assert!(line.contains("file.open path=/etc/hosts"), "{line}");
+    }
+    let (code, out, err) = engine(&["replay", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["kind"], "file.open", "{line}");
+        assert!(v.get("ts_out_of_range").is_none(), "{line}");
+    }
+    let (code, out, _) = engine(&["inspect", d]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("events 4"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn undecodable_records_are_named_skipped_and_counted() {
+    let dir = data_dir("undecodable");
+    let kind = bpf::Kind::FileOpen as u16;
+    let mut w = writer(&dir, 3, 0);
+    append(&mut w, 1, kind, &file_open(1));
+    let mut bad = file_open(2);
+    bad.truncate(10); // shorter than a file.open record
+    append(&mut w, 2, kind, &bad);
+    append(&mut w, 3, storage::KIND_LOSS, &[0u64; 2]); // not a 40-byte loss record
+    append(&mut w, 4, kind, &file_open(4));
+    w.close().unwrap();
+    let d = dir.to_str().unwrap();
+
+    let (code, out, err) = engine(&["replay", d]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        err.contains(&format!(
+            "{d}: stream 3: record of kind file.open at 1970-01-01T00:00:00.000000002Z \
+             (ts_ns 2) does not decode: file.open record: header says"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "record of kind loss at 1970-01-01T00:00:00.000000003Z (ts_ns 3) \
+                      does not decode: a loss record of 16 bytes; skipped"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: 2 undecodable record(s) skipped; `engine verify"),
+        "{err}"
+    );
+
+    let (code, out, err) = engine(&["replay", d, "--strict", "--format", "json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        err.contains("(ts_ns 2) does not decode") && err.contains("--strict"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -48,7 +48,13 @@ impl Drop for Mounted {
 fn tmpfs(at: &Path, size: &str) -> Mounted {
     std::fs::create_dir_all(at).unwrap();
     assert!(
-        mount(Path::new("tmpfs"), at, Some("tmpfs"), 0, &format!("size={size}")),
+        mount(
+            Path::new("tmpfs"),
+            at,
+            Some("tmpfs"),
+            0,
+            &format!("size={size}")
+        ),
         "mounting a tmpfs at {}: {}",
         at.display(),
         std::io::Error::last_os_error()
@@ -110,7 +116,11 @@ struct Outcome {
 fn stop(engine: &mut Child, lines: &Receiver<String>, dir: &Path) -> Outcome {
     let status = signal(engine, libc::SIGINT);
     let report = rest(lines);
-    assert_eq!(status.code(), Some(1), "storage dropped events: exit 1: {report}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "storage dropped events: exit 1: {report}"
+    );
     assert!(report.contains("storage failed"), "{report}");
     let accounting = report
         .lines()
@@ -135,7 +145,14 @@ fn stop(engine: &mut Child, lines: &Receiver<String>, dir: &Path) -> Outcome {
 /// Sum of in-band loss records with reason storage_error.
 fn storage_losses(dir: &Path) -> u64 {
     let out = Command::new(ENGINE)
-        .args(["replay", dir.to_str().unwrap(), "--kind", "loss", "--format", "json"])
+        .args([
+            "replay",
+            dir.to_str().unwrap(),
+            "--kind",
+            "loss",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -167,7 +184,10 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
     ]));
     let mut seen = Vec::new();
     let stopped = storm_until_stopped(&lines, &mut seen);
-    assert!(stopped.to_lowercase().contains("full"), "names the cause: {stopped}");
+    assert!(
+        stopped.to_lowercase().contains("full"),
+        "names the cause: {stopped}"
+    );
     assert!(engine.try_wait().unwrap().is_none(), "the engine stays up");
 
     // Space comes back: the stream resumes by itself.
@@ -214,7 +234,9 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
     let pid = engine.id() as i32;
     // SAFETY: kill with the pid of a child we own.
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    wait_line(&lines, Duration::from_secs(10), &mut seen, |l| l.contains("SIGHUP"));
+    wait_line(&lines, Duration::from_secs(10), &mut seen, |l| {
+        l.contains("SIGHUP")
+    });
     let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
     assert!(
         poll_until(Duration::from_secs(10), || mount(&dir, &dir, None, ro, "")),

@@ -27,6 +27,10 @@ use crate::record::RecordRef;
 
 const FLAG_TS_EMBEDDED: u8 = 1;
 
+/// Largest decoded block, in 8-byte words (records are padded to 8 bytes, so the
+/// decoded form of a block may be larger than its `raw_len`): 4 x [`BLOCK_BYTES_MAX`].
+const DECODED_WORDS_MAX: usize = 4 * BLOCK_BYTES_MAX as usize / 8;
+
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -399,10 +403,15 @@ impl DecodedBlock {
             }
             e.len = len as usize;
             e.offset = total_words * 8;
+            // Each length is at most 64 MiB and the total is checked on every step:
+            // neither the sum nor the buffer below can grow past the bound.
             total_words += e.len.div_ceil(8);
-        }
-        if total_words * 8 > 4 * BLOCK_BYTES_MAX as usize {
-            return Err("records expand past the decoded-block bound".into());
+            if total_words > DECODED_WORDS_MAX {
+                return Err(format!(
+                    "records expand past the {}-byte decoded-block bound",
+                    DECODED_WORDS_MAX * 8
+                ));
+            }
         }
         let tails_start = cur.pos;
         for _ in 0..n {
@@ -419,15 +428,19 @@ impl DecodedBlock {
         }
         let out: &mut [u8] = as_bytes_mut(&mut self.words);
         for (i, e) in self.entries.iter().enumerate() {
-            let tail = tails.varint()? as usize;
+            let tail = tails.varint()?;
             let embedded = flags[i] & FLAG_TS_EMBEDDED != 0;
             let start = if embedded { 8 } else { 0 };
-            if e.len < start + tail {
+            // `tail` is a u64 from the file: compare without adding to it.
+            let Some(tail) = (e.len.checked_sub(start))
+                .filter(|&room| tail <= room as u64)
+                .map(|_| tail as usize)
+            else {
                 return Err(format!(
-                    "record {i}: length {} shorter than its parts",
+                    "record {i}: length {} shorter than its parts ({start} + {tail})",
                     e.len
                 ));
-            }
+            };
             let stored = e.len - start - tail;
             let body = cur.take(stored)?;
             let rec = &mut out[e.offset..e.offset + e.len];

@@ -28,7 +28,7 @@ pub const HOST_MAX_LEN: usize = 128;
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"KBLK");
 /// Size of a block header.
 pub const BLOCK_HEADER_LEN: usize = 56;
-/// The encoding of block payloads this version writes (see `encoding.rs`).
+/// The encoding of block payloads this version writes (see the `block` module docs).
 pub const BLOCK_ENCODING: u16 = 1;
 /// Largest compressed payload or raw block a reader accepts: bounds every allocation
 /// driven by a length read from a file.
@@ -159,9 +159,20 @@ impl BlockMeta {
         BLOCK_HEADER_LEN as u64 + self.payload_len as u64
     }
 
-    /// Whether the block may hold records in `[from, to)` of the kinds in `kinds`.
+    /// Whether the block may hold records in `[from, to)` of the kinds in `kinds`;
+    /// `to == u64::MAX` means no upper bound (a record at `u64::MAX` is included).
     pub fn overlaps(&self, from: u64, to: u64, kinds: u64) -> bool {
-        self.count > 0 && self.max_ts >= from && self.min_ts < to && self.kinds & kinds != 0
+        if to == 0 {
+            return false;
+        }
+        let last = if to == u64::MAX { u64::MAX } else { to - 1 };
+        self.overlaps_inclusive(from, last, kinds)
+    }
+
+    /// Whether the block may hold records with `first <= ts <= last` of the kinds in
+    /// `kinds`.
+    pub fn overlaps_inclusive(&self, first: u64, last: u64, kinds: u64) -> bool {
+        self.count > 0 && self.max_ts >= first && self.min_ts <= last && self.kinds & kinds != 0
     }
 }
 
@@ -297,7 +308,10 @@ pub fn decode_trailer(b: &[u8]) -> Result<Option<Trailer>, String> {
 /// Parses an index (header and entries, without the trailer) checked against `trailer`.
 /// `file_len` bounds every offset.
 pub fn decode_index(b: &[u8], trailer: &Trailer, file_len: u64) -> Result<Vec<BlockMeta>, String> {
-    let want_len = INDEX_HEADER_LEN + trailer.block_count as usize * INDEX_ENTRY_LEN;
+    let want_len = (trailer.block_count as usize)
+        .checked_mul(INDEX_ENTRY_LEN)
+        .and_then(|n| n.checked_add(INDEX_HEADER_LEN))
+        .ok_or_else(|| format!("{} index entries overflow", trailer.block_count))?;
     if b.len() != want_len {
         return Err(format!(
             "index is {} bytes, trailer implies {want_len}",
@@ -314,7 +328,9 @@ pub fn decode_index(b: &[u8], trailer: &Trailer, file_len: u64) -> Result<Vec<Bl
     if u32_at(b, 0) != INDEX_MAGIC || u32_at(b, 4) != trailer.block_count {
         return Err("index header does not match the trailer".into());
     }
+    // `b` holds all the entries (checked above): the count is bounded by real bytes.
     let mut blocks = Vec::with_capacity(trailer.block_count as usize);
+    let mut records = 0u64;
     let mut next = FILE_HEADER_LEN as u64;
     for i in 0..trailer.block_count as usize {
         let e = &b[INDEX_HEADER_LEN + i * INDEX_ENTRY_LEN..][..INDEX_ENTRY_LEN];
@@ -327,7 +343,8 @@ pub fn decode_index(b: &[u8], trailer: &Trailer, file_len: u64) -> Result<Vec<Bl
             kinds: u64_at(e, 32),
             raw_len: u32_at(e, 40),
         };
-        if m.offset != next || m.offset + m.total_len() > trailer.index_offset.min(file_len) {
+        let end = m.offset.checked_add(m.total_len());
+        if m.offset != next || end.is_none_or(|e| e > trailer.index_offset.min(file_len)) {
             return Err(format!(
                 "index entry {i}: block at {} (+{}) is not where the previous one ends ({next}) or runs past the index",
                 m.offset,
@@ -337,8 +354,15 @@ pub fn decode_index(b: &[u8], trailer: &Trailer, file_len: u64) -> Result<Vec<Bl
         if m.payload_len > BLOCK_BYTES_MAX || m.raw_len > BLOCK_BYTES_MAX || m.min_ts > m.max_ts {
             return Err(format!("index entry {i}: impossible lengths or time range"));
         }
-        next = m.offset + m.total_len();
+        next = m.offset + m.total_len(); // checked just above
+        records = records.saturating_add(m.count as u64);
         blocks.push(m);
+    }
+    if records != trailer.record_count {
+        return Err(format!(
+            "index entries hold {records} records, the trailer says {}",
+            trailer.record_count
+        ));
     }
     if next != trailer.index_offset {
         return Err(format!(

@@ -28,20 +28,32 @@ pub mod block;
 mod error;
 pub mod format;
 mod io;
+pub mod layout;
 mod reader;
 mod record;
 pub mod recovery;
 mod segment;
+mod verify;
 mod writer;
 
 pub use block::{BlockBuilder, Compressor, DecodedBlock};
 pub use error::StorageError;
 pub use format::{BlockMeta, FileHeader};
 pub use io::IoBackend;
-pub use reader::{BlockCounts, Located, Progress, ReadOptions, Reader, Stats, StreamStats};
+pub use layout::{
+    LOCK_FILE_NAME, SegmentName, SkipList, SkipReason, Skipped, list_segments, list_streams,
+    stream_dir,
+};
+pub use reader::{
+    BlockCounts, Located, Progress, ReadOptions, Reader, Stats, StreamStats, wall_ns,
+};
 pub use record::{KIND_LOSS, LOSS_LEN, Loss, LossReason, RecordRef};
-pub use segment::{Segment, SegmentName};
+pub use segment::Segment;
+pub use verify::{
+    FILES_LISTED_MAX, Omitted, PROBLEMS_PER_FILE_MAX, Problem, VerifyOptions, VerifyReport,
+    verify_dir,
+};
 pub use writer::{
     DEFAULT_BLOCK_BYTES, DEFAULT_SEGMENT_AGE_MAX, DEFAULT_SEGMENT_BYTES_MAX, DEFAULT_ZSTD_LEVEL,
-    Durability, StreamWriter, WriterConfig, WriterStats, mono_to_wall_ns, stream_dir,
+    Durability, StreamWriter, WriterConfig, WriterStats, mono_to_wall_ns,
 };

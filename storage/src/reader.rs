@@ -3,24 +3,32 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use crate::block::DecodedBlock;
 use crate::error::StorageError;
-use crate::format::kind_bit;
+use crate::format::{FILE_HEADER_LEN, kind_bit};
+use crate::layout::{SkipList, SkipReason, Skipped, list_segments, list_streams};
 use crate::record::{KIND_LOSS, Loss, RecordRef};
 use crate::segment::Segment;
-use crate::writer::list_segments;
+
+/// The wall-clock time (ns since the Unix epoch) of monotonic time `ts_ns` in a segment
+/// whose header says `mono_to_wall_ns`, saturated to `0..=u64::MAX`: a lying or extreme
+/// offset gives the nearest representable time, never a wrapped one.
+pub fn wall_ns(ts_ns: u64, mono_to_wall_ns: i64) -> u64 {
+    (ts_ns as i128 + mono_to_wall_ns as i128).clamp(0, u64::MAX as i128) as u64
+}
 
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Records with `from_ns <= time < to_ns`, where time is the stored monotonic
     /// timestamp, or with `wall_clock` its wall-clock time (ns since the Unix epoch)
-    /// through each record's own segment offset.
+    /// through each record's own segment offset, saturated ([`wall_ns`]).
+    /// `to_ns == u64::MAX` means no upper bound: a record at `u64::MAX` is read too.
     pub from_ns: u64,
     pub to_ns: u64,
     /// Whether `from_ns`/`to_ns` are wall-clock times (segments of other boots map
@@ -51,22 +59,50 @@ impl ReadOptions {
             .map_or(u64::MAX, |ks| ks.iter().fold(0, |m, &k| m | kind_bit(k)))
     }
 
-    /// The time bounds in monotonic ns for a segment with offset `mono_to_wall_ns`.
-    fn bounds(&self, mono_to_wall_ns: i64) -> (u64, u64) {
-        if !self.wall_clock {
-            return (self.from_ns, self.to_ns);
-        }
-        let mono = |wall: u64| {
-            if wall == u64::MAX {
-                return u64::MAX;
-            }
-            (wall as i128 - mono_to_wall_ns as i128).clamp(0, u64::MAX as i128) as u64
+    /// The wanted times as an inclusive range of monotonic ns for a segment with offset
+    /// `mono_to_wall_ns`; `None` when no time of that segment is wanted. Exact for the
+    /// saturated mapping: `wall_ns(ts) in [from, to)` iff `ts` is in the range.
+    fn mono_range(&self, mono_to_wall_ns: i64) -> Option<(u64, u64)> {
+        // Inclusive wall (or monotonic) bounds first.
+        let first = self.from_ns;
+        let last = match self.to_ns {
+            0 => return None,
+            u64::MAX => u64::MAX,
+            to => to - 1,
         };
-        (mono(self.from_ns), mono(self.to_ns))
+        if first > last {
+            return None;
+        }
+        if !self.wall_clock {
+            return Some((first, last));
+        }
+        let off = mono_to_wall_ns as i128;
+        let max = u64::MAX as i128;
+        // wall_ns(ts) is non-decreasing in ts, so each bound maps to one cut.
+        let lo = if first == 0 {
+            0 // every ts saturates to at least 0
+        } else {
+            let x = first as i128 - off;
+            if x > max {
+                return None; // no ts reaches `first`
+            }
+            x.max(0) as u64
+        };
+        let hi = if last == u64::MAX {
+            u64::MAX // every ts saturates to at most u64::MAX
+        } else {
+            let x = last as i128 - off;
+            if x < 0 {
+                return None; // even ts = 0 is past `last`
+            }
+            x.min(max) as u64
+        };
+        (lo <= hi).then_some((lo, hi))
     }
 
-    fn wants(&self, ts: u64, kind: u16, (from, to): (u64, u64)) -> bool {
-        ts >= from && ts < to && self.kinds.as_ref().is_none_or(|ks| ks.contains(&kind))
+    fn wants(&self, ts: u64, kind: u16, range: Option<(u64, u64)>) -> bool {
+        range.is_some_and(|(lo, hi)| ts >= lo && ts <= hi)
+            && self.kinds.as_ref().is_none_or(|ks| ks.contains(&kind))
     }
 }
 
@@ -77,8 +113,8 @@ struct Ready {
     order: Vec<u32>,
     /// The block's segment's `mono_to_wall_ns` (segments of one stream may span boots).
     mono_to_wall_ns: i64,
-    /// The wanted time range in this block's monotonic clock.
-    bounds: (u64, u64),
+    /// The wanted times (inclusive) in this block's monotonic clock.
+    bounds: Option<(u64, u64)>,
 }
 
 /// Shared counters of the decode workers.
@@ -103,9 +139,9 @@ fn decode_worker(
 ) {
     let mut buf = Vec::new();
     for seg in &segments {
-        let (from, to) = opts.bounds(seg.header().mono_to_wall_ns);
+        let range = opts.mono_range(seg.header().mono_to_wall_ns);
         for meta in seg.blocks() {
-            if !meta.overlaps(from, to, mask) {
+            if !range.is_some_and(|(lo, hi)| meta.overlaps_inclusive(lo, hi, mask)) {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -116,7 +152,7 @@ fn decode_worker(
             }
             counters.read.fetch_add(1, Ordering::Relaxed);
             ready.mono_to_wall_ns = seg.header().mono_to_wall_ns;
-            ready.bounds = (from, to);
+            ready.bounds = range;
             let entries = ready.block.entries();
             ready.order.clear();
             ready.order.extend(0..entries.len() as u32);
@@ -201,6 +237,13 @@ pub struct Located<'a> {
     pub record: RecordRef<'a>,
 }
 
+impl Located<'_> {
+    /// The record's wall-clock time, saturated ([`wall_ns`]).
+    pub fn wall_ns(&self) -> u64 {
+        wall_ns(self.record.ts_ns, self.mono_to_wall_ns)
+    }
+}
+
 /// Blocks decoded and blocks skipped by metadata, so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockCounts {
@@ -217,6 +260,7 @@ pub struct Reader {
     pending: Option<usize>,
     counters: Arc<Counters>,
     started: bool,
+    skipped: SkipList,
 }
 
 impl std::fmt::Debug for Reader {
@@ -228,43 +272,33 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// The stream directories under `dir`, by id.
-pub(crate) fn stream_dirs(dir: &Path) -> Result<Vec<(u32, PathBuf)>, StorageError> {
+/// Opens every segment of a stream directory, in sequence order, checking each header's
+/// ABI version against `abi_version` (if given). An unsealed segment too short to hold
+/// its header (the writer died, or the disk filled, while creating it) never held a
+/// record: it is passed over and reported in `skipped`, with every entry that is not a
+/// segment.
+pub(crate) fn open_stream(
+    dir: &Path,
+    abi_version: Option<u32>,
+    skipped: &mut SkipList,
+) -> Result<Vec<Segment>, StorageError> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "readdir", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(dir, "readdir", e))?;
-        let name = entry.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("stream-"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if entry.path().is_dir() {
-            out.push((id, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Opens every segment of a stream directory, in sequence order. An unsealed segment
-/// too short to hold its header (the writer died, or the disk filled, while creating it)
-/// never held a record and is passed over.
-pub(crate) fn open_stream(dir: &Path) -> Result<Vec<Segment>, StorageError> {
-    let mut out = Vec::new();
-    for (name, path) in list_segments(dir)? {
+    for (name, path) in list_segments(dir, skipped)? {
         if !name.sealed {
             let len = std::fs::metadata(&path)
                 .map_err(|e| StorageError::io(&path, "stat", e))?
                 .len();
-            if len < crate::format::FILE_HEADER_LEN as u64 {
+            if len < FILE_HEADER_LEN as u64 {
+                skipped.push(Skipped {
+                    path,
+                    reason: SkipReason::EmptyUnsealed { len },
+                });
                 continue;
             }
         }
-        out.push(Segment::open(&path)?);
+        let seg = Segment::open(&path)?;
+        seg.check_abi(abi_version)?;
+        out.push(seg);
     }
     Ok(out)
 }
@@ -277,11 +311,12 @@ impl Reader {
         let counters = Arc::new(Counters::default());
         let mask = opts.kind_mask();
         let mut streams = Vec::new();
-        for (id, path) in stream_dirs(dir)? {
+        let mut skipped = SkipList::default();
+        for (id, path) in list_streams(dir, &mut skipped)? {
             if opts.streams.as_ref().is_some_and(|s| !s.contains(&id)) {
                 continue;
             }
-            let segments = open_stream(&path)?;
+            let segments = open_stream(&path, None, &mut skipped)?;
             let (tx, rx) = sync_channel(READ_AHEAD_BLOCKS);
             let (recycle, recycled) = channel();
             let (o, c) = (opts.clone(), counters.clone());
@@ -304,7 +339,14 @@ impl Reader {
             pending: None,
             counters,
             started: false,
+            skipped,
         })
+    }
+
+    /// Entries of the data directory passed over (not regular files, unknown names,
+    /// empty unsealed segments), each with its reason.
+    pub fn skipped(&self) -> &SkipList {
+        &self.skipped
     }
 
     /// Blocks decoded and skipped so far (decoding runs ahead of the records returned).
@@ -388,33 +430,64 @@ pub struct StreamStats {
     pub per_kind: BTreeMap<u16, u64>,
     /// `wall_ns = monotonic_ns + mono_to_wall_ns` (from the newest segment header).
     pub mono_to_wall_ns: i64,
+    /// Some count above reached `u64::MAX` and stopped there (sums are saturating, never
+    /// wrapping): the true value is at least what is shown. Loss counts come from the
+    /// files, so a lying or corrupt loss record can cause this.
+    pub saturated: bool,
 }
 
 /// Statistics of a data directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     pub streams: Vec<StreamStats>,
+    /// Entries passed over (not regular files, unknown names, empty unsealed segments).
+    pub skipped: SkipList,
+}
+
+/// `*acc += v`, saturating; sets `*saturated` when it stops at `u64::MAX`.
+fn add_sat(acc: &mut u64, v: u64, saturated: &mut bool) {
+    match acc.checked_add(v) {
+        Some(x) => *acc = x,
+        None => {
+            *acc = u64::MAX;
+            *saturated = true;
+        }
+    }
 }
 
 impl Stats {
     /// Reads every block of every stream under `dir` and counts.
     pub fn collect(dir: impl AsRef<Path>) -> Result<Stats, StorageError> {
+        Stats::collect_expecting_abi(dir, None)
+    }
+
+    /// [`Stats::collect`], failing with [`StorageError::AbiMismatch`] on a segment whose
+    /// header's ABI version is not `abi_version` (no check for `None`).
+    pub fn collect_expecting_abi(
+        dir: impl AsRef<Path>,
+        abi_version: Option<u32>,
+    ) -> Result<Stats, StorageError> {
         let mut out = Stats::default();
         let mut decoded = DecodedBlock::new();
         let mut buf = Vec::new();
-        for (id, path) in stream_dirs(dir.as_ref())? {
+        for (id, path) in list_streams(dir.as_ref(), &mut out.skipped)? {
             let mut s = StreamStats {
                 id,
                 min_ts: u64::MAX,
                 ..StreamStats::default()
             };
-            for seg in open_stream(&path)? {
+            let mut sat = false;
+            for seg in open_stream(&path, abi_version, &mut out.skipped)? {
                 s.segments += 1;
-                s.file_bytes += seg.file_len();
+                add_sat(&mut s.file_bytes, seg.file_len(), &mut sat);
                 s.mono_to_wall_ns = seg.header().mono_to_wall_ns;
                 if !seg.sealed() {
                     s.unsealed_segments += 1;
-                    s.torn_bytes += seg.torn().map_or(0, |t| t.bytes);
+                    add_sat(
+                        &mut s.torn_bytes,
+                        seg.torn().map_or(0, |t| t.bytes),
+                        &mut sat,
+                    );
                 }
                 for meta in seg.blocks() {
                     s.blocks += 1;
@@ -423,61 +496,66 @@ impl Stats {
                     seg.read_block(meta, &mut buf, &mut decoded)?;
                     for i in 0..decoded.len() {
                         let r = decoded.record(i);
-                        s.record_bytes += r.bytes.len() as u64;
+                        add_sat(&mut s.record_bytes, r.bytes.len() as u64, &mut sat);
                         if r.kind == KIND_LOSS {
                             s.loss_records += 1;
                             if let Some(l) = Loss::decode(r.bytes) {
-                                *s.lost.entry(l.reason).or_default() += l.count;
+                                add_sat(s.lost.entry(l.reason).or_default(), l.count, &mut sat);
                             }
                         } else {
                             s.events += 1;
-                            s.weighted_events += r.weight as u64;
+                            add_sat(&mut s.weighted_events, r.weight as u64, &mut sat);
                             s.sampled_records += (r.weight > 1) as u64;
                             *s.per_kind.entry(r.kind).or_default() += 1;
                         }
                     }
                 }
             }
-            if s.min_ts == u64::MAX {
+            if s.min_ts == u64::MAX && s.blocks == 0 {
                 s.min_ts = 0;
             }
+            s.saturated = sat;
             out.streams.push(s);
         }
         Ok(out)
     }
 
-    /// Totals over all streams (id is meaningless there).
+    /// Totals over all streams (id is meaningless there). Sums saturate and set
+    /// `saturated`, like the per-stream counts.
     pub fn total(&self) -> StreamStats {
         let mut t = StreamStats {
             min_ts: u64::MAX,
             ..StreamStats::default()
         };
+        let mut sat = false;
         for s in &self.streams {
-            t.segments += s.segments;
-            t.unsealed_segments += s.unsealed_segments;
-            t.torn_bytes += s.torn_bytes;
-            t.blocks += s.blocks;
-            t.events += s.events;
-            t.weighted_events += s.weighted_events;
-            t.sampled_records += s.sampled_records;
-            t.loss_records += s.loss_records;
+            sat |= s.saturated;
+            add_sat(&mut t.segments, s.segments, &mut sat);
+            add_sat(&mut t.unsealed_segments, s.unsealed_segments, &mut sat);
+            add_sat(&mut t.torn_bytes, s.torn_bytes, &mut sat);
+            add_sat(&mut t.blocks, s.blocks, &mut sat);
+            add_sat(&mut t.events, s.events, &mut sat);
+            add_sat(&mut t.weighted_events, s.weighted_events, &mut sat);
+            add_sat(&mut t.sampled_records, s.sampled_records, &mut sat);
+            add_sat(&mut t.loss_records, s.loss_records, &mut sat);
             for (k, v) in &s.lost {
-                *t.lost.entry(*k).or_default() += v;
+                add_sat(t.lost.entry(*k).or_default(), *v, &mut sat);
             }
             for (k, v) in &s.per_kind {
-                *t.per_kind.entry(*k).or_default() += v;
+                add_sat(t.per_kind.entry(*k).or_default(), *v, &mut sat);
             }
-            t.record_bytes += s.record_bytes;
-            t.file_bytes += s.file_bytes;
+            add_sat(&mut t.record_bytes, s.record_bytes, &mut sat);
+            add_sat(&mut t.file_bytes, s.file_bytes, &mut sat);
             if s.blocks > 0 {
                 t.min_ts = t.min_ts.min(s.min_ts);
                 t.max_ts = t.max_ts.max(s.max_ts);
             }
             t.mono_to_wall_ns = s.mono_to_wall_ns;
         }
-        if t.min_ts == u64::MAX {
+        if t.min_ts == u64::MAX && t.blocks == 0 {
             t.min_ts = 0;
         }
+        t.saturated = sat;
         t
     }
 }

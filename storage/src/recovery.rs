@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
 use crate::format::encode_index;
-use crate::segment::{Segment, SegmentName};
+use crate::layout::{SegmentName, SkipList, list_segments};
+use crate::segment::Segment;
 
 /// What recovering one segment did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +47,15 @@ impl std::fmt::Display for Recovered {
 /// Recovers the unsealed segment at `path` (a `.open` file) and seals it as `.seg`.
 /// A file too short to hold a header is removed: it never held a block.
 pub fn recover_segment(path: &Path) -> Result<Option<Recovered>, StorageError> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| StorageError::io(path, "stat", e))?
-        .len();
+    // By type before any open: opening a FIFO for writing would block.
+    let meta = std::fs::metadata(path).map_err(|e| StorageError::io(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(StorageError::NotRegularFile {
+            path: path.to_path_buf(),
+            found: crate::layout::file_type_name(&meta.file_type()),
+        });
+    }
+    let len = meta.len();
     if len < crate::format::FILE_HEADER_LEN as u64 {
         std::fs::remove_file(path).map_err(|e| StorageError::io(path, "unlink", e))?;
         return Ok(None);
@@ -83,28 +90,24 @@ pub fn recover_segment(path: &Path) -> Result<Option<Recovered>, StorageError> {
         from: path.to_path_buf(),
         to,
         blocks: seg.blocks().len(),
-        records: seg.blocks().iter().map(|b| b.count as u64).sum(),
-        truncated_bytes: seg.file_len() - end,
+        records: seg
+            .blocks()
+            .iter()
+            .fold(0u64, |n, b| n.saturating_add(b.count as u64)),
+        truncated_bytes: seg.file_len().saturating_sub(end),
         reason: seg.torn().map(|t| t.what.clone()),
     }))
 }
 
-/// Recovers every `.open` segment in stream directory `dir`.
+/// Recovers every `.open` segment in stream directory `dir`. Only regular files are
+/// touched; anything else in the directory is left alone (the readers report it).
 pub fn recover_stream_dir(dir: &Path) -> Result<Vec<Recovered>, StorageError> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "readdir", e))?;
-    let mut open = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(dir, "readdir", e))?;
-        let name = entry.file_name();
-        if let Some(n) = name.to_str().and_then(SegmentName::parse)
-            && !n.sealed
-        {
-            open.push(entry.path());
+    let mut ignored = SkipList::default();
+    for (name, path) in list_segments(dir, &mut ignored)? {
+        if name.sealed {
+            continue;
         }
-    }
-    open.sort();
-    for path in open {
         if let Some(r) = recover_segment(&path)? {
             out.push(r);
         }

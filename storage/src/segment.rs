@@ -1,5 +1,12 @@
 //! One segment file opened for reading: its header, its blocks (from the index when
 //! sealed, by scanning block headers otherwise), and reading one block.
+//!
+//! # Design constraints
+//! - Only a regular file is read: the file is opened non-blocking (a FIFO cannot hold
+//!   the open) and its type checked on the open descriptor before any read.
+//! - No length or offset from the file is used before it is bounded: every sum is a
+//!   `checked_add`, and every allocation is bounded by the file's real length (the
+//!   index) or by [`BLOCK_BYTES_MAX`] (a block) before it is made.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -8,46 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::block::DecodedBlock;
 use crate::error::StorageError;
 use crate::format::*;
-
-/// `{created_unix_ns:020}-{seq:010}.seg` (sealed) or `.open` (being written, or left
-/// by a crash): names sort in creation order with `ls`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SegmentName {
-    pub created_unix_ns: u64,
-    pub seq: u64,
-    pub sealed: bool,
-}
-
-impl SegmentName {
-    /// The file name.
-    pub fn file_name(&self) -> String {
-        format!(
-            "{:020}-{:010}.{}",
-            self.created_unix_ns,
-            self.seq,
-            if self.sealed { "seg" } else { "open" }
-        )
-    }
-
-    /// Parses a file name; `None` for anything that is not a segment.
-    pub fn parse(name: &str) -> Option<SegmentName> {
-        let (stem, ext) = name.rsplit_once('.')?;
-        let sealed = match ext {
-            "seg" => true,
-            "open" => false,
-            _ => return None,
-        };
-        let (ts, seq) = stem.split_once('-')?;
-        if ts.len() != 20 || seq.len() != 10 {
-            return None;
-        }
-        Some(SegmentName {
-            created_unix_ns: ts.parse().ok()?,
-            seq: seq.parse().ok()?,
-            sealed,
-        })
-    }
-}
+use crate::layout::SegmentName;
 
 /// Where scanning an unsealed segment stopped before the end of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +53,24 @@ impl Segment {
     }
 
     fn open_with(path: &Path, force_scan: bool) -> Result<Segment, StorageError> {
-        let file = File::open(path).map_err(|e| StorageError::io(path, "open", e))?;
-        let file_len = file
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. On a
+        // regular file the flag changes nothing.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| StorageError::io(path, "open", e))?;
+        let meta = file
             .metadata()
-            .map_err(|e| StorageError::io(path, "stat", e))?
-            .len();
+            .map_err(|e| StorageError::io(path, "stat", e))?;
+        if !meta.is_file() {
+            return Err(StorageError::NotRegularFile {
+                path: path.to_path_buf(),
+                found: crate::layout::file_type_name(&meta.file_type()),
+            });
+        }
+        let file_len = meta.len();
         let mut hb = [0u8; FILE_HEADER_LEN];
         let n = read_at_most(&file, &mut hb, 0).map_err(|e| StorageError::io(path, "read", e))?;
         let header =
@@ -138,15 +119,28 @@ impl Segment {
         else {
             return Ok(false);
         };
+        // At most 16 + (2^32 - 1) * 48 bytes: no overflow in u64.
         let index_len =
             INDEX_HEADER_LEN as u64 + trailer.block_count as u64 * INDEX_ENTRY_LEN as u64;
-        if trailer.index_offset < FILE_HEADER_LEN as u64 || trailer.index_offset + index_len != toff
-        {
+        // The index lies between the file header and the trailer; checked before the
+        // buffer for it is allocated, so a lying trailer cannot ask for more than the file.
+        let index_end = trailer.index_offset.checked_add(index_len);
+        if trailer.index_offset < FILE_HEADER_LEN as u64 || index_end.is_none_or(|e| e > toff) {
+            return Err(StorageError::OutOfBounds {
+                path: path.clone(),
+                offset: toff + 8,
+                what: "trailer's index",
+                at: trailer.index_offset,
+                len: index_len,
+                limit: toff,
+            });
+        }
+        if index_end != Some(toff) {
             return Err(StorageError::corrupt(
                 path,
                 toff,
                 format!(
-                    "trailer puts a {index_len}-byte index at {}, which does not end at the trailer",
+                    "trailer puts a {index_len}-byte index at {}, which ends before the trailer at {toff}",
                     trailer.index_offset
                 ),
             ));
@@ -186,7 +180,10 @@ impl Segment {
                     break;
                 }
             };
-            if offset + meta.total_len() > self.file_len {
+            if offset
+                .checked_add(meta.total_len())
+                .is_none_or(|end| end > self.file_len)
+            {
                 self.torn = Some(stop(format!(
                     "block of {} bytes runs past the end of the file ({} bytes)",
                     meta.total_len(),
@@ -206,7 +203,7 @@ impl Segment {
                 break;
             }
             self.blocks.push(meta);
-            offset += meta.total_len();
+            offset += meta.total_len(); // checked above: ends within the file
         }
         Ok(())
     }
@@ -241,6 +238,18 @@ impl Segment {
         self.file_len
     }
 
+    /// Checks the header's event ABI version against `expected` (no check for `None`).
+    pub fn check_abi(&self, expected: Option<u32>) -> Result<(), StorageError> {
+        match expected {
+            Some(v) if v != self.header.abi_version => Err(StorageError::AbiMismatch {
+                path: self.path.clone(),
+                found: self.header.abi_version,
+                expected: v,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Offset just past the last sound block.
     pub fn blocks_end(&self) -> u64 {
         self.blocks
@@ -255,15 +264,25 @@ impl Segment {
         buf: &mut Vec<u8>,
         out: &mut DecodedBlock,
     ) -> Result<(), StorageError> {
-        let total = meta.total_len() as usize;
-        if meta.offset + total as u64 > self.file_len {
-            return Err(StorageError::corrupt(
-                &self.path,
-                meta.offset,
-                "block runs past the end of the file",
-            ));
+        // `meta` may come from anywhere (it is a public argument): bound it by the file
+        // and by the block bound before allocating for it.
+        let total = meta.total_len();
+        if meta.payload_len > BLOCK_BYTES_MAX
+            || meta
+                .offset
+                .checked_add(total)
+                .is_none_or(|end| end > self.file_len)
+        {
+            return Err(StorageError::OutOfBounds {
+                path: self.path.clone(),
+                offset: meta.offset,
+                what: "block",
+                at: meta.offset,
+                len: total,
+                limit: self.file_len,
+            });
         }
-        buf.resize(total, 0);
+        buf.resize(total as usize, 0);
         self.file
             .read_exact_at(buf, meta.offset)
             .map_err(|e| StorageError::io(&self.path, "read", e))?;
@@ -295,28 +314,4 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_sort_in_creation_order_and_parse_back() {
-        let a = SegmentName {
-            created_unix_ns: 1_700_000_000_000_000_000,
-            seq: 9,
-            sealed: true,
-        };
-        let b = SegmentName {
-            created_unix_ns: 1_700_000_000_100_000_000,
-            seq: 10,
-            sealed: false,
-        };
-        assert!(a.file_name() < b.file_name());
-        assert_eq!(SegmentName::parse(&a.file_name()), Some(a));
-        assert_eq!(SegmentName::parse(&b.file_name()), Some(b));
-        assert_eq!(SegmentName::parse("notes.txt"), None);
-        assert_eq!(SegmentName::parse("1-2.seg"), None);
-    }
 }

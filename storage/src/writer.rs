@@ -1,7 +1,8 @@
 //! The writer of one stream: records into blocks, blocks into segments, rotation,
 //! sealing, durability and retention.
 //!
-//! Directory layout: `DIR/stream-NNN/{created_unix_ns:020}-{seq:010}.{open|seg}`.
+//! Directory layout (owned by [`crate::layout`]):
+//! `DIR/stream-NNN/{created_unix_ns:020}-{seq:010}.{open|seg}`.
 //! A segment is `.open` while written; sealing appends the index and trailer, makes
 //! them durable (per policy) and renames it to `.seg` in one step.
 
@@ -14,9 +15,9 @@ use crate::format::{
     BLOCK_BYTES_MAX, BLOCK_HEADER_LEN, BlockMeta, FILE_HEADER_LEN, FileHeader, encode_index,
 };
 use crate::io::{FileWriter, IoBackend};
+use crate::layout::{SegmentName, stream_dir};
 use crate::record::{KIND_LOSS, Loss, RecordRef};
 use crate::recovery::{Recovered, recover_stream_dir, sync_dir};
-use crate::segment::SegmentName;
 
 /// When written data is made durable (fdatasync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +144,6 @@ impl WriterConfig {
     pub fn stream_dir(&self) -> PathBuf {
         stream_dir(&self.dir, self.stream_id)
     }
-}
-
-/// `dir/stream-NNN`.
-pub fn stream_dir(dir: &Path, stream_id: u32) -> PathBuf {
-    dir.join(format!("stream-{stream_id:03}"))
 }
 
 fn host_name() -> String {
@@ -522,16 +518,7 @@ impl StreamWriter {
     }
 }
 
-/// Segments in a stream directory, sorted by sequence number.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(SegmentName, PathBuf)>, StorageError> {
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, "readdir", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io(dir, "readdir", e))?;
-        if let Some(n) = entry.file_name().to_str().and_then(SegmentName::parse) {
-            out.push((n, entry.path()));
-        }
-    }
-    out.sort_by_key(|(n, _)| (n.seq, n.created_unix_ns));
-    Ok(out)
+/// The segments of stream directory `dir` by sequence number (see [`crate::layout`]).
+fn list_segments(dir: &Path) -> Result<Vec<(SegmentName, PathBuf)>, StorageError> {
+    crate::layout::list_segments(dir, &mut crate::layout::SkipList::default())
 }

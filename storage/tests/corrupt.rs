@@ -156,8 +156,12 @@ fn lengths_past_the_end_or_huge_are_rejected_without_allocating() {
     let crc = crc32c(&b[t..t + 28]);
     b[t + 28..t + 32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &b).unwrap();
-    let off = expect_corrupt(dir.path(), &path, "index past the end");
-    assert_eq!(off as usize, t);
+    let off = expect_out_of_bounds(dir.path(), &path, "index past the end");
+    assert_eq!(
+        off as usize,
+        t + 8,
+        "names the trailer's index_offset field"
+    );
 
     // A trailer claiming 2^32-1 blocks.
     let mut b = good.clone();
@@ -165,7 +169,37 @@ fn lengths_past_the_end_or_huge_are_rejected_without_allocating() {
     let crc = crc32c(&b[t..t + 28]);
     b[t + 28..t + 32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &b).unwrap();
-    expect_corrupt(dir.path(), &path, "huge block count");
+    expect_out_of_bounds(dir.path(), &path, "huge block count");
+
+    // Issue 8, defect 4: 2^32-1 blocks and an index offset chosen so that
+    // index_offset + index_len wraps around u64 to exactly the trailer's offset. Before
+    // the fix the sum was unchecked: a panic (overflow checks) or, in release, a
+    // ~200 GiB allocation and an abort.
+    let mut b = good.clone();
+    let index_len = 16 + u32::MAX as u64 * 48;
+    b[t + 4..t + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    b[t + 8..t + 16].copy_from_slice(&(t as u64).wrapping_sub(index_len).to_le_bytes());
+    let crc = crc32c(&b[t..t + 28]);
+    b[t + 28..t + 32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let off = expect_out_of_bounds(dir.path(), &path, "wrapping index offset");
+    assert_eq!(off as usize, t + 8);
+}
+
+/// Reads `dir` expecting [`StorageError::OutOfBounds`] about `path`; its offset.
+fn expect_out_of_bounds(dir: &Path, path: &Path, what: &str) -> u64 {
+    match read_all(dir) {
+        Err(e @ StorageError::OutOfBounds { .. }) => {
+            assert_eq!(e.path(), Some(path), "{what}: error names the file");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("at offset"),
+                "{msg}"
+            );
+            e.offset().unwrap()
+        }
+        other => panic!("{what}: expected an OutOfBounds error, got {other:?}"),
+    }
 }
 
 #[test]

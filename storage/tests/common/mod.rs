@@ -87,3 +87,4 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+pub mod crafted;

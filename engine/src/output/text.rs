@@ -1,23 +1,17 @@
-//! One readable line per event: `ts_ns cpu comm[pid/tid] kind fields...`.
+//! One readable line per event: `ts_ns cpu comm[pid/tid] kind fields...` for `tail`,
+//! `RFC3339 cpu comm[pid] kind fields...` for `replay`, and one line per loss record.
 //!
 //! Writes straight into the caller's writer; nothing is collected per event.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use bpf::abi::{cstr_bytes, str_bytes};
 use bpf::{Event, Payload};
+use storage::Loss;
 
-/// An address from a record's 16-byte buffer and its family (`AF_INET` = 2, `AF_INET6` = 10).
-pub fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
-    match family {
-        2 => Some(IpAddr::V4(Ipv4Addr::new(
-            addr[0], addr[1], addr[2], addr[3],
-        ))),
-        10 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
-        _ => None,
-    }
-}
+use super::time::{Rfc3339, in_range};
+use super::{ip, kind_name, reason_name};
 
 /// Bytes shown as UTF-8, invalid bytes as `\\xNN`.
 #[derive(Debug)]
@@ -78,6 +72,66 @@ pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<
         ev.kind.name()
     )?;
     write_fields(out, ev)
+}
+
+/// A wall-clock time for a text line: RFC 3339, or outside the range of dates (see
+/// [`super::time`]) the raw ns since the epoch followed by `(out-of-range)`.
+#[derive(Debug, Clone, Copy)]
+pub struct WallTime(pub i128);
+
+impl std::fmt::Display for WallTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if in_range(self.0) {
+            Rfc3339(self.0).fmt(f)
+        } else {
+            write!(f, "{}ns(out-of-range)", self.0)
+        }
+    }
+}
+
+/// Writes one replay line for `ev`: its wall-clock time, cpu, comm[pid], kind, the
+/// weight when sampled, and the kind's fields.
+pub fn write_replay<W: Write + ?Sized>(
+    out: &mut W,
+    ev: &Event<'_>,
+    weight: u32,
+    wall_ns: i128,
+) -> io::Result<()> {
+    let h = ev.header;
+    write!(
+        out,
+        "{} cpu{} {}[{}] {}",
+        WallTime(wall_ns),
+        h.cpu,
+        Lossy(cstr_bytes(&h.comm)),
+        h.pid,
+        ev.kind.name()
+    )?;
+    if weight > 1 {
+        write!(out, " weight={weight}")?;
+    }
+    write_fields(out, ev)
+}
+
+/// Writes one line for a loss record; times are its monotonic times plus
+/// `mono_to_wall_ns`.
+pub fn write_loss<W: Write + ?Sized>(
+    out: &mut W,
+    l: &Loss,
+    mono_to_wall_ns: i64,
+) -> io::Result<()> {
+    let off = mono_to_wall_ns as i128;
+    writeln!(
+        out,
+        "{} LOSS stream {} cpu {}: {} {} events lost ({}) since {}",
+        WallTime(l.end_ns as i128 + off),
+        l.stream,
+        l.cpu as i64,
+        l.count,
+        kind_name(l.kind),
+        reason_name(l.reason),
+        WallTime(l.start_ns as i128 + off)
+    )
 }
 
 /// Writes the kind's own fields (` key=value ...`) and the newline.
@@ -250,5 +304,37 @@ mod tests {
         assert_eq!(Addr(0, v6, 1).to_string(), "?:1");
         assert_eq!(Argv(b"ls\0-l\0/tmp\0").to_string(), "ls -l /tmp");
         assert_eq!(Lossy(b"a\xffb").to_string(), "a\\xffb");
+    }
+
+    #[test]
+    fn wall_times_out_of_range_show_raw_ns() {
+        assert_eq!(
+            WallTime(1_700_000_000_123_456_789).to_string(),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(
+            WallTime(i128::MAX).to_string(),
+            format!("{}ns(out-of-range)", i128::MAX)
+        );
+    }
+
+    #[test]
+    fn loss_lines_keep_their_format() {
+        let l = Loss {
+            stream: 0,
+            cpu: u32::MAX,
+            kind: bpf::Kind::FileOpen as u16,
+            reason: 999,
+            count: 5,
+            start_ns: 900,
+            end_ns: 1_002,
+        };
+        let mut out = Vec::new();
+        write_loss(&mut out, &l, 0).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1970-01-01T00:00:00.000001002Z LOSS stream 0 cpu 4294967295: 5 file.open events \
+             lost (reason_999) since 1970-01-01T00:00:00.000000900Z\n"
+        );
     }
 }

@@ -1,0 +1,308 @@
+//! The `engine` command line: clap structs, and one call per subcommand.
+//!
+//! Options of the main job (`--config`, `--data-dir`, `--duration`, `--quiet`) go before
+//! any subcommand; `--duration` is also an option of `tail` (where it means the same),
+//! so both `engine tail --duration 10` and `engine --duration 10 tail` work. Options that
+//! mean nothing to a subcommand are not accepted there (clap says so).
+
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::offline::replay::{Format, ReplayArgs};
+use crate::offline::time::TimeRange;
+
+/// Kernel event collector: captures kernel events through eBPF into indexed,
+/// compressed segment files, and replays them.
+#[derive(Debug, Parser)]
+#[command(name = "engine", version)]
+pub struct Cli {
+    /// Config file (TOML); without it, the embedded default (configs/default.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where segments go (overrides storage.data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+    /// No status lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+/// Options of the live commands (the main job and `tail`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LiveArgs {
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// The subcommands; without one, `engine` runs the main job.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Parse and validate a config file, reporting every problem.
+    Validate { file: PathBuf },
+    /// Print events from segments, merged across streams in time order.
+    Replay(ReplayCmd),
+    /// Streams, segments, events, bytes, compression, time span, losses, sampling.
+    Inspect { dir: PathBuf },
+    /// Check every block; exit 1 with a report naming each bad file and offset.
+    Verify { dir: PathBuf },
+    /// Live tail of kernel events to stdout (no storage), for a quick look.
+    Tail {
+        /// Categories, comma separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "process,file,net,security,container,memory"
+        )]
+        categories: Vec<String>,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+}
+
+/// `engine replay DIR [filters]`.
+#[derive(Debug, Args)]
+pub struct ReplayCmd {
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Kinds to show (process.exec, ..., loss), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub kind: Vec<String>,
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Command name, exact or a prefix ending in `*`.
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// Start time: RFC 3339 (2026-11-26T02:10:00Z, offsets and fractions allowed) or ns
+    /// since the Unix epoch.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End time (exclusive), as --from; must be after --from.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Stop after this many events (0: none).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Stop with exit 1 at the first undecodable record (default: report it on stderr,
+    /// skip it, count it, exit 0 with a warning).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// A positive, finite number of seconds that fits a `Duration`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s} is not a number of seconds"))?;
+    if !secs.is_finite() {
+        return Err(format!("{s} is not a finite number of seconds"));
+    }
+    if secs <= 0.0 {
+        return Err(format!("{s} is not a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        format!(
+            "{s} seconds does not fit a duration (at most {} s)",
+            Duration::MAX.as_secs()
+        )
+    })
+}
+
+/// Parses the command line and runs it: what the `engine` binary does.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("engine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The main job's options given before a subcommand on which they have no effect.
+fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
+    let name = match cli.cmd.as_ref()? {
+        Cmd::Validate { .. } => "validate",
+        Cmd::Replay(_) => "replay",
+        Cmd::Inspect { .. } => "inspect",
+        Cmd::Verify { .. } => "verify",
+        Cmd::Tail { .. } => "tail",
+    };
+    let tail = name == "tail";
+    let given: Vec<&'static str> = [
+        ("--config", cli.config.is_some()),
+        ("--data-dir", cli.data_dir.is_some()),
+        ("--duration", cli.live.duration.is_some() && !tail),
+        ("--quiet", cli.quiet),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    (!given.is_empty()).then_some((name, given))
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some((cmd, flags)) = ignored_options(&cli) {
+        bail!(
+            "{} has no effect on `engine {cmd}`: only the main job (`engine` without a \
+             subcommand) uses it",
+            flags.join(", ")
+        );
+    }
+    match cli.cmd {
+        Some(Cmd::Validate { file }) => {
+            crate::run::validate(&file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Replay(r)) => replay(r),
+        Some(Cmd::Inspect { dir }) => {
+            crate::offline::inspect::inspect(&dir, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Verify { dir }) => verify(&dir),
+        Some(Cmd::Tail { categories, live }) => {
+            tail(&categories, live.duration.or(cli.live.duration))
+        }
+        None => collect(
+            cli.config.as_deref(),
+            cli.data_dir,
+            cli.live.duration,
+            cli.quiet,
+        ),
+    }
+}
+
+fn replay(r: ReplayCmd) -> anyhow::Result<ExitCode> {
+    let args = ReplayArgs {
+        kinds: r.kind,
+        pid: r.pid,
+        comm: r.comm,
+        range: TimeRange::parse(r.from.as_deref(), r.to.as_deref())?,
+        limit: r.limit,
+        strict: r.strict,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let result =
+        crate::offline::replay::replay(&r.dir, &args, r.format, &mut out, &mut io::stderr());
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) if crate::offline::replay::is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+    }
+}
+
+fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
+    let problems = crate::offline::verify::verify(dir)?;
+    if problems.is_empty() {
+        println!("{}: every block is sound", dir.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        println!("{} problem(s)", problems.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+// The two live commands below are more than argument handling; they stay here until
+// run.rs and tail.rs offer one call each for them.
+
+fn tail(categories: &[String], duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+    let mut set = std::collections::BTreeSet::new();
+    for name in categories {
+        let Some(c) = bpf::Category::from_name(name.trim()) else {
+            bail!("--categories: unknown category {name:?}");
+        };
+        set.insert(c);
+    }
+    let config = bpf::CaptureConfig {
+        categories: set,
+        ..bpf::CaptureConfig::default()
+    };
+    crate::run::install_stop_handlers();
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let (collector, stats) = crate::tail::run(&config, duration, &mut out)?;
+    crate::tail::write_summary(&mut io::stderr(), &collector, &stats)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collect(
+    config: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    duration: Option<Duration>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let (mut config, origin) = match config {
+        Some(path) => (Config::load(path)?, path.display().to_string()),
+        None => (Config::embedded_default(), "embedded default".to_string()),
+    };
+    if let Some(dir) = data_dir {
+        config.storage.data_dir = dir;
+    }
+    config
+        .check(Path::new(&origin))
+        .context("after command-line overrides")?;
+    crate::run::install_stop_handlers();
+    let summary = crate::run::run(&config, duration, !quiet)?;
+    summary.write_report(&mut io::stderr())?;
+    let (hooks, accounted) = summary.identity();
+    if hooks != accounted {
+        bail!("accounting identity does not hold: {hooks} produced, {accounted} accounted");
+    }
+    if summary.cores.iter().any(|c| c.storage_error.is_some()) {
+        bail!("storage failed; see above");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_that_do_not_fit_are_refused() {
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in [
+            "1e20", "inf", "-inf", "NaN", "-1", "0", "-0", "", "ten", "1e400",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.starts_with(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn duration_is_an_option_of_tail_too() {
+        let d = |args: &[&str]| match Cli::try_parse_from(args).map(|c| (c.live, c.cmd)) {
+            Ok((_, Some(Cmd::Tail { live, .. }))) => live.duration,
+            Ok((live, _)) => live.duration,
+            Err(e) => panic!("{args:?}: {e}"),
+        };
+        assert_eq!(
+            d(&["engine", "tail", "--duration", "10"]),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            d(&["engine", "--duration", "2"]),
+            Some(Duration::from_secs(2))
+        );
+        assert!(Cli::try_parse_from(["engine", "replay", "d", "--duration", "1"]).is_err());
+        assert!(Cli::try_parse_from(["engine", "verify", "d", "--quiet"]).is_err());
+    }
+}

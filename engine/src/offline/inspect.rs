@@ -1,0 +1,83 @@
+//! `engine inspect`: what a data directory holds, per stream and in total.
+
+use std::io::Write;
+use std::path::Path;
+
+use storage::Stats;
+
+use super::ensure_dir;
+use crate::output::text::WallTime;
+use crate::output::{kind_name, reason_name};
+
+/// `engine inspect`: what a data directory holds.
+pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<()> {
+    ensure_dir(dir)?;
+    let stats = Stats::collect(dir)?;
+    let mut rows = stats.streams.clone();
+    if rows.len() > 1 {
+        let mut t = stats.total();
+        t.id = u32::MAX;
+        rows.push(t);
+    }
+    for s in &rows {
+        let name = if s.id == u32::MAX {
+            "total".to_string()
+        } else {
+            format!("stream {}", s.id)
+        };
+        let off = s.mono_to_wall_ns as i128;
+        writeln!(out, "{name}:")?;
+        writeln!(
+            out,
+            "  segments {} ({} unsealed, {} torn bytes), blocks {}",
+            s.segments, s.unsealed_segments, s.torn_bytes, s.blocks
+        )?;
+        writeln!(
+            out,
+            "  events {}, bytes {} of records in {} on disk, ratio {:.1}x, {:.1} bytes/event",
+            s.events,
+            s.record_bytes,
+            s.file_bytes,
+            s.compression_ratio(),
+            if s.events > 0 {
+                s.file_bytes as f64 / s.events as f64
+            } else {
+                0.0
+            }
+        )?;
+        if s.blocks > 0 {
+            writeln!(
+                out,
+                "  span {} .. {} ({:.3} s)",
+                WallTime(s.min_ts as i128 + off),
+                WallTime(s.max_ts as i128 + off),
+                // Block metadata could lie (min above max): no underflow.
+                s.max_ts.saturating_sub(s.min_ts) as f64 / 1e9
+            )?;
+        }
+        let lost: Vec<String> = s
+            .lost
+            .iter()
+            .map(|(r, c)| format!("{} {c}", reason_name(*r)))
+            .collect();
+        writeln!(
+            out,
+            "  losses: {} records{}{}",
+            s.loss_records,
+            if lost.is_empty() { "" } else { ": " },
+            lost.join(", ")
+        )?;
+        writeln!(
+            out,
+            "  sampling: {} of {} events kept with weight > 1; estimated events {}",
+            s.sampled_records, s.events, s.weighted_events
+        )?;
+        let kinds: Vec<String> = s
+            .per_kind
+            .iter()
+            .map(|(k, c)| format!("{} {c}", kind_name(*k)))
+            .collect();
+        writeln!(out, "  kinds: {}", kinds.join(", "))?;
+    }
+    Ok(())
+}

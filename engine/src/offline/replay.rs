@@ -1,0 +1,259 @@
+//! `engine replay`: the events of a data directory, merged across streams in time order,
+//! as text or JSON lines.
+//!
+//! Every record the reader hands out is printed or counted: a record whose bytes do not
+//! decode is reported on the diagnostics stream (the first [`UNDECODABLE_REPORTED_MAX`]
+//! one by one, then only counted) and skipped, unless `strict`, where it stops the replay.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bpf::Kind;
+use bpf::abi::cstr_bytes;
+use storage::{KIND_LOSS, Loss, ReadOptions, Reader};
+
+use super::ensure_dir;
+use super::time::TimeRange;
+use crate::output::json::JsonWriter;
+use crate::output::text::{WallTime, write_loss, write_replay};
+
+/// Output format of `engine replay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What `engine replay` selects and how it treats bad records.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayArgs {
+    /// Kind names (`process.exec`, ..., `loss`); empty: all.
+    pub kinds: Vec<String>,
+    pub pid: Option<u32>,
+    /// Exact, or a prefix with a trailing `*`.
+    pub comm: Option<String>,
+    /// Wall-clock bounds.
+    pub range: TimeRange,
+    pub limit: Option<u64>,
+    /// Stop with an error at the first undecodable record instead of skipping it.
+    pub strict: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Events and loss records written.
+    pub shown: u64,
+    /// Records skipped because they do not decode.
+    pub undecodable: u64,
+}
+
+/// Undecodable records reported one by one; beyond that they are only counted.
+pub const UNDECODABLE_REPORTED_MAX: u64 = 20;
+
+fn comm_matches(pattern: &str, comm: &[u8]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => comm.starts_with(prefix.as_bytes()),
+        None => comm == pattern.as_bytes(),
+    }
+}
+
+fn is_tty() -> bool {
+    // SAFETY: isatty has no preconditions.
+    unsafe { libc::isatty(2) == 1 }
+}
+
+/// The reader's options for `args`: kinds by id, and wall-clock bounds only when some
+/// bound is given (without bounds every record is read, whatever its segment's offset).
+fn read_options(args: &ReplayArgs) -> anyhow::Result<ReadOptions> {
+    let mut kinds = Vec::new();
+    for k in &args.kinds {
+        if k == "loss" {
+            kinds.push(KIND_LOSS);
+        } else {
+            let kind = Kind::from_name(k).with_context(|| format!("--kind: unknown kind {k:?}"))?;
+            kinds.push(kind as u16);
+        }
+    }
+    let TimeRange {
+        from_unix_ns,
+        to_unix_ns,
+    } = args.range;
+    // The reader's wall-clock bounds are u64 with `to = u64::MAX` meaning "no bound": a
+    // given `--to` stays a bound.
+    let unix = |t: i128| t.clamp(0, u64::MAX as i128 - 1) as u64;
+    Ok(ReadOptions {
+        from_ns: from_unix_ns.map_or(0, unix),
+        to_ns: to_unix_ns.map_or(u64::MAX, unix),
+        wall_clock: from_unix_ns.is_some() || to_unix_ns.is_some(),
+        kinds: (!kinds.is_empty()).then_some(kinds),
+        streams: None,
+    })
+}
+
+/// `engine replay`: the events of `dir` merged in time order, written to `out`;
+/// undecodable records and progress are reported on `diag`.
+pub fn replay<W: Write, D: Write>(
+    dir: &Path,
+    args: &ReplayArgs,
+    format: Format,
+    out: &mut W,
+    diag: &mut D,
+) -> anyhow::Result<ReplaySummary> {
+    ensure_dir(dir)?;
+    let opts = read_options(args)?;
+    let mut reader = Reader::open(dir, &opts)?;
+    let progress = is_tty();
+    let blocks = reader.progress();
+    let mut json = JsonWriter::default();
+    let mut last_progress = Instant::now();
+    let mut summary = ReplaySummary::default();
+    let mut seen = 0u64;
+    loop {
+        if args.limit.is_some_and(|l| summary.shown >= l) {
+            break;
+        }
+        let Some(loc) = reader.next_located()? else {
+            break;
+        };
+        let rec = loc.record;
+        seen += 1;
+        if progress && last_progress.elapsed() >= Duration::from_millis(200) {
+            let c = blocks.counts();
+            write!(
+                diag,
+                "\rreplay: {seen} records read, {} shown, {} blocks decoded, {} skipped",
+                summary.shown, c.read, c.skipped
+            )?;
+            last_progress = Instant::now();
+        }
+        // Each record's own segment says how its boot's clock maps to wall time.
+        let wall = rec.ts_ns as i128 + loc.mono_to_wall_ns as i128;
+        let problem = if rec.kind == KIND_LOSS {
+            if args.pid.is_some() || args.comm.is_some() {
+                continue;
+            }
+            match Loss::decode(rec.bytes) {
+                Some(l) => {
+                    match format {
+                        Format::Json => {
+                            json.loss(&l, loc.mono_to_wall_ns);
+                            out.write_all(json.bytes())?;
+                        }
+                        Format::Text => write_loss(out, &l, loc.mono_to_wall_ns)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                None => format!("a loss record of {} bytes", rec.bytes.len()),
+            }
+        } else {
+            match bpf::decode(rec.bytes) {
+                Ok(ev) => {
+                    let h = ev.header;
+                    if args.pid.is_some_and(|p| h.pid != p)
+                        || args
+                            .comm
+                            .as_ref()
+                            .is_some_and(|c| !comm_matches(c, cstr_bytes(&h.comm)))
+                    {
+                        continue;
+                    }
+                    match format {
+                        Format::Json => {
+                            json.event(&ev, rec.weight, wall);
+                            out.write_all(json.bytes())?;
+                        }
+                        Format::Text => write_replay(out, &ev, rec.weight, wall)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            }
+        };
+        // Where it is: the reader names the stream and the segment's clock, not the file
+        // or the block offset (`engine verify` names those).
+        let what = format!(
+            "{}: stream {}: record of kind {} at {} (ts_ns {}) does not decode: {problem}",
+            dir.display(),
+            loc.stream,
+            if rec.kind == KIND_LOSS {
+                "loss".into()
+            } else {
+                crate::output::kind_name(rec.kind)
+            },
+            WallTime(wall),
+            rec.ts_ns
+        );
+        if args.strict {
+            bail!("{what} (--strict; `engine verify` names the file and block offset)");
+        }
+        summary.undecodable += 1;
+        if summary.undecodable <= UNDECODABLE_REPORTED_MAX {
+            writeln!(diag, "replay: {what}; skipped")?;
+        }
+    }
+    if progress {
+        writeln!(
+            diag,
+            "\rreplay: {seen} records read, {} shown{:40}",
+            summary.shown, ""
+        )?;
+    }
+    if summary.undecodable > 0 {
+        let more = summary.undecodable.saturating_sub(UNDECODABLE_REPORTED_MAX);
+        writeln!(
+            diag,
+            "replay: warning: {} undecodable record(s) skipped{}; `engine verify {}` names \
+             each file and block offset, `--strict` stops at the first",
+            summary.undecodable,
+            if more > 0 {
+                format!(" ({more} not listed above)")
+            } else {
+                String::new()
+            },
+            dir.display()
+        )?;
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+/// Whether `e` is a broken pipe on the output (the reader of our stdout went away,
+/// as with `| head`): a normal end, not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_patterns() {
+        assert!(comm_matches("cat", b"cat"));
+        assert!(!comm_matches("cat", b"cats"));
+        assert!(comm_matches("ca*", b"cats"));
+        assert!(comm_matches("*", b""));
+    }
+
+    #[test]
+    fn without_bounds_every_time_is_read() {
+        let o = read_options(&ReplayArgs::default()).unwrap();
+        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX, false));
+        let o = read_options(&ReplayArgs {
+            range: TimeRange {
+                from_unix_ns: Some(-5),
+                to_unix_ns: Some(i128::MAX),
+            },
+            ..ReplayArgs::default()
+        })
+        .unwrap();
+        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX - 1, true));
+    }
+}
