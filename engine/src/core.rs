@@ -30,7 +30,7 @@ pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 pub struct CoreShared {
     /// Records read from the rings.
     pub delivered: AtomicU64,
-    /// Records written.
+    /// Events written and on disk (a lower bound while blocks are buffered or in flight).
     pub written: AtomicU64,
     /// Bytes appended and bytes written to disk (compression ratio).
     pub record_bytes: AtomicU64,
@@ -39,7 +39,7 @@ pub struct CoreShared {
     pub ring_fill_permille: AtomicU64,
     /// Kept records lost because storage failed.
     pub storage_dropped: AtomicU64,
-    /// Why storage stopped (set once, when it does), for the status line.
+    /// Why storage is stopped, while it is (for the status line).
     pub storage_error: Mutex<Option<String>>,
     /// Latest latency histograms, published every status interval (not per event).
     pub latencies: Mutex<Option<Latencies>>,
@@ -54,6 +54,7 @@ pub struct CoreReport {
     pub stats: PipelineStats,
     pub latencies: Latencies,
     pub writer: storage::WriterStats,
+    /// The first storage error, if storage failed at any time (even if it resumed).
     pub storage_error: Option<String>,
 }
 
@@ -139,26 +140,13 @@ impl Core {
         }
         self.publish(max_fill);
         let Core { id, pipeline, .. } = self;
-        let Pipeline {
-            writer,
-            stats,
-            latencies,
-            mut storage_error,
-            ..
-        } = pipeline;
-        let writer_stats = match writer.close() {
-            Ok(s) => s,
-            Err(e) => {
-                storage_error.get_or_insert(e.to_string());
-                storage::WriterStats::default()
-            }
-        };
+        let finished = pipeline.finish();
         CoreReport {
             id,
-            stats,
-            latencies,
-            writer: writer_stats,
-            storage_error,
+            stats: finished.stats,
+            latencies: finished.latencies,
+            writer: finished.writer,
+            storage_error: finished.storage_error,
         }
     }
 
@@ -170,15 +158,12 @@ impl Core {
             .store(sum(&s.delivered), Ordering::Relaxed);
         self.shared
             .written
-            .store(sum(&s.written), Ordering::Relaxed);
+            .store(self.pipeline.written_on_disk(), Ordering::Relaxed);
         self.shared
             .storage_dropped
             .store(sum(&s.storage_dropped), Ordering::Relaxed);
-        if let Some(e) = &self.pipeline.storage_error
-            && let Ok(mut slot) = self.shared.storage_error.lock()
-            && slot.is_none()
-        {
-            *slot = Some(e.clone());
+        if let Ok(mut slot) = self.shared.storage_error.lock() {
+            *slot = self.pipeline.storage_down().map(|(why, _)| why.to_string());
         }
         let w = self.pipeline.writer.stats();
         self.shared

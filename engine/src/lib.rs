@@ -11,6 +11,7 @@ pub mod filter;
 mod lock;
 pub mod offline;
 pub mod output;
+mod outage;
 pub mod pipeline;
 pub mod run;
 pub mod sampler;

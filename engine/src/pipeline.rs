@@ -3,9 +3,11 @@
 
 use bpf::abi::KIND_MAX;
 use hdrhistogram::Histogram;
-use storage::{Loss, LossReason, RecordRef, StorageError, StreamWriter};
+use storage::block::KINDS_TALLIED;
+use storage::{KIND_LOSS, Loss, LossReason, RecordRef, StorageError, StreamWriter, WriterStats};
 
 use crate::filter::Filter;
+use crate::outage::{Outage, STORAGE_RETRY_INTERVAL};
 use crate::sampler::{Sampler, class_of, importance};
 
 /// Per-kind and per-reason counts of one core thread. Every record the thread read is
@@ -27,8 +29,10 @@ pub struct PipelineStats {
     pub storage_dropped: [u64; KIND_MAX],
     /// Events at or above `semantic.min_importance`.
     pub notable: u64,
-    /// Loss records written in-band.
+    /// Loss records written in-band (on disk).
     pub loss_records: u64,
+    /// Loss records lost with a block that storage failed to write.
+    pub loss_records_lost: u64,
 }
 
 impl Default for PipelineStats {
@@ -42,6 +46,7 @@ impl Default for PipelineStats {
             storage_dropped: [0; KIND_MAX],
             notable: 0,
             loss_records: 0,
+            loss_records_lost: 0,
         }
     }
 }
@@ -59,6 +64,7 @@ impl PipelineStats {
         self.undecodable += o.undecodable;
         self.notable += o.notable;
         self.loss_records += o.loss_records;
+        self.loss_records_lost += o.loss_records_lost;
     }
 }
 
@@ -84,6 +90,17 @@ impl Latencies {
 /// Take an event-age sample every this many written events (a clock read each).
 const AGE_SAMPLE_EVERY: u64 = 64;
 
+/// What a pipeline counted, once it has finished.
+#[derive(Debug)]
+pub struct Finished {
+    pub stats: PipelineStats,
+    pub latencies: Latencies,
+    /// Final: `records == records_on_disk + records_lost`.
+    pub writer: WriterStats,
+    /// The first storage error, if storage failed at any time.
+    pub storage_error: Option<String>,
+}
+
 /// Decode, filter, sample, write.
 pub struct Pipeline {
     pub writer: StreamWriter,
@@ -96,8 +113,13 @@ pub struct Pipeline {
     age_tick: u64,
     flush_interval_ns: u64,
     last_flush_ns: u64,
-    /// The first storage error, kept for the final report.
+    /// The first storage error, kept for the final report (even after a resume).
     pub storage_error: Option<String>,
+    /// Set while storage is stopped: what is dropped meanwhile, and when to retry.
+    outage: Option<Outage>,
+    /// Lost records per kind (as the writer counts them) already moved from `written`
+    /// to `storage_dropped`.
+    lost_accounted: [u64; KINDS_TALLIED],
     /// Undecodable records not yet reported in-band, and since when (monotonic ns).
     undecodable_pending: u64,
     undecodable_since_ns: u64,
@@ -144,6 +166,8 @@ impl Pipeline {
             flush_interval_ns: 0,
             last_flush_ns: 0,
             storage_error: None,
+            outage: None,
+            lost_accounted: [0; KINDS_TALLIED],
             undecodable_pending: 0,
             undecodable_since_ns: 0,
             stream_id: 0,
@@ -175,8 +199,9 @@ impl Pipeline {
         if importance(&ev, class) >= self.min_importance {
             self.stats.notable += 1;
         }
-        if self.storage_error.is_some() {
+        if let Some(o) = &mut self.outage {
             self.stats.storage_dropped[k] += 1;
+            o.dropped[k] += 1;
             return;
         }
         let rec = RecordRef {
@@ -188,8 +213,12 @@ impl Pipeline {
         match self.writer.append(&rec) {
             Ok(()) => self.stats.written[k] += 1,
             Err(e) => {
+                // Not accepted: this one is dropped too.
+                self.fail(e, ev.header.ts_ns);
                 self.stats.storage_dropped[k] += 1;
-                self.fail(e);
+                if let Some(o) = &mut self.outage {
+                    o.dropped[k] += 1;
+                }
                 return;
             }
         }
@@ -205,29 +234,141 @@ impl Pipeline {
         }
     }
 
-    fn fail(&mut self, e: StorageError) {
+    /// Storage stopped: from now on kept events are counted as dropped until a retry
+    /// reopens the stream.
+    fn fail(&mut self, e: StorageError, at_ns: u64) {
+        let why = e.to_string();
         if self.storage_error.is_none() {
-            self.storage_error = Some(e.to_string());
+            self.storage_error = Some(why.clone());
+        }
+        match &mut self.outage {
+            Some(o) => o.why = why,
+            None => self.outage = Some(Outage::new(why, at_ns)),
+        }
+        self.reconcile();
+    }
+
+    /// Moves records the writer reports lost (their blocks never reached the file) from
+    /// `written` to `storage_dropped`: "written" means on disk.
+    fn reconcile(&mut self) {
+        let lost = self.writer.stats().lost_per_kind;
+        for (k, &now) in lost.iter().enumerate() {
+            let d = now.saturating_sub(self.lost_accounted[k]);
+            if d == 0 {
+                continue;
+            }
+            self.lost_accounted[k] = now;
+            if k == KIND_LOSS as usize {
+                self.stats.loss_records -= d;
+                self.stats.loss_records_lost += d;
+                continue;
+            }
+            if k < KIND_MAX {
+                self.stats.written[k] -= d;
+                self.stats.storage_dropped[k] += d;
+                if let Some(o) = &mut self.outage {
+                    o.dropped[k] += d;
+                }
+            }
         }
     }
 
-    /// Writes a loss record in-band.
+    /// Why storage is stopped and how many kept events were dropped since, if it is.
+    pub fn storage_down(&self) -> Option<(&str, u64)> {
+        self.outage.as_ref().map(|o| (o.why.as_str(), o.total_dropped()))
+    }
+
+    /// Writes a loss record in-band (parked while storage is stopped).
     pub fn loss(&mut self, loss: &Loss) {
-        if self.storage_error.is_some() {
+        if let Some(o) = &mut self.outage {
+            o.park(loss);
             return;
         }
         match self.writer.append_loss(loss) {
             Ok(()) => self.stats.loss_records += 1,
-            Err(e) => self.fail(e),
+            Err(e) => {
+                self.fail(e, loss.end_ns);
+                if let Some(o) = &mut self.outage {
+                    o.park(loss);
+                }
+            }
         }
     }
 
     /// Seals the current segment; the next record opens a new one (SIGHUP).
     pub fn reopen(&mut self) {
-        if self.storage_error.is_none()
+        if self.outage.is_none()
             && let Err(e) = self.writer.seal()
         {
-            self.fail(e);
+            self.fail(e, monotonic_ns());
+        }
+    }
+
+    /// A stopped stream tries to reopen its storage; on success the outage goes in-band.
+    fn retry_storage(&mut self, now_ns: u64) {
+        let Some(o) = &mut self.outage else {
+            return;
+        };
+        if now_ns < o.next_retry_ns {
+            return;
+        }
+        o.next_retry_ns = now_ns.saturating_add(STORAGE_RETRY_INTERVAL.as_nanos() as u64);
+        match self.writer.reopen() {
+            Err(e) => o.why = e.to_string(),
+            Ok(recovered) => {
+                for r in recovered {
+                    eprintln!("engine: stream {}: {r}", self.stream_id);
+                }
+                // Blocks still in flight at the failure are settled by now.
+                self.reconcile();
+                let Some(o) = self.outage.take() else {
+                    return;
+                };
+                eprintln!(
+                    "engine: stream {}: storage resumed after {:.1} s; {} kept events were dropped meanwhile ({}), written in-band as loss records",
+                    self.stream_id,
+                    now_ns.saturating_sub(o.since_ns) as f64 / 1e9,
+                    o.total_dropped(),
+                    o.why
+                );
+                if o.parked_overflow > 0 {
+                    eprintln!(
+                        "engine: stream {}: {} loss reports of the outage could not be kept (counted in the accounting)",
+                        self.stream_id, o.parked_overflow
+                    );
+                }
+                for l in o.into_losses(self.stream_id, now_ns) {
+                    self.loss(&l);
+                }
+            }
+        }
+    }
+
+    /// At the stop: writes what is buffered, seals, and settles the counts (every
+    /// record accepted by the writer is then on disk or counted lost).
+    pub fn finish(mut self) -> Finished {
+        if self.outage.is_none() {
+            let now = monotonic_ns();
+            self.tick_undecodable(now);
+            if let Err(e) = self.writer.flush().and_then(|()| self.writer.seal()) {
+                self.fail(e, now);
+            }
+        }
+        self.reconcile();
+        if let Some(o) = &self.outage {
+            eprintln!(
+                "engine: stream {}: storage still stopped at the stop ({}): {} kept events dropped, {} loss reports not written in-band",
+                self.stream_id,
+                o.why,
+                o.total_dropped(),
+                o.parked.len() as u64 + o.parked_overflow
+            );
+        }
+        Finished {
+            writer: self.writer.stats(),
+            stats: self.stats,
+            latencies: self.latencies,
+            storage_error: self.storage_error,
         }
     }
 
@@ -244,6 +385,30 @@ impl Pipeline {
     /// Periodic work: sampling intervals, partial-block flushes, segment age, syncs.
     pub fn tick(&mut self, now_ns: u64) {
         self.sampler.tick(now_ns);
+        if self.outage.is_some() {
+            self.reconcile();
+            self.retry_storage(now_ns);
+            if self.outage.is_some() {
+                return;
+            }
+        }
+        self.tick_undecodable(now_ns);
+        if self.flush_interval_ns > 0
+            && now_ns.saturating_sub(self.last_flush_ns) >= self.flush_interval_ns
+        {
+            self.last_flush_ns = now_ns;
+            if let Err(e) = self.writer.flush() {
+                self.fail(e, now_ns);
+                return;
+            }
+        }
+        if let Err(e) = self.writer.tick() {
+            self.fail(e, now_ns);
+        }
+    }
+
+    /// Undecodable records since the last tick, in-band.
+    fn tick_undecodable(&mut self, now_ns: u64) {
         if self.undecodable_pending > 0 {
             self.loss(&Loss {
                 stream: self.stream_id,
@@ -257,21 +422,13 @@ impl Pipeline {
             self.undecodable_pending = 0;
         }
         self.undecodable_since_ns = now_ns;
-        if self.flush_interval_ns > 0
-            && now_ns.saturating_sub(self.last_flush_ns) >= self.flush_interval_ns
-        {
-            self.last_flush_ns = now_ns;
-            if self.storage_error.is_none()
-                && let Err(e) = self.writer.flush()
-            {
-                self.fail(e);
-            }
-        }
-        if self.storage_error.is_none()
-            && let Err(e) = self.writer.tick()
-        {
-            self.fail(e);
-        }
+    }
+
+    /// Events written and on disk, at least (records still buffered or in flight are
+    /// not counted): what the status line reports as written.
+    pub fn written_on_disk(&self) -> u64 {
+        let appended: u64 = self.stats.written.iter().sum();
+        appended.saturating_sub(self.writer.stats().records_pending())
     }
 
     /// Current 1-in-N per class.
@@ -308,9 +465,9 @@ mod tests {
         p.tick(2_000);
         p.tick(3_000);
         assert_eq!(p.stats.undecodable, 5);
-        p.writer.flush().unwrap();
-        let Pipeline { writer, .. } = p;
-        writer.close().unwrap();
+        let done = p.finish();
+        assert_eq!(done.storage_error, None);
+        assert_eq!(done.writer.records, done.writer.records_on_disk);
         let mut r = storage::Reader::open(&dir, &storage::ReadOptions::default()).unwrap();
         let mut losses = Vec::new();
         while let Some(rec) = r.next_record().unwrap() {

@@ -220,6 +220,13 @@ impl Summary {
                 )
             }
         )?;
+        if self.user.loss_records_lost > 0 {
+            writeln!(
+                out,
+                "loss records lost with blocks storage failed to write: {} (their counts are in the table)",
+                self.user.loss_records_lost
+            )?;
+        }
         writeln!(
             out,
             "loss records written: {}, notable events: {}, elapsed {:.1}s",
