@@ -223,6 +223,7 @@ fn writer(dir: &std::path::Path, stream: u32, mono_to_wall_ns: i64) -> storage::
     let mut cfg = storage::WriterConfig::new(dir, stream);
     cfg.io = storage::IoBackend::Portable;
     cfg.mono_to_wall_ns = mono_to_wall_ns;
+    cfg.abi_version = bpf::abi::ABI_VERSION;
     storage::StreamWriter::create(cfg).unwrap()
 }
 
@@ -443,4 +444,86 @@ fn inspect_replay_and_verify_offline() {
     let err = fails_with(&["replay", d], "at offset");
     assert!(err.contains(&seg.display().to_string()), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verify_and_inspect_report_bad_records_skipped_entries_and_other_abis() {
+    let dir = data_dir("verify-report");
+    let kind = bpf::Kind::FileOpen as u16;
+    let mut w = writer(&dir, 0, 0);
+    append(&mut w, 1, kind, &file_open(1));
+    let mut bad = file_open(2);
+    bad.truncate(10);
+    for ts in 2..32 {
+        append(&mut w, ts, kind, &bad);
+    }
+    w.close().unwrap();
+    let seg = std::fs::read_dir(dir.join("stream-000"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(dir.join("stream-000/notes.txt"), "not a segment").unwrap();
+    let d = dir.to_str().unwrap();
+
+    // 30 undecodable records in one file: 20 listed, then a count; exit 1.
+    let (code, out, err) = engine(&["verify", d]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let seg_s = seg.display().to_string();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with(&seg_s) && l.contains("does not decode"))
+            .count(),
+        20,
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("10 more problem(s) in {seg_s}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("notes.txt: skipped: not a segment or stream name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("checked 1 segment file(s), 1 block(s), 31 record(s)"),
+        "{out}"
+    );
+    assert!(out.ends_with("30 problem(s)\n"), "{out}");
+
+    let (code, out, _) = engine(&["inspect", d]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("notes.txt: skipped: not a segment or stream name"),
+        "{out}"
+    );
+    let (code, _, err) = engine(&["replay", d]);
+    assert_eq!(code, Some(0));
+    assert!(
+        err.starts_with("replay: ") && err.contains("notes.txt: skipped: not a segment"),
+        "{err}"
+    );
+
+    // A segment of another event ABI is refused by name, not misread.
+    let other = data_dir("other-abi");
+    let mut cfg = storage::WriterConfig::new(&other, 0);
+    cfg.io = storage::IoBackend::Portable;
+    cfg.abi_version = bpf::abi::ABI_VERSION + 1;
+    let mut w = storage::StreamWriter::create(cfg).unwrap();
+    append(&mut w, 1, kind, &file_open(1));
+    w.close().unwrap();
+    let o = other.to_str().unwrap();
+    let (code, out, _) = engine(&["verify", o]);
+    assert_eq!(code, Some(1), "{out}");
+    let abi = format!(
+        "records are event ABI version {}, this reader expects {}",
+        bpf::abi::ABI_VERSION + 1,
+        bpf::abi::ABI_VERSION
+    );
+    assert!(out.contains(&abi) && out.contains(".seg"), "{out}");
+    let err = fails_with(&["inspect", o], &abi);
+    assert!(err.contains(o), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
 }

@@ -63,6 +63,53 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Kinds counted one by one in a [`KindTally`] (`0..KINDS_TALLIED`); records of higher
+/// kinds are counted together in [`KindTally::other`].
+pub const KINDS_TALLIED: usize = 64;
+
+/// Records by kind: what a block holds, or what was lost when it could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindTally {
+    /// Records of kind `k` for `k < KINDS_TALLIED`.
+    pub per_kind: [u64; KINDS_TALLIED],
+    /// Records of kinds `>= KINDS_TALLIED`.
+    pub other: u64,
+}
+
+impl Default for KindTally {
+    fn default() -> Self {
+        KindTally {
+            per_kind: [0; KINDS_TALLIED],
+            other: 0,
+        }
+    }
+}
+
+impl KindTally {
+    /// Counts one record of `kind`.
+    pub fn add_one(&mut self, kind: u16) {
+        match self.per_kind.get_mut(kind as usize) {
+            Some(n) => *n += 1,
+            None => self.other += 1,
+        }
+    }
+
+    /// Adds every count of `other` (saturating).
+    pub fn add(&mut self, other: &KindTally) {
+        for (a, b) in self.per_kind.iter_mut().zip(&other.per_kind) {
+            *a = a.saturating_add(*b);
+        }
+        self.other = self.other.saturating_add(other.other);
+    }
+
+    /// Records counted, all kinds.
+    pub fn total(&self) -> u64 {
+        self.per_kind
+            .iter()
+            .fold(self.other, |n, k| n.saturating_add(*k))
+    }
+}
+
 /// Accumulates records for one block. Allocated once, reused for every block.
 #[derive(Debug)]
 pub struct BlockBuilder {
@@ -78,6 +125,7 @@ pub struct BlockBuilder {
     min_ts: u64,
     max_ts: u64,
     kind_bits: u64,
+    tally: KindTally,
 }
 
 impl BlockBuilder {
@@ -97,7 +145,18 @@ impl BlockBuilder {
             min_ts: u64::MAX,
             max_ts: 0,
             kind_bits: 0,
+            tally: KindTally::default(),
         }
+    }
+
+    /// The records pushed since the last `finish`, by kind.
+    pub fn tally(&self) -> &KindTally {
+        &self.tally
+    }
+
+    /// Drops the records pushed since the last `finish` (they could not be written).
+    pub fn clear(&mut self) {
+        self.reset();
     }
 
     /// Records pushed since the last `finish`.
@@ -139,6 +198,7 @@ impl BlockBuilder {
         self.min_ts = self.min_ts.min(r.ts_ns);
         self.max_ts = self.max_ts.max(r.ts_ns);
         self.kind_bits |= kind_bit(r.kind);
+        self.tally.add_one(r.kind);
     }
 
     /// Compresses the block into `out` (cleared first): header then payload. Resets the
@@ -196,6 +256,7 @@ impl BlockBuilder {
         self.min_ts = u64::MAX;
         self.max_ts = 0;
         self.kind_bits = 0;
+        self.tally = KindTally::default();
     }
 }
 

@@ -36,10 +36,10 @@ mod segment;
 mod verify;
 mod writer;
 
-pub use block::{BlockBuilder, Compressor, DecodedBlock};
+pub use block::{BlockBuilder, Compressor, DecodedBlock, KINDS_TALLIED, KindTally};
 pub use error::StorageError;
 pub use format::{BlockMeta, FileHeader};
-pub use io::IoBackend;
+pub use io::{INFLIGHT_MAX, IoBackend};
 pub use layout::{
     LOCK_FILE_NAME, SegmentName, SkipList, SkipReason, Skipped, list_segments, list_streams,
     stream_dir,

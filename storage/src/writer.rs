@@ -9,12 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::block::{BlockBuilder, Compressor};
+use crate::block::{BlockBuilder, Compressor, KINDS_TALLIED};
 use crate::error::StorageError;
 use crate::format::{
-    BLOCK_BYTES_MAX, BLOCK_HEADER_LEN, BlockMeta, FILE_HEADER_LEN, FileHeader, encode_index,
+    BLOCK_BYTES_MAX, BLOCK_HEADER_LEN, BlockMeta, FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN,
+    encode_index,
 };
-use crate::io::{FileWriter, IoBackend};
+use crate::io::{INFLIGHT_MAX, IoBackend, IoPool, write_error};
 use crate::layout::{SegmentName, stream_dir};
 use crate::record::{KIND_LOSS, Loss, RecordRef};
 use crate::recovery::{Recovered, recover_stream_dir, sync_dir};
@@ -71,7 +72,8 @@ pub struct WriterConfig {
     pub retention_age_max: Option<Duration>,
     /// io_uring or portable writes.
     pub io: IoBackend,
-    /// Block writes in flight at most (io_uring).
+    /// Block writes in flight at most (io_uring), 1..=[`INFLIGHT_MAX`]; also the number
+    /// of block buffers.
     pub inflight_max: usize,
 }
 
@@ -122,9 +124,9 @@ impl WriterConfig {
         if self.segment_age_max.is_zero() {
             p.push("segment_age_max: must be above 0".into());
         }
-        if self.inflight_max == 0 || self.inflight_max > 64 {
+        if self.inflight_max == 0 || self.inflight_max > INFLIGHT_MAX {
             p.push(format!(
-                "inflight_max: {} is not between 1 and 64",
+                "inflight_max: {} is not between 1 and {INFLIGHT_MAX}",
                 self.inflight_max
             ));
         }
@@ -173,15 +175,41 @@ fn unix_ns() -> u64 {
 }
 
 /// Counters of one writer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// # What "on disk" means
+/// A record is *on disk* once the write of its block completed in full and so did the
+/// write of every block before it in the same file: from then on any reader of the data
+/// directory gets it back (a sealed segment through its index, an unsealed one by
+/// scanning up to its first torn block). It is durable across a machine crash only after
+/// the next sync the [`Durability`] policy makes. Retention deleting a segment later does
+/// not take records back off this count.
+///
+/// A record is *lost* when it was accepted by [`StreamWriter::append`] but a write
+/// failed before it was on disk: its block's write failed, or a block before it in the
+/// file failed, or the writer stopped with it still buffered. Once the writer has
+/// stopped, or after [`StreamWriter::close`], `records == records_on_disk +
+/// records_lost` exactly; while it runs the difference is what is buffered or in flight
+/// ([`WriterStats::records_pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Records appended (events and losses).
+    /// Records accepted by `append` (events and losses).
     pub records: u64,
-    /// Bytes of records appended.
+    /// Bytes of records accepted.
     pub record_bytes: u64,
-    /// Blocks written.
+    /// Records on disk (see above).
+    pub records_on_disk: u64,
+    /// Records accepted and lost (see above): the sum of `lost_per_kind` and
+    /// `lost_other_kinds`.
+    pub records_lost: u64,
+    /// Lost records of kind `k`, for `k < KINDS_TALLIED` (64).
+    pub lost_per_kind: [u64; KINDS_TALLIED],
+    /// Lost records of kinds `>= KINDS_TALLIED`.
+    pub lost_other_kinds: u64,
+    /// Blocks submitted for writing (not necessarily complete: see `blocks_on_disk`).
     pub blocks: u64,
-    /// Bytes written to segment files (headers, blocks, indexes).
+    /// Blocks on disk.
+    pub blocks_on_disk: u64,
+    /// Bytes submitted to segment files (headers, blocks, indexes).
     pub bytes_written: u64,
     /// Segments sealed.
     pub segments_sealed: u64,
@@ -191,12 +219,44 @@ pub struct WriterStats {
     pub syncs: u64,
     /// Time spent compressing and submitting the most recent block (ns).
     pub last_block_ns: u64,
+    /// Times block buffers were allocated: 1 for the writer's life (they are made once
+    /// per stream and reused by every segment).
+    pub io_buffer_allocations: u64,
 }
 
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            records: 0,
+            record_bytes: 0,
+            records_on_disk: 0,
+            records_lost: 0,
+            lost_per_kind: [0; KINDS_TALLIED],
+            lost_other_kinds: 0,
+            blocks: 0,
+            blocks_on_disk: 0,
+            bytes_written: 0,
+            segments_sealed: 0,
+            segments_deleted: 0,
+            syncs: 0,
+            last_block_ns: 0,
+            io_buffer_allocations: 0,
+        }
+    }
+}
+
+impl WriterStats {
+    /// Records accepted but neither on disk nor lost yet (buffered or in flight).
+    pub fn records_pending(&self) -> u64 {
+        self.records
+            .saturating_sub(self.records_on_disk)
+            .saturating_sub(self.records_lost)
+    }
+}
+
+/// The segment being written (its file is the pool's current target).
 struct OpenSegment {
-    fw: FileWriter,
     name: SegmentName,
-    blocks: Vec<BlockMeta>,
     opened: Instant,
 }
 
@@ -206,7 +266,13 @@ pub struct StreamWriter {
     dir: PathBuf,
     builder: BlockBuilder,
     zstd: Compressor,
+    /// The ring and block buffers, made once and reused by every segment.
+    pool: IoPool,
     seg: Option<OpenSegment>,
+    /// Metadata of the current segment's blocks (reused across segments).
+    blocks: Vec<BlockMeta>,
+    /// The index being written at sealing (reused across segments).
+    index: Vec<u8>,
     next_seq: u64,
     last_sync: Instant,
     unsynced: bool,
@@ -220,14 +286,18 @@ impl std::fmt::Debug for StreamWriter {
         f.debug_struct("StreamWriter")
             .field("dir", &self.dir)
             .field("next_seq", &self.next_seq)
-            .field("stats", &self.stats)
+            .field("stats", &self.stats())
             .finish()
     }
 }
 
+/// Block metadata kept per segment without growing: enough for a typical segment.
+const BLOCKS_PER_SEGMENT_TYPICAL: usize = 1024;
+
 impl StreamWriter {
     /// Opens stream `cfg.stream_id` under `cfg.dir` (which must exist): recovers any
     /// segment a crash left unsealed, then continues the sequence after the last one.
+    /// The ring and block buffers are made here, once.
     pub fn create(cfg: WriterConfig) -> Result<StreamWriter, StorageError> {
         let problems = cfg.problems();
         if !problems.is_empty() {
@@ -241,14 +311,19 @@ impl StreamWriter {
             ));
         }
         let dir = cfg.stream_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, "mkdir", e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, "mkdir", 0, e))?;
         let recovered = recover_stream_dir(&dir)?;
         let next_seq = list_segments(&dir)?.last().map_or(0, |(n, _)| n.seq + 1);
+        let buffer_bytes = BLOCK_HEADER_LEN + zstd::zstd_safe::compress_bound(cfg.block_bytes) + 64;
+        let pool = IoPool::new(&dir, cfg.io, cfg.inflight_max, buffer_bytes)?;
         Ok(StreamWriter {
             builder: BlockBuilder::new(cfg.block_bytes),
             zstd: Compressor::new(cfg.zstd_level)
                 .map_err(|e| StorageError::Config(format!("zstd_level: {e}")))?,
+            pool,
             seg: None,
+            blocks: Vec::with_capacity(BLOCKS_PER_SEGMENT_TYPICAL),
+            index: Vec::with_capacity(64 + BLOCKS_PER_SEGMENT_TYPICAL * INDEX_ENTRY_LEN),
             next_seq,
             last_sync: Instant::now(),
             unsynced: false,
@@ -265,13 +340,21 @@ impl StreamWriter {
         &self.recovered
     }
 
-    /// Counters so far.
+    /// Counters so far (see [`WriterStats`] for what "on disk" and "lost" mean).
     pub fn stats(&self) -> WriterStats {
-        self.stats
+        let mut s = self.stats;
+        let c = self.pool.counts();
+        s.records_on_disk = c.records_on_disk;
+        s.blocks_on_disk = c.blocks_on_disk;
+        s.lost_per_kind = c.lost.per_kind;
+        s.lost_other_kinds = c.lost.other;
+        s.records_lost = c.lost.total();
+        s.io_buffer_allocations = self.pool.allocations();
+        s
     }
 
-    /// Blocks written so far, and how long the last one took (ns): cheap enough to ask
-    /// after every append.
+    /// Blocks submitted so far, and how long the last one took (ns): cheap enough to
+    /// ask after every append.
     pub fn last_block(&self) -> (u64, u64) {
         (self.stats.blocks, self.stats.last_block_ns)
     }
@@ -281,6 +364,11 @@ impl StreamWriter {
         &self.dir
     }
 
+    /// The error that stopped the writer, if one did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
     fn check(&self) -> Result<(), StorageError> {
         match &self.failed {
             Some(why) => Err(StorageError::Stopped(why.clone())),
@@ -288,8 +376,20 @@ impl StreamWriter {
         }
     }
 
-    /// Appends a record. It is durable once its block is written and synced per policy;
-    /// call [`StreamWriter::flush`] or [`StreamWriter::close`] to push out a partial block.
+    /// Stops the writer after `e`: the records still buffered count as lost.
+    fn stop(&mut self, e: StorageError) -> StorageError {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+        }
+        self.pool.lose(self.builder.tally());
+        self.builder.clear();
+        e
+    }
+
+    /// Appends a record. It is on disk once its block is written (see [`WriterStats`]),
+    /// durable once synced per policy; call [`StreamWriter::flush`] or
+    /// [`StreamWriter::close`] to push out a partial block. On `Err` the record was not
+    /// accepted (and is not counted).
     pub fn append(&mut self, r: &RecordRef<'_>) -> Result<(), StorageError> {
         self.check()?;
         let max = self.cfg.block_bytes;
@@ -325,11 +425,7 @@ impl StreamWriter {
         if self.builder.count() == 0 {
             return Ok(());
         }
-        let result = self.write_block(true);
-        if let Err(e) = &result {
-            self.failed = Some(e.to_string());
-        }
-        result
+        self.write_block(true).map_err(|e| self.stop(e))
     }
 
     /// Writes the builder's block; with `rotate`, seals the segment when it is full or
@@ -339,39 +435,45 @@ impl StreamWriter {
         if self.seg.is_none() {
             self.open_segment()?;
         }
-        let seg = self.seg.as_mut().expect("segment open");
-        let offset = seg.fw.offset();
-        let (idx, buf) = seg.fw.buffer()?;
+        let offset = self.pool.offset();
+        let tally = *self.builder.tally();
+        let (idx, buf) = self.pool.buffer()?;
         let finished = self.builder.finish(&mut self.zstd, buf);
         let len = buf.len();
         let mut meta = match finished {
             Ok(meta) => meta,
-            Err(e) => return Err(StorageError::io(seg.fw.path(), "zstd compress", e)),
+            Err(e) => {
+                // The records are still in the builder: `stop` counts them lost.
+                self.pool.release(idx);
+                return Err(StorageError::io(self.pool.path(), "zstd compress", e));
+            }
         };
         // The header was written with offset 0; offsets are not in the header, only in
         // the index, so the bytes stand.
         meta.offset = offset;
         debug_assert_eq!(len as u64, meta.total_len());
         debug_assert!(len > BLOCK_HEADER_LEN);
-        seg.fw.submit(idx)?;
-        seg.blocks.push(meta);
+        debug_assert_eq!(tally.total(), meta.count as u64);
         self.stats.blocks += 1;
-        self.stats.last_block_ns = started.elapsed().as_nanos() as u64;
         self.stats.bytes_written += len as u64;
+        self.pool.submit(idx, &tally)?;
+        self.blocks.push(meta);
+        self.stats.last_block_ns = started.elapsed().as_nanos() as u64;
         self.unsynced = true;
         if let Durability::IntervalMs(ms) = self.cfg.durability
             && self.last_sync.elapsed() >= Duration::from_millis(ms)
         {
-            seg.fw.sync()?;
+            self.pool.sync()?;
             self.stats.syncs += 1;
             self.last_sync = Instant::now();
             self.unsynced = false;
         }
         if rotate
-            && (seg.fw.offset() >= self.cfg.segment_bytes_max
+            && let Some(seg) = &self.seg
+            && (self.pool.offset() >= self.cfg.segment_bytes_max
                 || seg.opened.elapsed() >= self.cfg.segment_age_max)
         {
-            self.seal()?;
+            self.seal_current()?;
         }
         Ok(())
     }
@@ -383,9 +485,7 @@ impl StreamWriter {
             sealed: false,
         };
         let path = self.dir.join(name.file_name());
-        let buffer_bytes =
-            BLOCK_HEADER_LEN + zstd::zstd_safe::compress_bound(self.cfg.block_bytes) + 64;
-        let mut fw = FileWriter::create(&path, self.cfg.io, self.cfg.inflight_max, buffer_bytes)?;
+        self.pool.open_file(&path)?;
         let header = FileHeader {
             stream_id: self.cfg.stream_id,
             abi_version: self.cfg.abi_version,
@@ -394,16 +494,14 @@ impl StreamWriter {
             mono_to_wall_ns: self.cfg.mono_to_wall_ns,
             host: self.cfg.host.clone(),
         };
-        fw.write_tail(&header.encode())?;
-        self.stats.bytes_written += FILE_HEADER_LEN as u64;
         self.next_seq += 1;
+        self.blocks.clear();
         self.seg = Some(OpenSegment {
-            fw,
             name,
-            // Room for the blocks of a typical segment: no allocation per block.
-            blocks: Vec::with_capacity(1024),
             opened: Instant::now(),
         });
+        self.pool.write_tail(&header.encode())?;
+        self.stats.bytes_written += FILE_HEADER_LEN as u64;
         Ok(())
     }
 
@@ -414,54 +512,48 @@ impl StreamWriter {
         if self.builder.count() > 0 {
             // From write_block's rotation the builder is empty; from outside, the
             // partial block goes into this segment.
-            if let Err(e) = self.write_block(false) {
-                self.failed = Some(e.to_string());
-                return Err(e);
-            }
+            self.write_block(false).map_err(|e| self.stop(e))?;
         }
-        let Some(mut seg) = self.seg.take() else {
+        self.seal_current().map_err(|e| self.stop(e))
+    }
+
+    /// Seals the current segment as it is (the builder's records stay buffered).
+    fn seal_current(&mut self) -> Result<(), StorageError> {
+        let Some(seg) = self.seg.take() else {
             return Ok(());
         };
-        let result: Result<(), StorageError> = (|| {
-            let index_offset = seg.fw.offset();
-            let mut index = Vec::with_capacity(64 + seg.blocks.len() * 48);
-            encode_index(&seg.blocks, index_offset, &mut index);
-            seg.fw.write_tail(&index)?;
-            self.stats.bytes_written += index.len() as u64;
-            if self.cfg.durability != Durability::None {
-                seg.fw.sync()?;
-                self.stats.syncs += 1;
-            } else {
-                seg.fw.flush()?;
-            }
-            let from = seg.fw.path().to_path_buf();
-            let to = self.dir.join(
-                SegmentName {
-                    sealed: true,
-                    ..seg.name
-                }
-                .file_name(),
-            );
-            std::fs::rename(&from, &to).map_err(|e| StorageError::io(&from, "rename", e))?;
-            if self.cfg.durability != Durability::None {
-                sync_dir(&self.dir)?;
-            }
-            self.stats.segments_sealed += 1;
-            self.last_sync = Instant::now();
-            self.unsynced = false;
-            Ok(())
-        })();
-        if let Err(e) = &result {
-            self.failed = Some(e.to_string());
-            return result;
+        let index_offset = self.pool.offset();
+        self.index.clear();
+        encode_index(&self.blocks, index_offset, &mut self.index);
+        self.pool.write_tail(&self.index)?;
+        self.stats.bytes_written += self.index.len() as u64;
+        if self.cfg.durability != Durability::None {
+            self.pool.sync()?;
+            self.stats.syncs += 1;
         }
+        let from = self.pool.path().to_path_buf();
+        self.pool.close_file()?;
+        let to = self.dir.join(
+            SegmentName {
+                sealed: true,
+                ..seg.name
+            }
+            .file_name(),
+        );
+        std::fs::rename(&from, &to).map_err(|e| write_error(&from, "rename", 0, e))?;
+        if self.cfg.durability != Durability::None {
+            sync_dir(&self.dir)?;
+        }
+        self.stats.segments_sealed += 1;
+        self.last_sync = Instant::now();
+        self.unsynced = false;
         self.apply_retention()
     }
 
     /// Periodic work without new records: rotation by age and interval syncs.
     pub fn tick(&mut self) -> Result<(), StorageError> {
         self.check()?;
-        if let Some(seg) = &mut self.seg {
+        if let Some(seg) = &self.seg {
             if seg.opened.elapsed() >= self.cfg.segment_age_max {
                 return self.seal();
             }
@@ -469,7 +561,7 @@ impl StreamWriter {
                 && self.unsynced
                 && self.last_sync.elapsed() >= Duration::from_millis(ms)
             {
-                seg.fw.sync()?;
+                self.pool.sync().map_err(|e| self.stop(e))?;
                 self.stats.syncs += 1;
                 self.last_sync = Instant::now();
                 self.unsynced = false;
@@ -478,11 +570,14 @@ impl StreamWriter {
         Ok(())
     }
 
-    /// Writes what is buffered and seals the current segment.
+    /// Writes what is buffered and seals the current segment. The stats returned are
+    /// final: `records == records_on_disk + records_lost`. (On `Err`, [`StreamWriter`]
+    /// is consumed; call [`StreamWriter::flush`] and [`StreamWriter::seal`] first to
+    /// read the stats of a failed close.)
     pub fn close(mut self) -> Result<WriterStats, StorageError> {
         self.flush()?;
         self.seal()?;
-        Ok(self.stats)
+        Ok(self.stats())
     }
 
     /// Deletes the oldest sealed segments beyond the byte budget or age.

@@ -1,5 +1,7 @@
 //! A full disk (a small tmpfs mounted by the test): the writer reports the error and
-//! stops cleanly; every segment already sealed stays readable. Needs root to mount; it
+//! stops cleanly; every segment already sealed stays readable; the records the writer
+//! counts on disk are exactly the records read back, and the rest are counted lost by
+//! kind. A read-only file system is told apart from a full one. Needs root to mount; it
 //! skips without, and fails under REQUIRE_BPF=1 (CI runs privileged).
 
 mod common;
@@ -91,6 +93,17 @@ fn full_disk(io: IoBackend) {
         })
         .unwrap_err();
     assert!(matches!(again, StorageError::Stopped(_)), "{again}");
+    // The accounting is final once the writer stopped: every accepted record is on
+    // disk or lost, nothing pending.
+    let stats = w.stats();
+    assert_eq!(stats.records, written);
+    assert_eq!(
+        stats.records_on_disk + stats.records_lost,
+        written,
+        "{stats:?}"
+    );
+    assert_eq!(stats.records_pending(), 0);
+    assert!(stats.records_lost > 0, "a full disk loses the failed block");
     drop(w);
 
     // Every sealed segment is intact and readable.
@@ -122,6 +135,18 @@ fn full_disk(io: IoBackend) {
         n += 1;
     }
     assert!(n >= expected, "read {n}, sealed segments hold {expected}");
+    // Issue 8, defect 6: "on disk" is exactly what a reader gets back, and the lost
+    // records are exactly the rest, kind by kind.
+    assert_eq!(
+        n, stats.records_on_disk,
+        "records read back == records on disk"
+    );
+    let mut lost = [0u64; storage::KINDS_TALLIED];
+    for i in n..written {
+        lost[record(i, 0).1 as usize] += 1;
+    }
+    assert_eq!(stats.lost_per_kind, lost);
+    assert_eq!(stats.lost_other_kinds, 0);
 }
 
 #[test]
@@ -132,4 +157,52 @@ fn full_disk_uring() {
 #[test]
 fn full_disk_portable() {
     full_disk(IoBackend::Portable);
+}
+
+#[test]
+fn read_only_file_system_is_its_own_error() {
+    let dir = TempDir::new("rofs");
+    let Some(_mount) = Mount::tmpfs(dir.path().to_path_buf(), "1m") else {
+        eprintln!("SKIPPED read_only_file_system_is_its_own_error: cannot mount a tmpfs");
+        return;
+    };
+    let cfg = config(dir.path(), 0, IoBackend::Portable);
+    let mut w = StreamWriter::create(cfg).unwrap();
+    // Remount read-only under the writer (as the kernel does after an I/O error).
+    let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "remount: {}", std::io::Error::last_os_error());
+    write_one(&mut w);
+    let err = w.flush().unwrap_err();
+    assert!(
+        matches!(err, StorageError::ReadOnly { .. }),
+        "a read-only file system is reported as such: {err:?}"
+    );
+    assert!(err.to_string().contains("read-only file system"), "{err}");
+    assert!(err.is_out_of_space_or_read_only());
+    let stats = w.stats();
+    assert_eq!(
+        (stats.records, stats.records_lost, stats.records_on_disk),
+        (1, 1, 0)
+    );
+}
+
+fn write_one(w: &mut StreamWriter) {
+    let (ts, kind, weight, bytes) = record(0, 0);
+    w.append(&RecordRef {
+        ts_ns: ts,
+        kind,
+        weight,
+        bytes: &bytes,
+    })
+    .unwrap();
 }

@@ -5,26 +5,24 @@ use std::path::Path;
 
 use storage::Stats;
 
-use super::ensure_dir;
+use super::{ensure_dir, write_skipped};
 use crate::output::text::WallTime;
 use crate::output::{kind_name, reason_name};
 
 /// `engine inspect`: what a data directory holds.
 pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<()> {
     ensure_dir(dir)?;
-    let stats = Stats::collect(dir)?;
-    let mut rows = stats.streams.clone();
+    // A segment of another event ABI is refused, naming the file and the version.
+    let stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;
+    let mut rows: Vec<(String, storage::StreamStats)> = stats
+        .streams
+        .iter()
+        .map(|s| (format!("stream {}", s.id), s.clone()))
+        .collect();
     if rows.len() > 1 {
-        let mut t = stats.total();
-        t.id = u32::MAX;
-        rows.push(t);
+        rows.push(("total".to_string(), stats.total()));
     }
-    for s in &rows {
-        let name = if s.id == u32::MAX {
-            "total".to_string()
-        } else {
-            format!("stream {}", s.id)
-        };
+    for (name, s) in &rows {
         let off = s.mono_to_wall_ns as i128;
         writeln!(out, "{name}:")?;
         writeln!(
@@ -78,6 +76,15 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<()> {
             .map(|(k, c)| format!("{} {c}", kind_name(*k)))
             .collect();
         writeln!(out, "  kinds: {}", kinds.join(", "))?;
+        if s.saturated {
+            writeln!(
+                out,
+                "  some counts reached {} and stopped there: the true values are at least \
+                 those shown",
+                u64::MAX
+            )?;
+        }
     }
+    write_skipped(out, "", &stats.skipped)?;
     Ok(())
 }

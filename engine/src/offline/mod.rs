@@ -7,14 +7,36 @@ pub mod replay;
 pub mod time;
 pub mod verify;
 
+use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::bail;
+use storage::SkipList;
 
 /// The data directory exists and is a directory (a clearer message than the reader's).
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!("{}: no such directory", dir.display());
+    }
+    Ok(())
+}
+
+/// One line per entry of the data directory that was passed over, with why, then how
+/// many more were not listed; each line starts with `prefix`.
+fn write_skipped<W: Write + ?Sized>(
+    out: &mut W,
+    prefix: &str,
+    skipped: &SkipList,
+) -> io::Result<()> {
+    for s in skipped.entries() {
+        writeln!(out, "{prefix}{s}")?;
+    }
+    if skipped.omitted() > 0 {
+        writeln!(
+            out,
+            "{prefix}{} more skipped entries not listed",
+            skipped.omitted()
+        )?;
     }
     Ok(())
 }

@@ -14,8 +14,8 @@ use bpf::Kind;
 use bpf::abi::cstr_bytes;
 use storage::{KIND_LOSS, Loss, ReadOptions, Reader};
 
-use super::ensure_dir;
 use super::time::TimeRange;
+use super::{ensure_dir, write_skipped};
 use crate::output::json::JsonWriter;
 use crate::output::text::{WallTime, write_loss, write_replay};
 
@@ -106,6 +106,7 @@ pub fn replay<W: Write, D: Write>(
     ensure_dir(dir)?;
     let opts = read_options(args)?;
     let mut reader = Reader::open(dir, &opts)?;
+    write_skipped(diag, "replay: ", reader.skipped())?;
     let progress = is_tty();
     let blocks = reader.progress();
     let mut json = JsonWriter::default();

@@ -1,75 +1,54 @@
-//! `engine verify`: every block of every segment read and checked, every record decoded.
+//! `engine verify`: every segment, block and record of a data directory checked by
+//! `storage::verify_dir`, with the event decoder as the record check, and its bounded
+//! report printed.
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
-use anyhow::Context;
-use storage::{KIND_LOSS, Loss, Segment};
+use storage::{VerifyOptions, VerifyReport, verify_dir};
 
-use super::ensure_dir;
+use super::{ensure_dir, write_skipped};
 
-/// `engine verify`: checks every block of every segment; the problems found.
-pub fn verify(dir: &Path) -> anyhow::Result<Vec<String>> {
+/// `engine verify`: checks `dir` and writes the report to `out`. Returns whether every
+/// block is sound (skipped entries are listed but are not problems).
+pub fn verify<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<bool> {
     ensure_dir(dir)?;
-    let mut problems = Vec::new();
-    let mut streams: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: reading", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("stream-"))
-        })
-        .collect();
-    streams.sort();
-    let mut decoded = storage::DecodedBlock::new();
-    let mut buf = Vec::new();
-    for s in streams {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&s)
-            .with_context(|| format!("{}: reading", s.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "seg" || e == "open"))
-            .collect();
-        files.sort();
-        for f in files {
-            let seg = match Segment::open(&f) {
-                Ok(seg) => seg,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    continue;
-                }
-            };
-            if let Some(t) = seg.torn() {
-                problems.push(format!(
-                    "{}: at offset {}: unsealed, {} bytes after the last sound block ({})",
-                    f.display(),
-                    t.offset,
-                    t.bytes,
-                    t.what
-                ));
-            }
-            for meta in seg.blocks() {
-                if let Err(e) = seg.read_block(meta, &mut buf, &mut decoded) {
-                    problems.push(e.to_string());
-                    continue;
-                }
-                for i in 0..decoded.len() {
-                    let r = decoded.record(i);
-                    let bad = if r.kind == KIND_LOSS {
-                        Loss::decode(r.bytes).is_none()
-                    } else {
-                        bpf::decode(r.bytes).is_err()
-                    };
-                    if bad {
-                        problems.push(format!(
-                            "{}: at offset {}: record {i} (kind {}) does not decode",
-                            f.display(),
-                            meta.offset,
-                            r.kind
-                        ));
-                    }
-                }
-            }
-        }
+    let opts = VerifyOptions {
+        abi_version: Some(bpf::abi::ABI_VERSION),
+        ..VerifyOptions::default()
+    };
+    let report = verify_dir(dir, &opts, &mut |r| {
+        bpf::decode(r.bytes).map(drop).map_err(|e| e.to_string())
+    })?;
+    write_report(dir, &report, out)?;
+    Ok(report.is_sound())
+}
+
+/// The report: problems (bounded per file, then counts), skipped entries, totals, and
+/// the verdict line.
+fn write_report<W: Write>(dir: &Path, r: &VerifyReport, out: &mut W) -> std::io::Result<()> {
+    for p in &r.problems {
+        writeln!(out, "{p}")?;
     }
-    Ok(problems)
+    for o in &r.omitted {
+        writeln!(out, "{} more problem(s) in {}", o.count, o.path.display())?;
+    }
+    if r.unlisted_problems > 0 {
+        writeln!(
+            out,
+            "{} more problem(s) in {} more file(s), not listed",
+            r.unlisted_problems, r.unlisted_files
+        )?;
+    }
+    write_skipped(out, "", &r.skipped)?;
+    writeln!(
+        out,
+        "checked {} segment file(s), {} block(s), {} record(s)",
+        r.files, r.blocks, r.records
+    )?;
+    if r.is_sound() {
+        writeln!(out, "{}: every block is sound", dir.display())
+    } else {
+        writeln!(out, "{} problem(s)", r.problem_count())
+    }
 }
