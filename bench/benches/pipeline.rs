@@ -22,7 +22,7 @@ fn pipeline(c: &mut Criterion) {
         std::fs::create_dir_all(&base).unwrap();
         let mut cfg = config.clone();
         cfg.storage.data_dir = base.clone();
-        cfg.storage.durability = "none".into();
+        cfg.storage.durability = engine::config::DurabilityMode::None;
         let writer = storage::StreamWriter::create(engine::run::writer_config(&cfg, 0, 1)).unwrap();
         let mut p = Pipeline::new(writer, Filter::new(&cfg.filter), sampler, 0.8);
         let start = Instant::now();

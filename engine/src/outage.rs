@@ -46,9 +46,11 @@ impl Outage {
 
     /// Keeps `loss` for when storage is back.
     pub(crate) fn park(&mut self, loss: &Loss) {
-        if let Some(p) = self.parked.iter_mut().find(|p| {
-            p.cpu == loss.cpu && p.kind == loss.kind && p.reason == loss.reason
-        }) {
+        if let Some(p) = self
+            .parked
+            .iter_mut()
+            .find(|p| p.cpu == loss.cpu && p.kind == loss.kind && p.reason == loss.reason)
+        {
             p.count = p.count.saturating_add(loss.count);
             p.start_ns = p.start_ns.min(loss.start_ns);
             p.end_ns = p.end_ns.max(loss.end_ns);
@@ -93,7 +95,10 @@ mod tests {
     #[test]
     fn parked_reports_merge_and_the_outage_becomes_loss_records() {
         let mut o = Outage::new("disk full".into(), 100);
-        assert_eq!(o.next_retry_ns, 100 + STORAGE_RETRY_INTERVAL.as_nanos() as u64);
+        assert_eq!(
+            o.next_retry_ns,
+            100 + STORAGE_RETRY_INTERVAL.as_nanos() as u64
+        );
         let l = |cpu, count, s, e| Loss {
             stream: 1,
             cpu,
@@ -117,7 +122,13 @@ mod tests {
         let out: Vec<Loss> = o.into_losses(4, 999).collect();
         assert_eq!(out.len(), 4);
         assert_eq!(
-            (out[0].stream, out[0].kind, out[0].count, out[0].start_ns, out[0].end_ns),
+            (
+                out[0].stream,
+                out[0].kind,
+                out[0].count,
+                out[0].start_ns,
+                out[0].end_ns
+            ),
             (4, 3, 10, 100, 999)
         );
         assert_eq!(out[0].reason, LossReason::StorageError as u16);

@@ -275,7 +275,9 @@ impl Pipeline {
 
     /// Why storage is stopped and how many kept events were dropped since, if it is.
     pub fn storage_down(&self) -> Option<(&str, u64)> {
-        self.outage.as_ref().map(|o| (o.why.as_str(), o.total_dropped()))
+        self.outage
+            .as_ref()
+            .map(|o| (o.why.as_str(), o.total_dropped()))
     }
 
     /// Writes a loss record in-band (parked while storage is stopped).

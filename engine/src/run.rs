@@ -300,6 +300,15 @@ fn loss_deltas(
     }
 }
 
+/// Sets the core threads' stop flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// Loss reports on their way from the control thread to the core threads. A full core
 /// queue never loses one: it waits here, merged with others of the same CPU, kind and
 /// reason (so this holds at most CPUs x kinds x reasons entries), and is retried.
@@ -475,6 +484,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             })
             .collect::<Result<_, _>>()
             .context("spawning core threads")?;
+        // Whatever ends this closure (an error, a panic), the core threads are told to
+        // stop, so the scope can join them.
+        let _stop_cores = StopOnDrop(&stop);
 
         let mut outbox = LossOutbox::new(controls, ring_owner);
         let mut prev: PerCpu = Vec::new();
@@ -567,7 +579,13 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
         .iter()
         .zip(last_written.iter())
         .enumerate()
-        .map(|(i, (now, before))| format!("core{i} {:.0}", (now - before) as f64 / secs.max(0.001)))
+        .map(|(i, (now, before))| {
+            // On disk only grows, but records lost to a storage failure are taken back.
+            format!(
+                "core{i} {:.0}",
+                now.saturating_sub(*before) as f64 / secs.max(0.001)
+            )
+        })
         .collect();
     last_written.copy_from_slice(&per_core);
     let delivered: u64 = shared
@@ -644,16 +662,13 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
             q(&l.event_age, 0.999),
         ));
     }
-    let storage_dropped: u64 = shared
-        .iter()
-        .map(|s| s.storage_dropped.load(Ordering::Relaxed))
-        .sum();
     for (i, s) in shared.iter().enumerate() {
         if let Ok(e) = s.storage_error.lock()
             && let Some(e) = e.as_ref()
         {
             line.push_str(&format!(
-                "; STORAGE STOPPED on core{i} ({e}): raw path down, {storage_dropped} kept events dropped so far"
+                "; STORAGE STOPPED on core{i} ({e}): its raw path is down, {} kept events dropped so far",
+                s.storage_dropped.load(Ordering::Relaxed)
             ));
         }
     }

@@ -62,6 +62,11 @@ fn tmpfs(at: &Path, size: &str) -> Mounted {
     Mounted(at.to_path_buf())
 }
 
+/// Only this test's storm is kept (tests run in parallel and getppid is system-wide).
+fn config(storm_comm: &str) -> String {
+    format!("[filter]\ncomms = [\"{storm_comm}*\"]\n{CONFIG}")
+}
+
 const CONFIG: &str = r#"
 [capture]
 categories = ["syscall"]
@@ -79,12 +84,22 @@ segment_bytes_max = 262144
 zstd_level = 1
 "#;
 
-/// getppid() in a loop for `secs` seconds, in the background.
-fn storm(secs: f64) -> Child {
+/// getppid() in a loop for `secs` seconds, in the background, as command `comm` (python3
+/// through a symlink of that name).
+fn storm(comm: &str, secs: f64) -> Child {
     let code = format!(
         "import os, time\nend = time.time() + {secs}\nwhile time.time() < end:\n    for _ in range(5000): os.getppid()\n"
     );
-    Command::new("python3")
+    let exe = std::env::temp_dir().join(format!("{comm}-{}", std::process::id()));
+    if !exe.exists() {
+        let python = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3");
+        let python = String::from_utf8(python.stdout).unwrap();
+        std::os::unix::fs::symlink(python.trim(), &exe).expect("symlink");
+    }
+    Command::new(&exe)
         .args(["-c", &code])
         .stdout(Stdio::null())
         .spawn()
@@ -92,11 +107,15 @@ fn storm(secs: f64) -> Child {
 }
 
 /// Storms until a status line says storage stopped (within `timeout`); returns it.
-fn storm_until_stopped(lines: &Receiver<String>, seen: &mut Vec<String>) -> String {
+fn storm_until_stopped(comm: &str, lines: &Receiver<String>, seen: &mut Vec<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        assert!(Instant::now() < deadline, "storage never stopped: {seen:?}");
-        let mut s = storm(0.5);
+        assert!(
+            Instant::now() < deadline,
+            "storage never stopped: {:?}",
+            &seen[seen.len().saturating_sub(10)..]
+        );
+        let mut s = storm(comm, 0.5);
         s.wait().unwrap();
         while let Ok(l) = lines.try_recv() {
             if l.contains("STORAGE STOPPED") {
@@ -170,11 +189,12 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
     if !privileged("a_full_disk_is_shown_counted_exactly_and_survived") {
         return;
     }
-    let (base, cfg) = data_dir_and_config("engine-diskfull", CONFIG);
-    let _mount = tmpfs(&base, "6m");
+    let comm = "kev-full-storm";
+    let (base, cfg) = data_dir_and_config("engine-diskfull", &config(comm));
+    let _mount = tmpfs(&base, "4m");
     // Most of the space taken by a filler the test frees later.
     let filler = base.join("filler");
-    std::fs::write(&filler, vec![1u8; 4 << 20]).unwrap();
+    std::fs::write(&filler, vec![1u8; (4 << 20) - (160 << 10)]).unwrap();
     let dir = base.join("data");
     let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
         "--config",
@@ -182,8 +202,9 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
         "--data-dir",
         dir.to_str().unwrap(),
     ]));
+    let _guard = KillOnDrop(engine.id());
     let mut seen = Vec::new();
-    let stopped = storm_until_stopped(&lines, &mut seen);
+    let stopped = storm_until_stopped(comm, &lines, &mut seen);
     assert!(
         stopped.to_lowercase().contains("full"),
         "names the cause: {stopped}"
@@ -195,7 +216,7 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
     wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
         l.contains("storage resumed")
     });
-    storm(0.3).wait().unwrap();
+    storm(comm, 0.3).wait().unwrap();
     let out = stop(&mut engine, &lines, &dir);
     assert_eq!(
         storage_losses(&dir),
@@ -214,7 +235,8 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
     if !privileged("a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived") {
         return;
     }
-    let (base, cfg) = data_dir_and_config("engine-readonly", CONFIG);
+    let comm = "kev-ro-storm";
+    let (base, cfg) = data_dir_and_config("engine-readonly", &config(comm));
     let _tmp = tmpfs(&base, "64m");
     let dir = base.join("data");
     std::fs::create_dir_all(&dir).unwrap();
@@ -227,24 +249,30 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
         "--data-dir",
         dir.to_str().unwrap(),
     ]));
+    let _guard = KillOnDrop(engine.id());
     let mut seen = Vec::new();
-    storm(0.3).wait().unwrap();
-    // Seal every open segment (no file open for writing), then make it read-only: the
-    // next segment cannot be created.
+    storm(comm, 0.3).wait().unwrap();
+    // Seal every open segment (SIGHUP; no file is then open for writing), then make the
+    // directory read-only: the next segment cannot be created. The cores may still be
+    // draining the storm's backlog into a new segment after a SIGHUP, so repeat until the
+    // remount takes.
     let pid = engine.id() as i32;
-    // SAFETY: kill with the pid of a child we own.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
-    wait_line(&lines, Duration::from_secs(10), &mut seen, |l| {
-        l.contains("SIGHUP")
-    });
     let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
     assert!(
-        poll_until(Duration::from_secs(10), || mount(&dir, &dir, None, ro, "")),
+        poll_until(Duration::from_secs(20), || {
+            // SAFETY: kill with the pid of a child we own.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+            std::thread::sleep(Duration::from_millis(100));
+            mount(&dir, &dir, None, ro, "")
+        }),
         "remount read-only: {}",
         std::io::Error::last_os_error()
     );
-    let stopped = storm_until_stopped(&lines, &mut seen);
-    assert!(stopped.contains("Read-only"), "names the cause: {stopped}");
+    let stopped = storm_until_stopped(comm, &lines, &mut seen);
+    assert!(
+        stopped.to_lowercase().contains("read-only"),
+        "names the cause: {stopped}"
+    );
     assert!(engine.try_wait().unwrap().is_none(), "the engine stays up");
     assert!(
         mount(&dir, &dir, None, libc::MS_BIND | libc::MS_REMOUNT, ""),
@@ -253,7 +281,7 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
     wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
         l.contains("storage resumed")
     });
-    storm(0.3).wait().unwrap();
+    storm(comm, 0.3).wait().unwrap();
     let out = stop(&mut engine, &lines, &dir);
     assert_eq!(storage_losses(&dir), out.storage, "{}", out.report);
     drop(bind);

@@ -240,6 +240,22 @@ impl IoPool {
         Ok(())
     }
 
+    /// After a failure: waits for every write still in flight (their records are then
+    /// counted), forgets the current file and accepts writes again. Fails, leaving the
+    /// pool stopped, if writes may still be in flight (the buffers cannot be reused).
+    pub(crate) fn reset(&mut self) -> Result<(), StorageError> {
+        let _ = self.wait_all();
+        if !self.order.is_empty() {
+            return Err(StorageError::Stopped(format!(
+                "{}: block writes still in flight after a failure",
+                self.path().display()
+            )));
+        }
+        self.target = None;
+        self.failed = false;
+        Ok(())
+    }
+
     /// Waits for every write in flight, then closes the current file.
     pub(crate) fn close_file(&mut self) -> Result<(), StorageError> {
         let r = self.flush();

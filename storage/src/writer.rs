@@ -335,6 +335,30 @@ impl StreamWriter {
         })
     }
 
+    /// After a failure (disk full, read-only directory, I/O error): settles the writes
+    /// still in flight, recovers the failed segment as a crash would be (cut at its last
+    /// sound block, sealed), and accepts records again in a new segment. What was lost
+    /// stays counted in [`WriterStats`]. Returns the segments recovered; an error (the
+    /// disk is still full, say) leaves the writer stopped, and it can be tried again.
+    /// Without an earlier failure it does nothing.
+    pub fn reopen(&mut self) -> Result<Vec<Recovered>, StorageError> {
+        if self.failed.is_none() {
+            return Ok(Vec::new());
+        }
+        self.pool.reset()?;
+        self.seg = None;
+        self.blocks.clear();
+        self.builder.clear();
+        let recovered = recover_stream_dir(&self.dir)?;
+        // Recovery may leave a failed .open file in place only by failing itself.
+        self.next_seq = list_segments(&self.dir)?
+            .last()
+            .map_or(self.next_seq, |(n, _)| n.seq + 1)
+            .max(self.next_seq);
+        self.failed = None;
+        Ok(recovered)
+    }
+
     /// Segments recovered when the writer started.
     pub fn recovered(&self) -> &[Recovered] {
         &self.recovered

@@ -105,7 +105,10 @@ pub fn wait_line(
         match rx.recv_timeout(left) {
             Ok(l) if pred(&l) => return l,
             Ok(l) => seen.push(l),
-            Err(_) => panic!("no such line within {timeout:?}; saw:\n{}", seen.join("\n")),
+            Err(_) => panic!(
+                "no such line within {timeout:?}; the last lines seen:\n{}",
+                seen[seen.len().saturating_sub(20)..].join("\n")
+            ),
         }
     }
 }
@@ -176,4 +179,17 @@ pub fn replayed_events(dir: &std::path::Path) -> u64 {
         .lines()
         .filter(|l| !l.contains("\"kind\":\"loss\""))
         .count() as u64
+}
+
+/// Kills process `pid` when dropped, so a failing test leaves no engine behind.
+#[derive(Debug)]
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill with a pid this test started; a no-op if it is gone.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
 }
