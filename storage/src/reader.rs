@@ -320,6 +320,18 @@ impl Reader {
     /// Opens every stream under `dir`. Fails on any unreadable or corrupt sealed segment,
     /// naming the file and offset; unsealed segments are read up to their torn tail.
     pub fn open(dir: impl AsRef<Path>, opts: &ReadOptions) -> Result<Reader, StorageError> {
+        Reader::open_expecting_abi(dir, opts, None)
+    }
+
+    /// [`Reader::open`], failing with [`StorageError::AbiMismatch`] (which says what to
+    /// do) on a segment whose header's event ABI version is not `abi_version`; `None`
+    /// checks nothing. (A separate constructor rather than a `ReadOptions` field, so
+    /// that callers building `ReadOptions` with a struct literal keep compiling.)
+    pub fn open_expecting_abi(
+        dir: impl AsRef<Path>,
+        opts: &ReadOptions,
+        abi_version: Option<u32>,
+    ) -> Result<Reader, StorageError> {
         let dir = dir.as_ref();
         let counters = Arc::new(Counters::default());
         let mask = opts.kind_mask();
@@ -331,7 +343,7 @@ impl Reader {
             if opts.streams.as_ref().is_some_and(|s| !s.contains(&id)) {
                 continue;
             }
-            let segments = open_stream(&path, None, &mut skipped)?;
+            let segments = open_stream(&path, abi_version, &mut skipped)?;
             opened.push((id, path, segments));
         }
         let mut reader = Reader {

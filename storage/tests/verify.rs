@@ -60,7 +60,11 @@ fn record_problems_name_file_and_block_and_are_bounded_per_file() {
         }
     })
     .unwrap();
-    assert_eq!(report.problem_count(), 1000, "every fifth record is kind 10");
+    assert_eq!(
+        report.problem_count(),
+        1000,
+        "every fifth record is kind 10"
+    );
     let files = segments(&storage::stream_dir(dir.path(), 0));
     for p in &report.problems {
         assert!(files.contains(&p.path), "{p}");
@@ -141,7 +145,24 @@ fn abi_mismatch_and_torn_tails_are_problems() {
     assert_eq!(p.path, open);
     assert!(p.message.starts_with("unsealed, "), "{p}");
 
-    // The reader with an expected ABI refuses, naming the file and what to do.
+    // Replay with an expected ABI refuses, naming the file and what to do.
+    let opts = storage::ReadOptions::default();
+    let e = storage::Reader::open_expecting_abi(dir.path(), &opts, Some(8)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StorageError::AbiMismatch {
+                found: 7,
+                expected: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.path().is_some_and(|p| p.starts_with(dir.path())), "{e}");
+    assert!(storage::Reader::open_expecting_abi(dir.path(), &opts, Some(7)).is_ok());
+    assert!(storage::Reader::open_expecting_abi(dir.path(), &opts, None).is_ok());
+    // And inspect.
     let e = storage::Stats::collect_expecting_abi(dir.path(), Some(8)).unwrap_err();
     assert!(
         matches!(
