@@ -3,7 +3,8 @@
 //! Options of the main job (`--config`, `--data-dir`, `--duration`, `--quiet`) go before
 //! any subcommand; `--duration` is also an option of `tail` (where it means the same),
 //! so both `engine tail --duration 10` and `engine --duration 10 tail` work. Options that
-//! mean nothing to a subcommand are not accepted there (clap says so).
+//! mean nothing to a subcommand are refused rather than ignored: after it by clap, before
+//! it by [`run`].
 
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};

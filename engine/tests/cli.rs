@@ -210,6 +210,23 @@ fn file_open(ts_ns: u64) -> Vec<u64> {
     words
 }
 
+/// A `file.open` record cut short: it does not decode.
+fn undecodable(ts_ns: u64) -> Vec<u64> {
+    let mut words = file_open(ts_ns);
+    words.truncate(10);
+    words
+}
+
+/// The only segment of stream 0.
+fn first_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("stream-000"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 /// A fresh data directory for a test.
 fn data_dir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("engine-cli-{tag}-{}", std::process::id()));
@@ -335,9 +352,7 @@ fn undecodable_records_are_named_skipped_and_counted() {
     let kind = bpf::Kind::FileOpen as u16;
     let mut w = writer(&dir, 3, 0);
     append(&mut w, 1, kind, &file_open(1));
-    let mut bad = file_open(2);
-    bad.truncate(10); // shorter than a file.open record
-    append(&mut w, 2, kind, &bad);
+    append(&mut w, 2, kind, &undecodable(2));
     append(&mut w, 3, storage::KIND_LOSS, &[0u64; 2]); // not a 40-byte loss record
     append(&mut w, 4, kind, &file_open(4));
     w.close().unwrap();
@@ -424,12 +439,7 @@ fn inspect_replay_and_verify_offline() {
     );
 
     // One flipped byte in the block: verify names the file and the offset, exit 1.
-    let seg = std::fs::read_dir(dir.join("stream-000"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&dir);
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[300] ^= 0x40;
     std::fs::write(&seg, &bytes).unwrap();
@@ -452,18 +462,11 @@ fn verify_and_inspect_report_bad_records_skipped_entries_and_other_abis() {
     let kind = bpf::Kind::FileOpen as u16;
     let mut w = writer(&dir, 0, 0);
     append(&mut w, 1, kind, &file_open(1));
-    let mut bad = file_open(2);
-    bad.truncate(10);
     for ts in 2..32 {
-        append(&mut w, ts, kind, &bad);
+        append(&mut w, ts, kind, &undecodable(ts));
     }
     w.close().unwrap();
-    let seg = std::fs::read_dir(dir.join("stream-000"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let seg = first_segment(&dir);
     std::fs::write(dir.join("stream-000/notes.txt"), "not a segment").unwrap();
     let d = dir.to_str().unwrap();
 

@@ -560,6 +560,55 @@ impl Drop for IoPool {
     }
 }
 
+#[cfg(test)]
+mod accounting_tests {
+    use super::*;
+
+    fn tally(kind: u16, n: u64) -> KindTally {
+        let mut t = KindTally::default();
+        for _ in 0..n {
+            t.add_one(kind);
+        }
+        t
+    }
+
+    /// Blocks count as on disk in file order only: a block that completed after a
+    /// failed one is unreadable (the reader's scan stops at the torn block), so lost.
+    #[test]
+    fn completions_settle_in_file_order() {
+        let mut pool = IoPool::new(Path::new("/nonexistent"), IoBackend::Portable, 4, 16).unwrap();
+        let states = [
+            (SlotState::Done(None), 1u16, 10u64),
+            (SlotState::InFlight, 2, 20),
+            (SlotState::Done(None), 3, 30),
+            (SlotState::Done(None), 4, 40),
+        ];
+        pool.free.clear();
+        for (i, &(state, kind, n)) in states.iter().enumerate() {
+            pool.slots[i] = Slot {
+                state,
+                offset: 256 + 100 * i as u64,
+                len: 100,
+                tally: tally(kind, n),
+            };
+            pool.order.push_back(i);
+        }
+        // Block 1 is still in flight: only block 0 is on disk so far.
+        assert!(pool.settle().is_none());
+        assert_eq!(pool.counts.records_on_disk, 10);
+        assert_eq!(pool.free, vec![0]);
+        // Block 1 fails: it and the blocks after it (complete or not) are lost.
+        pool.slots[1].state = SlotState::Done(Some(libc::ENOSPC));
+        let (offset, e) = pool.settle().expect("the failure is reported once");
+        assert_eq!((offset, e.raw_os_error()), (356, Some(libc::ENOSPC)));
+        assert_eq!(pool.counts.records_on_disk, 10);
+        assert_eq!(pool.counts.lost.total(), 90);
+        assert_eq!(pool.counts.lost.per_kind[2..5], [20, 30, 40]);
+        assert!(pool.order.is_empty() && pool.free.len() == 4);
+        assert!(pool.failed);
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;

@@ -11,6 +11,12 @@
 //! io_uring on Linux, or plain positioned writes (selectable, and the only choice
 //! elsewhere). See `docs/segment-format.md` for the byte-level format.
 //!
+//! The data directory's layout (names, the lock file, walks that report what they skip)
+//! is [`layout`]; [`verify_dir`] checks a whole directory with a bounded report, taking
+//! the event decoder as a callback. Limits: a block is at most [`format::BLOCK_BYTES_MAX`]
+//! bytes; lengths and offsets read from files are bounded by the file before use, and
+//! no file content can make a reader panic or allocate past those bounds.
+//!
 //! ```no_run
 //! use storage::{RecordRef, Reader, ReadOptions, StreamWriter, WriterConfig};
 //!

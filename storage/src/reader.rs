@@ -261,6 +261,19 @@ pub struct Reader {
     counters: Arc<Counters>,
     started: bool,
     skipped: SkipList,
+    /// One decode thread per stream, joined on drop.
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Closing the channels makes each worker's next send fail, so it returns after
+        // at most the block it is decoding; then nothing reads the files any more.
+        self.streams.clear();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Reader {
@@ -307,24 +320,53 @@ impl Reader {
     /// Opens every stream under `dir`. Fails on any unreadable or corrupt sealed segment,
     /// naming the file and offset; unsealed segments are read up to their torn tail.
     pub fn open(dir: impl AsRef<Path>, opts: &ReadOptions) -> Result<Reader, StorageError> {
+        Reader::open_expecting_abi(dir, opts, None)
+    }
+
+    /// [`Reader::open`], failing with [`StorageError::AbiMismatch`] (which says what to
+    /// do) on a segment whose header's event ABI version is not `abi_version`; `None`
+    /// checks nothing. (A separate constructor rather than a `ReadOptions` field, so
+    /// that callers building `ReadOptions` with a struct literal keep compiling.)
+    pub fn open_expecting_abi(
+        dir: impl AsRef<Path>,
+        opts: &ReadOptions,
+        abi_version: Option<u32>,
+    ) -> Result<Reader, StorageError> {
         let dir = dir.as_ref();
         let counters = Arc::new(Counters::default());
         let mask = opts.kind_mask();
-        let mut streams = Vec::new();
         let mut skipped = SkipList::default();
+        // Every segment is opened (and checked) before any thread starts: a bad file
+        // fails the open without leaving workers behind.
+        let mut opened = Vec::new();
         for (id, path) in list_streams(dir, &mut skipped)? {
             if opts.streams.as_ref().is_some_and(|s| !s.contains(&id)) {
                 continue;
             }
-            let segments = open_stream(&path, None, &mut skipped)?;
+            let segments = open_stream(&path, abi_version, &mut skipped)?;
+            opened.push((id, path, segments));
+        }
+        let mut reader = Reader {
+            streams: Vec::with_capacity(opened.len()),
+            heap: BinaryHeap::new(),
+            opts: opts.clone(),
+            pending: None,
+            counters,
+            started: false,
+            skipped,
+            workers: Vec::with_capacity(opened.len()),
+        };
+        for (id, path, segments) in opened {
             let (tx, rx) = sync_channel(READ_AHEAD_BLOCKS);
             let (recycle, recycled) = channel();
-            let (o, c) = (opts.clone(), counters.clone());
-            std::thread::Builder::new()
+            let (o, c) = (opts.clone(), reader.counters.clone());
+            // On error, dropping `reader` stops and joins the workers started so far.
+            let worker = std::thread::Builder::new()
                 .name(format!("decode-{id}"))
                 .spawn(move || decode_worker(segments, o, mask, tx, recycled, c))
                 .map_err(|e| StorageError::io(&path, "spawn decode thread", e))?;
-            streams.push(StreamCursor {
+            reader.workers.push(worker);
+            reader.streams.push(StreamCursor {
                 id,
                 blocks: rx,
                 recycle,
@@ -332,15 +374,7 @@ impl Reader {
                 pos: 0,
             });
         }
-        Ok(Reader {
-            streams,
-            heap: BinaryHeap::new(),
-            opts: opts.clone(),
-            pending: None,
-            counters,
-            started: false,
-            skipped,
-        })
+        Ok(reader)
     }
 
     /// Entries of the data directory passed over (not regular files, unknown names,

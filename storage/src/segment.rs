@@ -252,9 +252,9 @@ impl Segment {
 
     /// Offset just past the last sound block.
     pub fn blocks_end(&self) -> u64 {
-        self.blocks
-            .last()
-            .map_or(FILE_HEADER_LEN as u64, |b| b.offset + b.total_len())
+        self.blocks.last().map_or(FILE_HEADER_LEN as u64, |b| {
+            b.offset.saturating_add(b.total_len()) // checked when the block was listed
+        })
     }
 
     /// Reads, checks and decodes block `meta` into `out`, using `buf` for the bytes.
@@ -306,7 +306,10 @@ impl Segment {
 fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
+        let at = offset.checked_add(n as u64).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset overflows u64")
+        })?;
+        match file.read_at(&mut buf[n..], at) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

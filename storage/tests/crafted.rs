@@ -314,3 +314,29 @@ fn wall_clock_bounds_use_saturated_times() {
         }
     }
 }
+
+/// The harness itself: an allocation above [`ALLOC_MAX`] really does stop the test
+/// (checked in a child process, this same binary, running only the test below).
+#[test]
+fn the_allocation_cap_is_enforced() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "allocates_past_the_cap", "--nocapture"])
+        .env("CRAFTED_ALLOC_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the child survived: {stderr}");
+    assert!(
+        stderr.contains("refused an allocation above ALLOC_MAX"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn allocates_past_the_cap() {
+    if std::env::var_os("CRAFTED_ALLOC_CHILD").is_none() {
+        return; // only meaningful as the child of the test above
+    }
+    let v = vec![1u8; ALLOC_MAX + 1];
+    std::hint::black_box(&v);
+}
