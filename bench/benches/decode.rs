@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use bench::synthetic_mix;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::output::json::JsonWriter;
+use engine::internals::JsonWriter;
 
 /// A wall-clock offset as a segment header holds it (2026-11-26T00:00:00Z at boot).
 const MONO_TO_WALL_NS: i128 = 1_795_651_200_000_000_000;
@@ -35,7 +35,7 @@ fn decode(c: &mut Criterion) {
             out.clear();
             for i in 0..records.len() {
                 let ev = bpf::decode(records.record(i)).expect("decodes");
-                engine::output::text::write_text(&mut out, &ev).expect("write to memory");
+                engine::internals::write_text(&mut out, &ev).expect("write to memory");
             }
             black_box(out.len())
         })
@@ -80,7 +80,7 @@ fn json_time(c: &mut Criterion) {
         w.clear();
         w.time("ts", t);
         plain.clear();
-        write!(plain, ",\"ts\":\"{}\"", engine::output::time::Rfc3339(t)).expect("to memory");
+        write!(plain, ",\"ts\":\"{}\"", engine::internals::Rfc3339(t)).expect("to memory");
         assert_eq!(w.bytes(), &plain[..]);
     }
     let mut g = c.benchmark_group("json_time");
@@ -103,7 +103,7 @@ fn json_time(c: &mut Criterion) {
             let mut n = 0;
             for &t in &times {
                 out.clear();
-                write!(out, ",\"ts\":\"{}\"", engine::output::time::Rfc3339(t)).expect("to memory");
+                write!(out, ",\"ts\":\"{}\"", engine::internals::Rfc3339(t)).expect("to memory");
                 n += out.len();
             }
             black_box(n)

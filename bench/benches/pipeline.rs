@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use bench::synthetic_mix;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use engine::config::Config;
-use engine::filter::Filter;
-use engine::pipeline::Pipeline;
-use engine::sampler::Sampler;
+use engine::Config;
+use engine::internals::Filter;
+use engine::internals::Pipeline;
+use engine::internals::Sampler;
 
 const N: usize = 200_000;
 
@@ -23,7 +23,8 @@ fn pipeline(c: &mut Criterion) {
         let mut cfg = config.clone();
         cfg.storage.data_dir = base.clone();
         cfg.storage.durability = engine::config::DurabilityMode::None;
-        let writer = storage::StreamWriter::create(engine::run::writer_config(&cfg, 0, 1)).unwrap();
+        let writer =
+            storage::StreamWriter::create(engine::internals::writer_config(&cfg, 0, 1)).unwrap();
         let mut p = Pipeline::new(writer, Filter::new(&cfg.filter), sampler, 0.8);
         let start = Instant::now();
         for i in 0..records.len() {

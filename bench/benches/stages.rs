@@ -10,8 +10,8 @@ use std::hint::black_box;
 use bench::synthetic_mix;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::config;
-use engine::filter::Filter;
-use engine::sampler::{Sampler, class_of};
+use engine::internals::Filter;
+use engine::internals::{Sampler, class_of};
 use storage::{BlockBuilder, Compressor, RecordRef};
 
 const N: usize = 100_000;

@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::offline::replay::{Format, ReplayArgs};
 use crate::offline::time::TimeRange;
 
@@ -156,13 +155,13 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some((cmd, flags)) = ignored_options(&cli) {
-        bail!(
+        return Err(Error::Invalid(format!(
             "{} has no effect on `engine {cmd}`: only the main job (`engine` without a \
              subcommand) uses it",
             flags.join(", ")
-        );
+        )));
     }
     match cli.cmd {
         Some(Cmd::Validate { file }) => {
@@ -187,7 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn replay(r: ReplayCmd) -> anyhow::Result<ExitCode> {
+fn replay(r: ReplayCmd) -> Result<ExitCode> {
     let args = ReplayArgs {
         kinds: r.kind,
         pid: r.pid,
@@ -207,7 +206,7 @@ fn replay(r: ReplayCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
+fn verify(dir: &Path) -> Result<ExitCode> {
     let sound = crate::offline::verify::verify(dir, &mut io::stdout().lock())?;
     Ok(if sound {
         ExitCode::SUCCESS
@@ -216,26 +215,10 @@ fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-// The two live commands below are more than argument handling; they stay here until
-// run.rs and tail.rs offer one call each for them.
-
-fn tail(categories: &[String], duration: Option<Duration>) -> anyhow::Result<ExitCode> {
-    let mut set = std::collections::BTreeSet::new();
-    for name in categories {
-        let Some(c) = bpf::Category::from_name(name.trim()) else {
-            bail!("--categories: unknown category {name:?}");
-        };
-        set.insert(c);
-    }
-    let config = bpf::CaptureConfig {
-        categories: set,
-        ..bpf::CaptureConfig::default()
-    };
-    crate::run::install_stop_handlers();
+fn tail(categories: &[String], duration: Option<Duration>) -> Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let (collector, stats) = crate::tail::run(&config, duration, &mut out)?;
-    crate::tail::write_summary(&mut io::stderr(), &collector, &stats)?;
+    crate::tail::tail(categories, duration, &mut out, &mut io::stderr())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,27 +227,8 @@ fn collect(
     data_dir: Option<PathBuf>,
     duration: Option<Duration>,
     quiet: bool,
-) -> anyhow::Result<ExitCode> {
-    let (mut config, origin) = match config {
-        Some(path) => (Config::load(path)?, path.display().to_string()),
-        None => (Config::embedded_default(), "embedded default".to_string()),
-    };
-    if let Some(dir) = data_dir {
-        config.storage.data_dir = dir;
-    }
-    config
-        .check(Path::new(&origin))
-        .context("after command-line overrides")?;
-    crate::run::install_stop_handlers();
-    let summary = crate::run::run(&config, duration, !quiet)?;
-    summary.write_report(&mut io::stderr())?;
-    let (hooks, accounted) = summary.identity();
-    if hooks != accounted {
-        bail!("accounting identity does not hold: {hooks} produced, {accounted} accounted");
-    }
-    if summary.cores.iter().any(|c| c.storage_error.is_some()) {
-        bail!("storage failed; see above");
-    }
+) -> Result<ExitCode> {
+    crate::run::main_job(config, data_dir, duration, quiet)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -52,7 +52,6 @@ pub struct CoreShared {
 pub struct CoreReport {
     pub id: u32,
     pub stats: PipelineStats,
-    pub latencies: Latencies,
     pub writer: storage::WriterStats,
     /// The first storage error, if storage failed at any time (even if it resumed).
     pub storage_error: Option<String>,
@@ -144,7 +143,6 @@ impl Core {
         CoreReport {
             id,
             stats: finished.stats,
-            latencies: finished.latencies,
             writer: finished.writer,
             storage_error: finished.storage_error,
         }

@@ -2,18 +2,41 @@
 //! thread-per-core pipeline (decode in place, filter, sample, write), the control thread
 //! that turns kernel drop counters into in-band loss records, and the offline tools
 //! (replay, inspect, verify).
+//!
+//! The public surface is small on purpose: the config model ([`config`], [`Config`]),
+//! the error type ([`Error`]) and the command line ([`cli`], which the `engine` binary
+//! runs). Everything else is crate-private; a library API (`Collector`) comes later.
+//! [`internals`] re-exports what this workspace's benchmarks and allocation tests drive
+//! directly; it is not a stable API.
 
 mod cidr;
 pub mod cli;
 pub mod config;
-pub mod core;
-pub mod filter;
+mod core;
+mod error;
+mod filter;
 mod lock;
-pub mod offline;
+mod offline;
 mod outage;
-pub mod output;
-pub mod pipeline;
-pub mod run;
-pub mod sampler;
+mod output;
+mod pipeline;
+mod run;
+mod sampler;
 mod signals;
-pub mod tail;
+mod tail;
+
+pub use config::{Config, ConfigError};
+pub use error::{Error, Result};
+
+/// The per-event pipeline and output writers, for the benchmarks in `bench/` and the
+/// counting-allocator tests. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::filter::Filter;
+    pub use crate::output::json::JsonWriter;
+    pub use crate::output::text::write_text;
+    pub use crate::output::time::Rfc3339;
+    pub use crate::pipeline::Pipeline;
+    pub use crate::run::writer_config;
+    pub use crate::sampler::{Sampler, class_of};
+}

@@ -94,7 +94,6 @@ const AGE_SAMPLE_EVERY: u64 = 64;
 #[derive(Debug)]
 pub struct Finished {
     pub stats: PipelineStats,
-    pub latencies: Latencies,
     /// Final: `records == records_on_disk + records_lost`.
     pub writer: WriterStats,
     /// The first storage error, if storage failed at any time.
@@ -369,7 +368,6 @@ impl Pipeline {
         Finished {
             writer: self.writer.stats(),
             stats: self.stats,
-            latencies: self.latencies,
             storage_error: self.storage_error,
         }
     }

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT};
 use bpf::{CaptureConfig, Category, Collector, IdFilter, Kind, SyscallSet};
 use storage::{Durability, Loss, LossReason, StreamWriter, WriterConfig};
 
 use crate::config::{Config, DurabilityMode};
 use crate::core::{CONTROL_QUEUE_CAPACITY, Core, CoreMsg, CoreReport, CoreShared};
+use crate::error::{Error, Result};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
 use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
@@ -110,26 +110,26 @@ pub fn writer_config(c: &Config, id: u32, streams: u32) -> WriterConfig {
 }
 
 /// Makes sure the data directory exists, as configured.
-pub fn prepare_data_dir(c: &Config) -> anyhow::Result<()> {
+pub fn prepare_data_dir(c: &Config) -> Result<()> {
     let dir = &c.storage.data_dir;
+    let err = |why: &str, source| Error::DataDir {
+        dir: dir.clone(),
+        why: why.to_string(),
+        source,
+    };
     if dir.is_dir() {
         return Ok(());
     }
     if dir.exists() {
-        bail!(
-            "storage.data_dir {}: exists but is not a directory",
-            dir.display()
-        );
+        return Err(err("exists but is not a directory", None));
     }
     if !c.storage.create_data_dir {
-        bail!(
-            "storage.data_dir {}: no such directory (create it, or set storage.create_data_dir = true)",
-            dir.display()
-        );
+        return Err(err(
+            "no such directory (create it, or set storage.create_data_dir = true)",
+            None,
+        ));
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("storage.data_dir {}: creating it", dir.display()))?;
-    Ok(())
+    std::fs::create_dir_all(dir).map_err(|e| err("cannot create it", Some(e)))
 }
 
 /// Everything the run counted, for the final report and for tests.
@@ -234,6 +234,27 @@ impl Summary {
             self.user.notable,
             self.elapsed.as_secs_f64()
         )?;
+        let w = self
+            .cores
+            .iter()
+            .fold(storage::WriterStats::default(), |mut a, c| {
+                a.records += c.writer.records;
+                a.records_on_disk += c.writer.records_on_disk;
+                a.records_lost += c.writer.records_lost;
+                a.segments_sealed += c.writer.segments_sealed;
+                a.segments_deleted += c.writer.segments_deleted;
+                a.bytes_written += c.writer.bytes_written;
+                a
+            });
+        writeln!(
+            out,
+            "storage: {} records on disk (events and loss records), {} lost with failed writes; {} bytes in {} segments sealed, {} deleted by retention",
+            w.records_on_disk,
+            w.records_lost,
+            w.bytes_written,
+            w.segments_sealed,
+            w.segments_deleted
+        )?;
         for c in &self.cores {
             if let Some(e) = &c.storage_error {
                 writeln!(out, "core {}: storage failed: {e}", c.id)?;
@@ -241,17 +262,6 @@ impl Summary {
         }
         Ok(())
     }
-}
-
-/// Whether a stop has been requested (SIGINT, SIGTERM, SIGQUIT).
-pub fn stop_requested() -> bool {
-    crate::signals::stop_requested()
-}
-
-/// SIGINT, SIGTERM and SIGQUIT request a graceful stop. [`run`] installs the rest of
-/// the main job's handlers itself (see `signals.rs`).
-pub fn install_stop_handlers() {
-    crate::signals::install_stop();
 }
 
 /// Per-CPU kernel counters, `[cpu][kind]`.
@@ -391,15 +401,19 @@ impl LossOutbox {
 /// Runs the engine until `duration` passes or SIGINT/SIGTERM/SIGQUIT; returns what it
 /// counted. Takes the data directory's lock for its whole life: a second engine on the
 /// same directory is refused.
-pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow::Result<Summary> {
+pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<Summary> {
+    signals::install_main_job();
     prepare_data_dir(config)?;
     let _lock = DataDirLock::acquire(&config.storage.data_dir)?;
-    signals::install_main_job();
     let capture = capture_config(config);
     if capture.categories.is_empty() {
-        bail!("filter.kinds keeps no kind of the enabled capture.categories: nothing to capture");
+        return Err(Error::Invalid(
+            "filter.kinds keeps no kind of the enabled capture.categories: nothing to capture"
+                .into(),
+        ));
     }
-    let mut collector = Collector::load(&capture).context("starting kernel capture")?;
+    let mut collector =
+        Collector::load(&capture).map_err(Error::capture("starting kernel capture"))?;
     let rings = collector.take_rings();
     let cpus = config.core_cpus();
     let n = cpus.len();
@@ -426,8 +440,13 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
     let mut controls = Vec::with_capacity(n);
     let mut shared = Vec::with_capacity(n);
     for (id, rings) in per_core.into_iter().enumerate() {
-        let writer = StreamWriter::create(writer_config(config, id as u32, n as u32))
-            .with_context(|| format!("opening stream {id}"))?;
+        let writer =
+            StreamWriter::create(writer_config(config, id as u32, n as u32)).map_err(|source| {
+                Error::Storage {
+                    what: format!("opening stream {id}"),
+                    source: Box::new(source),
+                }
+            })?;
         for r in writer.recovered() {
             eprintln!("engine: {r}");
         }
@@ -473,7 +492,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let status_every = Duration::from_millis(config.engine.status_interval_ms);
-    let reports = std::thread::scope(|scope| -> anyhow::Result<Vec<CoreReport>> {
+    let reports = std::thread::scope(|scope| -> Result<Vec<CoreReport>> {
         let handles: Vec<_> = cores
             .into_iter()
             .map(|core| {
@@ -483,7 +502,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
                     .spawn_scoped(scope, move || core.run(stop))
             })
             .collect::<Result<_, _>>()
-            .context("spawning core threads")?;
+            .map_err(Error::io("spawning core threads"))?;
         // Whatever ends this closure (an error, a panic), the core threads are told to
         // stop, so the scope can join them.
         let _stop_cores = StopOnDrop(&stop);
@@ -508,7 +527,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
             if last_loss.elapsed() >= LOSS_INTERVAL {
                 let now = collector
                     .counters_per_cpu()
-                    .context("reading kernel counters")?;
+                    .map_err(Error::capture("reading kernel counters"))?;
                 let now_ns = monotonic_ns();
                 loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
                 outbox.retry();
@@ -526,11 +545,13 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         }
         // Stop producing, let in-flight programs finish, take the final counters, queue
         // the last losses, then let the cores drain their rings to the end and close.
-        collector.stop().context("detaching programs")?;
+        collector
+            .stop()
+            .map_err(Error::capture("detaching programs"))?;
         std::thread::sleep(Duration::from_millis(20));
         let now = collector
             .counters_per_cpu()
-            .context("reading kernel counters")?;
+            .map_err(Error::capture("reading kernel counters"))?;
         loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
             outbox.send(cpu, l)
         });
@@ -549,14 +570,13 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> anyhow:
         stop.store(true, Ordering::Release);
         let mut reports = Vec::with_capacity(n);
         for h in handles {
-            reports.push(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a core thread panicked"))?,
-            );
+            reports.push(h.join().map_err(|_| Error::CorePanicked)?);
         }
         Ok(reports)
     })?;
-    let kernel = collector.counters().context("reading kernel counters")?;
+    let kernel = collector
+        .counters()
+        .map_err(Error::capture("reading kernel counters"))?;
     let mut user = PipelineStats::default();
     for r in &reports {
         user.add(&r.stats);
@@ -675,8 +695,43 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
     eprintln!("{line}");
 }
 
+/// The main job as `engine` runs it: the config (a file, or the embedded default), the
+/// data directory override, until `duration` or a stop signal; prints the status lines
+/// (unless `quiet`) and the final report on stderr. An error when the accounting
+/// identity does not hold or storage dropped anything.
+pub fn main_job(
+    config: Option<&Path>,
+    data_dir: Option<std::path::PathBuf>,
+    duration: Option<Duration>,
+    quiet: bool,
+) -> Result<()> {
+    let (mut config, origin) = match config {
+        Some(path) => (Config::load(path)?, path.to_path_buf()),
+        None => (
+            Config::embedded_default(),
+            std::path::PathBuf::from("embedded default config"),
+        ),
+    };
+    if let Some(dir) = data_dir {
+        config.storage.data_dir = dir;
+    }
+    // Again after the overrides (and for the embedded default: it is checked against
+    // this machine too).
+    config.check(&origin)?;
+    let summary = run(&config, duration, !quiet)?;
+    summary.write_report(&mut std::io::stderr())?;
+    let (hooks, accounted) = summary.identity();
+    if hooks != accounted {
+        return Err(Error::Accounting { hooks, accounted });
+    }
+    if summary.cores.iter().any(|c| c.storage_error.is_some()) {
+        return Err(Error::StorageFailed);
+    }
+    Ok(())
+}
+
 /// `engine validate FILE`: parses and validates, printing every problem.
-pub fn validate(path: &Path) -> anyhow::Result<()> {
+pub fn validate(path: &Path) -> Result<()> {
     Config::load(path)?;
     println!("{}: valid", path.display());
     Ok(())

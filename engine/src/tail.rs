@@ -4,9 +4,10 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bpf::abi::KIND_MAX;
 use bpf::{CaptureConfig, Collector, Kind, Poller, decode};
+
+use crate::error::{Error, Result};
 
 /// What the tail saw, per kind id: records delivered to user space and records that
 /// did not decode.
@@ -21,11 +22,12 @@ pub fn run(
     config: &CaptureConfig,
     duration: Option<Duration>,
     out: &mut impl Write,
-) -> anyhow::Result<(Collector, TailStats)> {
-    let mut collector = Collector::load(config).context("starting kernel capture")?;
+) -> Result<(Collector, TailStats)> {
+    let mut collector =
+        Collector::load(config).map_err(Error::capture("starting kernel capture"))?;
     eprintln!("engine: attached {}", collector.attached().join(", "));
     let mut rings = collector.take_rings();
-    let mut poller = Poller::new(&rings).context("creating epoll instance")?;
+    let mut poller = Poller::new(&rings).map_err(Error::io("creating epoll instance"))?;
     let started = Instant::now();
     let mut stats = TailStats {
         delivered: [0; KIND_MAX],
@@ -49,7 +51,7 @@ pub fn run(
     };
     loop {
         let stopping =
-            crate::run::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
+            crate::signals::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
         if stopping {
             // Final drain: everything the kernel wrote before we stopped.
             while drain(&mut rings, out)? > 0 {}
@@ -61,7 +63,7 @@ pub fn run(
             Ok(0) => poller.wait(Duration::from_millis(50))?.for_each(drop),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
-            Err(e) => return Err(e).context("writing events"),
+            Err(e) => return Err(Error::io("writing events")(e)),
         }
     }
     out.flush().ok();
@@ -70,12 +72,10 @@ pub fn run(
 
 /// Writes the accounting per kind: produced = delivered + ring_full (exact), plus what
 /// the kernel filtered and rate-limited.
-pub fn write_summary(
-    out: &mut impl Write,
-    collector: &Collector,
-    stats: &TailStats,
-) -> anyhow::Result<()> {
-    let counters = collector.counters().context("reading kernel counters")?;
+pub fn write_summary(out: &mut impl Write, collector: &Collector, stats: &TailStats) -> Result<()> {
+    let counters = collector
+        .counters()
+        .map_err(Error::capture("reading kernel counters"))?;
     writeln!(
         out,
         "{:<26} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
@@ -103,4 +103,30 @@ pub fn write_summary(
         writeln!(out, "undecodable records: {}", stats.undecodable)?;
     }
     Ok(())
+}
+
+/// `engine tail`: the given categories (names as in the config) until `duration` passes
+/// or SIGINT/SIGTERM/SIGQUIT; events to `out`, the accounting to `report`.
+pub fn tail(
+    categories: &[String],
+    duration: Option<Duration>,
+    out: &mut impl Write,
+    report: &mut impl Write,
+) -> Result<()> {
+    let mut set = std::collections::BTreeSet::new();
+    for name in categories {
+        let Some(c) = bpf::Category::from_name(name.trim()) else {
+            return Err(Error::Invalid(format!(
+                "--categories: unknown category {name:?}"
+            )));
+        };
+        set.insert(c);
+    }
+    let config = CaptureConfig {
+        categories: set,
+        ..CaptureConfig::default()
+    };
+    crate::signals::install_stop();
+    let (collector, stats) = run(&config, duration, out)?;
+    write_summary(report, &collector, &stats)
 }

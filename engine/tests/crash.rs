@@ -75,10 +75,9 @@ fn sigkill_then_restart_recovers_every_complete_block() {
     let before = complete_records(&dir);
     let kept: u64 = before.values().sum();
     assert!(kept > 0, "blocks were flushed before the kill: {before:?}");
-    let unsealed = std::fs::read_dir(&dir)
-        .unwrap()
-        .flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap())
-        .filter(|f| f.as_ref().unwrap().path().extension().unwrap() == "open")
+    let unsealed = common::segment_files(&dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "open"))
         .count();
     assert!(unsealed > 0, "the kill left unsealed segments");
 

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bpf::Kind;
 use bpf::abi::{EventHeader, FileOp, SyscallEvent};
-use engine::config::Config;
-use engine::filter::Filter;
-use engine::pipeline::Pipeline;
-use engine::sampler::Sampler;
+use engine::Config;
+use engine::internals::Filter;
+use engine::internals::Pipeline;
+use engine::internals::Sampler;
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -80,7 +80,8 @@ fn hot_path_allocates_nothing_after_warm_up() {
     let mut config = Config::embedded_default();
     config.storage.data_dir = dir.clone();
     config.storage.block_bytes = 256 << 10;
-    let writer = storage::StreamWriter::create(engine::run::writer_config(&config, 0, 1)).unwrap();
+    let writer =
+        storage::StreamWriter::create(engine::internals::writer_config(&config, 0, 1)).unwrap();
     let mut p = Pipeline::new(
         writer,
         Filter::new(&config.filter),

@@ -6,11 +6,12 @@ use std::path::Path;
 use storage::Stats;
 
 use super::{ensure_dir, write_skipped};
+use crate::error::Result;
 use crate::output::text::WallTime;
 use crate::output::{kind_name, reason_name};
 
 /// `engine inspect`: what a data directory holds.
-pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<()> {
+pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
     ensure_dir(dir)?;
     // A segment of another event ABI is refused, naming the file and the version.
     let stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;

@@ -10,13 +10,17 @@ pub mod verify;
 use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::bail;
 use storage::SkipList;
 
+use crate::error::{Error, Result};
+
 /// The data directory exists and is a directory (a clearer message than the reader's).
-fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+fn ensure_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
-        bail!("{}: no such directory", dir.display());
+        return Err(Error::Invalid(format!(
+            "{}: no such directory",
+            dir.display()
+        )));
     }
     Ok(())
 }

@@ -5,17 +5,17 @@
 //! decode is reported on the diagnostics stream (the first [`UNDECODABLE_REPORTED_MAX`]
 //! one by one, then only counted) and skipped, unless `strict`, where it stops the replay.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use bpf::Kind;
 use bpf::abi::cstr_bytes;
 use storage::{KIND_LOSS, Loss, ReadOptions, Reader};
 
 use super::time::TimeRange;
 use super::{ensure_dir, write_skipped};
+use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
 use crate::output::text::{WallTime, write_loss, write_replay};
 
@@ -68,13 +68,14 @@ fn is_tty() -> bool {
 
 /// The reader's options for `args`: kinds by id, and wall-clock bounds only when some
 /// bound is given (without bounds every record is read, whatever its segment's offset).
-fn read_options(args: &ReplayArgs) -> anyhow::Result<ReadOptions> {
+fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
     let mut kinds = Vec::new();
     for k in &args.kinds {
         if k == "loss" {
             kinds.push(KIND_LOSS);
         } else {
-            let kind = Kind::from_name(k).with_context(|| format!("--kind: unknown kind {k:?}"))?;
+            let kind = Kind::from_name(k)
+                .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
             kinds.push(kind as u16);
         }
     }
@@ -102,7 +103,7 @@ pub fn replay<W: Write, D: Write>(
     format: Format,
     out: &mut W,
     diag: &mut D,
-) -> anyhow::Result<ReplaySummary> {
+) -> Result<ReplaySummary> {
     ensure_dir(dir)?;
     let opts = read_options(args)?;
     let mut reader = Reader::open(dir, &opts)?;
@@ -191,7 +192,9 @@ pub fn replay<W: Write, D: Write>(
             rec.ts_ns
         );
         if args.strict {
-            bail!("{what} (--strict; `engine verify` names the file and block offset)");
+            return Err(Error::Invalid(format!(
+                "{what} (--strict; `engine verify` names the file and block offset)"
+            )));
         }
         summary.undecodable += 1;
         if summary.undecodable <= UNDECODABLE_REPORTED_MAX {
@@ -226,9 +229,8 @@ pub fn replay<W: Write, D: Write>(
 
 /// Whether `e` is a broken pipe on the output (the reader of our stdout went away,
 /// as with `| head`): a normal end, not a failure.
-pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>()
-        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+pub fn is_broken_pipe(e: &Error) -> bool {
+    e.is_broken_pipe()
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use std::path::Path;
 use storage::{VerifyOptions, VerifyReport, verify_dir};
 
 use super::{ensure_dir, write_skipped};
+use crate::error::Result;
 
 /// `engine verify`: checks `dir` and writes the report to `out`. Returns whether every
 /// block is sound (skipped entries are listed but are not problems).
-pub fn verify<W: Write>(dir: &Path, out: &mut W) -> anyhow::Result<bool> {
+pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
     ensure_dir(dir)?;
     let opts = VerifyOptions {
         abi_version: Some(bpf::abi::ABI_VERSION),
