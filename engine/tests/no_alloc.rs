@@ -1,6 +1,7 @@
 //! After warm-up, the hot path (decode, filter, sample, encode, compress, write)
 //! allocates nothing per event: checked with a counting global allocator over 200,000
-//! records and dozens of block writes.
+//! records and dozens of block writes. A second test crosses segment rotations: each
+//! costs a few small allocations (file names), never the block buffers or the ring.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,11 +15,13 @@ use engine::internals::Sampler;
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -28,6 +31,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new) }
     }
@@ -35,6 +39,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// The counters are process-wide: the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Records of two kinds, 8-byte aligned, with varying fields.
 fn records(n: usize) -> Vec<Vec<u64>> {
@@ -74,6 +81,7 @@ fn records(n: usize) -> Vec<Vec<u64>> {
 
 #[test]
 fn hot_path_allocates_nothing_after_warm_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("engine-noalloc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,6 +115,69 @@ fn hot_path_allocates_nothing_after_warm_up() {
     );
     let total: u64 = p.stats.written.iter().sum();
     assert_eq!(total, 300_000);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn segment_rotations_reuse_buffers_and_allocate_little() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("engine-noalloc-rot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = Config::embedded_default();
+    config.storage.data_dir = dir.clone();
+    config.storage.block_bytes = 64 << 10;
+    // Two blocks per segment: a rotation every other block.
+    config.storage.segment_bytes_max = 128 << 10;
+    config.storage.durability = engine::config::DurabilityMode::None;
+    // Retention lists the stream directory at each seal (a few allocations per segment
+    // kept): proportional to segments, not events; left out of this count.
+    config.storage.retention_bytes_max = 0;
+    config.storage.retention_age_s = 0;
+    let writer =
+        storage::StreamWriter::create(engine::internals::writer_config(&config, 0, 1)).unwrap();
+    let mut p = Pipeline::new(
+        writer,
+        Filter::new(&config.filter),
+        Sampler::new(0, 0, 0, 1000),
+        0.8,
+    );
+    let recs = records(300_000);
+    let (warm, hot) = recs.split_at(100_000);
+    for r in warm {
+        p.process(bytemuck::cast_slice(r));
+    }
+    let sealed_before = p.writer.stats().segments_sealed;
+    let (allocs, bytes) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    for r in hot {
+        p.process(bytemuck::cast_slice(r));
+    }
+    let allocations = ALLOCS.load(Ordering::Relaxed) - allocs;
+    let allocated = BYTES.load(Ordering::Relaxed) - bytes;
+    let stats = p.writer.stats();
+    let rotations = (stats.segments_sealed - sealed_before) as usize;
+    assert!(
+        rotations >= 5,
+        "the measured stretch rotated {rotations} times"
+    );
+    assert_eq!(
+        stats.io_buffer_allocations, 1,
+        "block buffers made once per stream"
+    );
+    // Per rotation: the new file's name and path, the sealed name (a handful of small
+    // allocations); nothing in proportion to events or block size.
+    assert!(
+        allocations <= rotations * 16,
+        "{allocations} allocations for {rotations} rotations"
+    );
+    assert!(
+        allocated <= rotations * 4096,
+        "{allocated} bytes allocated for {rotations} rotations (block buffers are 64 KiB)"
+    );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
