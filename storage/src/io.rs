@@ -172,6 +172,10 @@ pub(crate) struct IoPool {
     counts: IoCounts,
     /// A write failed: the file's tail is unknown; nothing more is accepted.
     failed: bool,
+    /// Offset of the first block write that failed in the current file: blocks from
+    /// there on are unreadable. (A failure of the ring itself stops the pool without
+    /// tearing the file: writes still completing before it count as on disk.)
+    torn_from: Option<u64>,
     /// Times the buffers were allocated (once per pool: checked by tests).
     allocations: u64,
 }
@@ -213,6 +217,7 @@ impl IoPool {
             order: VecDeque::with_capacity(n),
             counts: IoCounts::default(),
             failed: false,
+            torn_from: None,
             allocations: 1,
         })
     }
@@ -409,7 +414,8 @@ impl IoPool {
             self.order.pop_front();
             let slot = &mut self.slots[idx];
             match err {
-                None if !self.failed => {
+                // Readable: no write before it in the file failed.
+                None if self.torn_from.is_none() => {
                     self.counts.records_on_disk = self
                         .counts
                         .records_on_disk
@@ -421,6 +427,7 @@ impl IoPool {
                 None => self.counts.lost.add(&slot.tally),
                 Some(errno) => {
                     self.counts.lost.add(&slot.tally);
+                    self.torn_from.get_or_insert(slot.offset);
                     if !self.failed {
                         self.failed = true;
                         first = Some((slot.offset, std::io::Error::from_raw_os_error(errno)));
@@ -606,6 +613,27 @@ mod accounting_tests {
         assert_eq!(pool.counts.lost.per_kind[2..5], [20, 30, 40]);
         assert!(pool.order.is_empty() && pool.free.len() == 4);
         assert!(pool.failed);
+    }
+
+    /// A pool stopped for another reason than a failed write (the ring failed, a sync
+    /// failed) still counts writes completing in full as on disk: the file is not torn.
+    #[test]
+    fn a_stopped_pool_still_counts_complete_writes() {
+        let mut pool = IoPool::new(Path::new("/nonexistent"), IoBackend::Portable, 2, 16).unwrap();
+        pool.failed = true;
+        pool.free.retain(|&i| i != 0);
+        pool.slots[0] = Slot {
+            state: SlotState::Done(None),
+            offset: 256,
+            len: 100,
+            tally: tally(5, 7),
+        };
+        pool.order.push_back(0);
+        assert!(pool.settle().is_none());
+        assert_eq!(
+            (pool.counts.records_on_disk, pool.counts.lost.total()),
+            (7, 0)
+        );
     }
 }
 
