@@ -257,6 +257,8 @@ impl IoPool {
             )));
         }
         self.target = None;
+        // The torn file is left behind: the next file starts whole.
+        self.torn_from = None;
         self.failed = false;
         Ok(())
     }
