@@ -352,27 +352,40 @@ fn undecodable_records_are_named_skipped_and_counted() {
     let kind = bpf::Kind::FileOpen as u16;
     let mut w = writer(&dir, 3, 0);
     append(&mut w, 1, kind, &file_open(1));
+    w.flush().unwrap(); // the bad records are in the second block, not at offset 256
     append(&mut w, 2, kind, &undecodable(2));
     append(&mut w, 3, storage::KIND_LOSS, &[0u64; 2]); // not a 40-byte loss record
     append(&mut w, 4, kind, &file_open(4));
     w.close().unwrap();
     let d = dir.to_str().unwrap();
+    let seg_path = std::fs::read_dir(dir.join("stream-003"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let seg = storage::Segment::open(&seg_path).unwrap();
+    let offset = seg.blocks()[1].offset;
+    assert!(offset > seg.blocks()[0].offset);
+    let s = seg_path.display();
 
     let (code, out, err) = engine(&["replay", d]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(
         err.contains(&format!(
-            "{d}: stream 3: record of kind file.open at 1970-01-01T00:00:00.000000002Z \
-             (ts_ns 2) does not decode: file.open record: header says"
+            "replay: {s}: block at offset {offset}, record 0 (kind file.open, at \
+             1970-01-01T00:00:00.000000002Z, ts_ns 2): does not decode: file.open record: \
+             header says"
         )),
         "{err}"
     );
     assert!(
-        err.contains(
-            "record of kind loss at 1970-01-01T00:00:00.000000003Z (ts_ns 3) \
-                      does not decode: a loss record of 16 bytes; skipped"
-        ),
+        err.contains(&format!(
+            "replay: {s}: block at offset {offset}, record 1 (kind loss, at \
+             1970-01-01T00:00:00.000000003Z, ts_ns 3): does not decode: a loss record of 16 \
+             bytes; skipped"
+        )),
         "{err}"
     );
     assert!(
@@ -384,7 +397,9 @@ fn undecodable_records_are_named_skipped_and_counted() {
     assert_eq!(code, Some(1), "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
-        err.contains("(ts_ns 2) does not decode") && err.contains("--strict"),
+        err.contains(&format!("{s}: block at offset {offset}, record 0 "))
+            && err.contains("ts_ns 2): does not decode")
+            && err.contains("--strict"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -507,6 +522,21 @@ fn verify_and_inspect_report_bad_records_skipped_entries_and_other_abis() {
         err.starts_with("replay: ") && err.contains("notes.txt: skipped: not a segment"),
         "{err}"
     );
+    // Replay too lists 20 of them by file and block, then counts the rest.
+    assert_eq!(
+        err.lines()
+            .filter(
+                |l| l.starts_with(&format!("replay: {seg_s}: block at offset "))
+                    && l.contains("does not decode")
+            )
+            .count(),
+        20,
+        "{err}"
+    );
+    assert!(
+        err.contains("30 undecodable record(s) skipped (10 not listed above)"),
+        "{err}"
+    );
 
     // A segment of another event ABI is refused by name, not misread.
     let other = data_dir("other-abi");
@@ -527,6 +557,19 @@ fn verify_and_inspect_report_bad_records_skipped_entries_and_other_abis() {
     assert!(out.contains(&abi) && out.contains(".seg"), "{out}");
     let err = fails_with(&["inspect", o], &abi);
     assert!(err.contains(o), "{err}");
+    // Replay too, before printing anything: the file and what to do.
+    let other_seg = first_segment(&other);
+    let err = fails_with(&["replay", o], &abi);
+    assert!(
+        err.contains(&other_seg.display().to_string())
+            && err.contains(&format!(
+                "replay it with an engine built for ABI {}",
+                bpf::abi::ABI_VERSION + 1
+            )),
+        "{err}"
+    );
+    let (_, out, _) = engine(&["replay", o]);
+    assert_eq!(out, "", "nothing of another ABI is printed");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
 }

@@ -106,15 +106,33 @@ impl ReadOptions {
     }
 }
 
-/// A decoded block ready to be read, with its records' order by timestamp.
-#[derive(Default)]
+/// A decoded block ready to be read, with its records' order by timestamp and where it
+/// came from (set per block, so that records carry their place at no cost of their own).
 struct Ready {
     block: DecodedBlock,
     order: Vec<u32>,
+    /// The block's segment file (shared by its blocks: one count per block, no copy).
+    path: Arc<Path>,
+    /// The block's offset in that file (where its header starts).
+    offset: u64,
     /// The block's segment's `mono_to_wall_ns` (segments of one stream may span boots).
     mono_to_wall_ns: i64,
     /// The wanted times (inclusive) in this block's monotonic clock.
     bounds: Option<(u64, u64)>,
+}
+
+impl Default for Ready {
+    /// An empty block of no file: a cursor's state before its first block, never handed out.
+    fn default() -> Self {
+        Ready {
+            block: DecodedBlock::default(),
+            order: Vec::new(),
+            path: Arc::from(Path::new("")),
+            offset: 0,
+            mono_to_wall_ns: 0,
+            bounds: None,
+        }
+    }
 }
 
 /// Shared counters of the decode workers.
@@ -139,6 +157,7 @@ fn decode_worker(
 ) {
     let mut buf = Vec::new();
     for seg in &segments {
+        let path: Arc<Path> = Arc::from(seg.path());
         let range = opts.mono_range(seg.header().mono_to_wall_ns);
         for meta in seg.blocks() {
             if !range.is_some_and(|(lo, hi)| meta.overlaps_inclusive(lo, hi, mask)) {
@@ -151,6 +170,8 @@ fn decode_worker(
                 return;
             }
             counters.read.fetch_add(1, Ordering::Relaxed);
+            ready.path = path.clone();
+            ready.offset = meta.offset;
             ready.mono_to_wall_ns = seg.header().mono_to_wall_ns;
             ready.bounds = range;
             let entries = ready.block.entries();
@@ -197,13 +218,14 @@ impl StreamCursor {
     }
 
     fn located(&self) -> Located<'_> {
+        let index = self.current.order[self.pos];
         Located {
             stream: self.id,
+            path: &self.current.path,
+            block_offset: self.current.offset,
+            index,
             mono_to_wall_ns: self.current.mono_to_wall_ns,
-            record: self
-                .current
-                .block
-                .record(self.current.order[self.pos] as usize),
+            record: self.current.block.record(index as usize),
         }
     }
 }
@@ -228,10 +250,19 @@ impl Progress {
     }
 }
 
-/// A record and where it came from.
+/// A record and where it came from: enough to name it in a message (`path`, the block
+/// at `block_offset`, record `index`) the way `engine verify` names a bad block.
 #[derive(Debug, Clone, Copy)]
 pub struct Located<'a> {
     pub stream: u32,
+    /// The segment file holding the record, as found under the reader's directory.
+    pub path: &'a Path,
+    /// Offset in that file of the record's block (its header), as in
+    /// [`Segment::blocks`]'s [`BlockMeta::offset`](crate::format::BlockMeta::offset).
+    pub block_offset: u64,
+    /// The record's position in its block, in file order from 0 (records are handed out
+    /// in timestamp order, so this is not a count of records returned).
+    pub index: u32,
     /// `wall_ns = record.ts_ns + mono_to_wall_ns`, from the record's own segment.
     pub mono_to_wall_ns: i64,
     pub record: RecordRef<'a>,
@@ -403,8 +434,9 @@ impl Reader {
         Ok(self.next_located()?.map(|r| (r.stream, r.record)))
     }
 
-    /// The next record with where it came from: its stream and its segment's
-    /// monotonic-to-wall-clock offset (`wall_ns = ts_ns + mono_to_wall_ns`).
+    /// The next record with where it came from: its stream, its segment file, its block's
+    /// offset and its index in the block, and its segment's monotonic-to-wall-clock
+    /// offset (`wall_ns = ts_ns + mono_to_wall_ns`).
     pub fn next_located(&mut self) -> Result<Option<Located<'_>>, StorageError> {
         if !self.started {
             self.started = true;

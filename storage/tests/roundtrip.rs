@@ -243,3 +243,73 @@ fn each_record_carries_its_own_segments_clock_offset() {
     }
     assert_eq!(n, 40, "records 60..100 of the second boot");
 }
+
+#[test]
+fn each_record_carries_its_file_block_offset_and_index() {
+    // Two segments of stream 0 (two runs) and one of stream 1, in small blocks, so that
+    // the merge interleaves blocks of three files.
+    let dir = TempDir::new("located");
+    for (stream, range) in [(0, 0..400), (0, 400..900), (1, 0..700)] {
+        let mut c = config(dir.path(), stream, IoBackend::Portable);
+        c.block_bytes = 4096;
+        c.segment_bytes_max = 64 << 20;
+        let mut w = StreamWriter::create(c).unwrap();
+        write(&mut w, stream, range);
+        w.close().unwrap();
+    }
+    let mut files = segments(&dir.path().join("stream-000"));
+    assert_eq!(files.len(), 2);
+    files.extend(segments(&dir.path().join("stream-001")));
+    // Every block of every file, with its records decoded independently of the reader.
+    let mut expected = std::collections::BTreeMap::new();
+    let (mut buf, mut decoded) = (Vec::new(), storage::DecodedBlock::new());
+    for f in &files {
+        let seg = storage::Segment::open(f).unwrap();
+        assert!(seg.blocks().len() > 3, "small blocks: {:?}", seg.blocks());
+        for meta in seg.blocks() {
+            seg.read_block(meta, &mut buf, &mut decoded).unwrap();
+            for i in 0..decoded.len() {
+                let r = decoded.record(i);
+                expected.insert(
+                    (f.clone(), meta.offset, i as u32),
+                    (r.ts_ns, r.kind, r.weight, r.bytes.to_vec()),
+                );
+            }
+        }
+    }
+    assert_eq!(expected.len(), 1600);
+
+    // All records, and only some kinds (the index is the record's place in its block,
+    // whatever was filtered out around it).
+    for kinds in [None, Some(vec![10, 33])] {
+        let opts = ReadOptions {
+            kinds: kinds.clone(),
+            ..ReadOptions::default()
+        };
+        let mut r = Reader::open(dir.path(), &opts).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(loc) = r.next_located().unwrap() {
+            let key = (loc.path.to_path_buf(), loc.block_offset, loc.index);
+            let want = expected
+                .get(&key)
+                .unwrap_or_else(|| panic!("no such record: {key:?}"));
+            let rec = loc.record;
+            assert_eq!(
+                (rec.ts_ns, rec.kind, rec.weight, rec.bytes),
+                (want.0, want.1, want.2, &want.3[..])
+            );
+            assert!(
+                loc.path
+                    .starts_with(dir.path().join(format!("stream-{:03}", loc.stream))),
+                "{key:?} in stream {}",
+                loc.stream
+            );
+            assert!(seen.insert(key), "each record once");
+        }
+        let wanted = expected
+            .values()
+            .filter(|v| kinds.as_ref().is_none_or(|k| k.contains(&v.1)))
+            .count();
+        assert_eq!(seen.len(), wanted, "kinds {kinds:?}");
+    }
+}

@@ -2,8 +2,10 @@
 //! as text or JSON lines.
 //!
 //! Every record the reader hands out is printed or counted: a record whose bytes do not
-//! decode is reported on the diagnostics stream (the first [`UNDECODABLE_REPORTED_MAX`]
-//! one by one, then only counted) and skipped, unless `strict`, where it stops the replay.
+//! decode is reported on the diagnostics stream by segment file, block offset and index
+//! in the block (the first [`UNDECODABLE_REPORTED_MAX`] one by one, then only counted)
+//! and skipped, unless `strict`, where it stops the replay. Segments of another event
+//! ABI version are refused before anything is read.
 
 use std::io::Write;
 use std::path::Path;
@@ -106,7 +108,7 @@ pub fn replay<W: Write, D: Write>(
 ) -> Result<ReplaySummary> {
     ensure_dir(dir)?;
     let opts = read_options(args)?;
-    let mut reader = Reader::open(dir, &opts)?;
+    let mut reader = Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
     write_skipped(diag, "replay: ", reader.skipped())?;
     let progress = is_tty();
     let blocks = reader.progress();
@@ -177,12 +179,13 @@ pub fn replay<W: Write, D: Write>(
                 Err(e) => e.to_string(),
             }
         };
-        // Where it is: the reader names the stream and the segment's clock, not the file
-        // or the block offset (`engine verify` names those).
+        // Where it is, as `engine verify` names a block: the file, the block's offset in
+        // it, the record's index in the block.
         let what = format!(
-            "{}: stream {}: record of kind {} at {} (ts_ns {}) does not decode: {problem}",
-            dir.display(),
-            loc.stream,
+            "{}: block at offset {}, record {} (kind {}, at {}, ts_ns {}): does not decode: {problem}",
+            loc.path.display(),
+            loc.block_offset,
+            loc.index,
             if rec.kind == KIND_LOSS {
                 "loss".into()
             } else {
@@ -193,7 +196,7 @@ pub fn replay<W: Write, D: Write>(
         );
         if args.strict {
             return Err(Error::Invalid(format!(
-                "{what} (--strict; `engine verify` names the file and block offset)"
+                "{what} (--strict stops at the first undecodable record)"
             )));
         }
         summary.undecodable += 1;
@@ -212,8 +215,8 @@ pub fn replay<W: Write, D: Write>(
         let more = summary.undecodable.saturating_sub(UNDECODABLE_REPORTED_MAX);
         writeln!(
             diag,
-            "replay: warning: {} undecodable record(s) skipped{}; `engine verify {}` names \
-             each file and block offset, `--strict` stops at the first",
+            "replay: warning: {} undecodable record(s) skipped{}; `engine verify {}` checks \
+             every record, `--strict` stops at the first",
             summary.undecodable,
             if more > 0 {
                 format!(" ({more} not listed above)")
