@@ -216,6 +216,10 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
     wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
         l.contains("storage resumed")
     });
+    // Every stream retries on its own clock: wait for a status line with none stopped.
+    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
+        l.starts_with("engine: written/s") && !l.contains("STORAGE STOPPED")
+    });
     storm(comm, 0.3).wait().unwrap();
     let out = stop(&mut engine, &lines, &dir);
     assert_eq!(
@@ -280,6 +284,10 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
     );
     wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
         l.contains("storage resumed")
+    });
+    // Every stream retries on its own clock: wait for a status line with none stopped.
+    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
+        l.starts_with("engine: written/s") && !l.contains("STORAGE STOPPED")
     });
     storm(comm, 0.3).wait().unwrap();
     let out = stop(&mut engine, &lines, &dir);
