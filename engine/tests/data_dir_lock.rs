@@ -9,28 +9,12 @@ use std::time::Duration;
 
 use common::*;
 
-const CONFIG: &str = r#"
-[capture]
-categories = ["process"]
-[engine]
-status_interval_ms = 0
-[storage]
-durability = "none"
-flush_interval_ms = 100
-"#;
-
-fn workload() {
-    for _ in 0..20 {
-        Command::new("/bin/true").status().expect("/bin/true");
-    }
-}
-
 #[test]
 fn a_second_engine_on_the_same_dir_is_refused_and_changes_nothing() {
     if !privileged("a_second_engine_on_the_same_dir_is_refused_and_changes_nothing") {
         return;
     }
-    let (dir, cfg) = data_dir_and_config("engine-lock", CONFIG);
+    let (dir, cfg) = data_dir_and_config("engine-lock", PROCESS_CONFIG);
     let args = [
         "--config",
         cfg.to_str().unwrap(),
@@ -38,7 +22,7 @@ fn a_second_engine_on_the_same_dir_is_refused_and_changes_nothing() {
         dir.to_str().unwrap(),
     ];
     let (mut first, lines) = spawn_attached_lines(Command::new(ENGINE).args(args));
-    workload();
+    process_workload();
     assert!(
         poll_until(Duration::from_secs(10), || segment_files(&dir)
             .iter()
@@ -72,14 +56,11 @@ fn a_second_engine_on_the_same_dir_is_refused_and_changes_nothing() {
         "the first engine is still up"
     );
 
-    workload();
+    process_workload();
     let status = signal(&mut first, libc::SIGTERM);
     let report = rest(&lines);
     assert!(status.success(), "first engine: {report}");
-    let accounting = report
-        .lines()
-        .find(|l| l.starts_with("accounting:"))
-        .unwrap_or_else(|| panic!("no accounting line: {report}"));
+    let accounting = accounting_line(&report);
     assert!(accounting.contains("[holds]"), "{accounting}");
     assert_eq!(
         replayed_events(&dir),

@@ -126,6 +126,45 @@ fn storm_until_stopped(comm: &str, lines: &Receiver<String>, seen: &mut Vec<Stri
     }
 }
 
+/// Starts the engine on `dir` with config file `cfg`; it is killed if the test fails.
+fn start(cfg: &Path, dir: &Path) -> (Child, Receiver<String>, KillOnDrop) {
+    let (engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]));
+    let guard = KillOnDrop(engine.id());
+    (engine, lines, guard)
+}
+
+/// After storage came back: waits for the resume, runs a last storm, stops the engine,
+/// and checks that every storage drop is in-band.
+fn resume_and_stop(
+    comm: &str,
+    engine: &mut Child,
+    lines: &Receiver<String>,
+    seen: &mut Vec<String>,
+    dir: &Path,
+) {
+    wait_line(lines, Duration::from_secs(20), seen, |l| {
+        l.contains("storage resumed")
+    });
+    // Every stream retries on its own clock: wait for a status line with none stopped.
+    wait_line(lines, Duration::from_secs(20), seen, |l| {
+        l.starts_with("engine: written/s") && !l.contains("STORAGE STOPPED")
+    });
+    storm(comm, 0.3).wait().unwrap();
+    let out = stop(engine, lines, dir);
+    assert!(out.written > 0);
+    assert_eq!(
+        in_band_losses(dir, "storage_error"),
+        out.storage,
+        "every storage drop is in-band after the resume: {}",
+        out.report
+    );
+}
+
 struct Outcome {
     report: String,
     written: u64,
@@ -141,10 +180,7 @@ fn stop(engine: &mut Child, lines: &Receiver<String>, dir: &Path) -> Outcome {
         "storage dropped events: exit 1: {report}"
     );
     assert!(report.contains("storage failed"), "{report}");
-    let accounting = report
-        .lines()
-        .find(|l| l.starts_with("accounting:"))
-        .unwrap_or_else(|| panic!("no accounting line: {report}"));
+    let accounting = accounting_line(&report);
     assert!(accounting.contains("[holds]"), "{accounting}");
     let written = number_after(accounting, "written");
     let storage = number_after(accounting, "storage");
@@ -161,29 +197,6 @@ fn stop(engine: &mut Child, lines: &Receiver<String>, dir: &Path) -> Outcome {
     }
 }
 
-/// Sum of in-band loss records with reason storage_error.
-fn storage_losses(dir: &Path) -> u64 {
-    let out = Command::new(ENGINE)
-        .args([
-            "replay",
-            dir.to_str().unwrap(),
-            "--kind",
-            "loss",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"storage_error\""))
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["count"].as_u64().unwrap()
-        })
-        .sum()
-}
-
 #[test]
 fn a_full_disk_is_shown_counted_exactly_and_survived() {
     if !privileged("a_full_disk_is_shown_counted_exactly_and_survived") {
@@ -196,13 +209,7 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
     let filler = base.join("filler");
     std::fs::write(&filler, vec![1u8; (4 << 20) - (160 << 10)]).unwrap();
     let dir = base.join("data");
-    let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]));
-    let _guard = KillOnDrop(engine.id());
+    let (mut engine, lines, _guard) = start(&cfg, &dir);
     let mut seen = Vec::new();
     let stopped = storm_until_stopped(comm, &lines, &mut seen);
     assert!(
@@ -213,22 +220,7 @@ fn a_full_disk_is_shown_counted_exactly_and_survived() {
 
     // Space comes back: the stream resumes by itself.
     std::fs::remove_file(&filler).unwrap();
-    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
-        l.contains("storage resumed")
-    });
-    // Every stream retries on its own clock: wait for a status line with none stopped.
-    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
-        l.starts_with("engine: written/s") && !l.contains("STORAGE STOPPED")
-    });
-    storm(comm, 0.3).wait().unwrap();
-    let out = stop(&mut engine, &lines, &dir);
-    assert_eq!(
-        storage_losses(&dir),
-        out.storage,
-        "every storage drop is in-band after the resume: {}",
-        out.report
-    );
-    assert!(out.written > 0);
+    resume_and_stop(comm, &mut engine, &lines, &mut seen, &dir);
     drop(_mount);
     let _ = std::fs::remove_dir_all(&base);
     let _ = std::fs::remove_file(&cfg);
@@ -247,13 +239,7 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
     // A bind mount of the data dir onto itself, so it can be remounted read-only alone.
     assert!(mount(&dir, &dir, None, libc::MS_BIND, ""), "bind mount");
     let bind = Mounted(dir.clone());
-    let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]));
-    let _guard = KillOnDrop(engine.id());
+    let (mut engine, lines, _guard) = start(&cfg, &dir);
     let mut seen = Vec::new();
     storm(comm, 0.3).wait().unwrap();
     // Seal every open segment (SIGHUP; no file is then open for writing), then make the
@@ -282,16 +268,7 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
         mount(&dir, &dir, None, libc::MS_BIND | libc::MS_REMOUNT, ""),
         "remount read-write"
     );
-    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
-        l.contains("storage resumed")
-    });
-    // Every stream retries on its own clock: wait for a status line with none stopped.
-    wait_line(&lines, Duration::from_secs(20), &mut seen, |l| {
-        l.starts_with("engine: written/s") && !l.contains("STORAGE STOPPED")
-    });
-    storm(comm, 0.3).wait().unwrap();
-    let out = stop(&mut engine, &lines, &dir);
-    assert_eq!(storage_losses(&dir), out.storage, "{}", out.report);
+    resume_and_stop(comm, &mut engine, &lines, &mut seen, &dir);
     drop(bind);
     drop(_tmp);
     let _ = std::fs::remove_dir_all(&base);

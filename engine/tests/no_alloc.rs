@@ -79,15 +79,14 @@ fn records(n: usize) -> Vec<Vec<u64>> {
         .collect()
 }
 
-#[test]
-fn hot_path_allocates_nothing_after_warm_up() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("engine-noalloc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A pipeline writing under `dir` (made afresh) with the embedded default config as
+/// `tune` changes it, warmed up with 100,000 records; and 200,000 more to measure.
+fn warmed_up(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> (Pipeline, Vec<Vec<u64>>) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
     let mut config = Config::embedded_default();
-    config.storage.data_dir = dir.clone();
-    config.storage.block_bytes = 256 << 10;
+    config.storage.data_dir = dir.to_path_buf();
+    tune(&mut config);
     let writer =
         storage::StreamWriter::create(engine::internals::writer_config(&config, 0, 1)).unwrap();
     let mut p = Pipeline::new(
@@ -96,14 +95,22 @@ fn hot_path_allocates_nothing_after_warm_up() {
         Sampler::new(0, 0, 0, 1000),
         0.8,
     );
-    let recs = records(300_000);
-    let (warm, hot) = recs.split_at(100_000);
-    for r in warm {
+    let mut recs = records(300_000);
+    let hot = recs.split_off(100_000);
+    for r in &recs {
         p.process(bytemuck::cast_slice(r));
     }
+    (p, hot)
+}
+
+#[test]
+fn hot_path_allocates_nothing_after_warm_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("engine-noalloc-{}", std::process::id()));
+    let (mut p, hot) = warmed_up(&dir, |c| c.storage.block_bytes = 256 << 10);
     let blocks_before = p.writer.stats().blocks;
     let before = ALLOCS.load(Ordering::Relaxed);
-    for r in hot {
+    for r in &hot {
         p.process(bytemuck::cast_slice(r));
     }
     let allocations = ALLOCS.load(Ordering::Relaxed) - before;
@@ -123,37 +130,22 @@ fn hot_path_allocates_nothing_after_warm_up() {
 fn segment_rotations_reuse_buffers_and_allocate_little() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("engine-noalloc-rot-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut config = Config::embedded_default();
-    config.storage.data_dir = dir.clone();
-    config.storage.block_bytes = 64 << 10;
-    // Two blocks per segment: a rotation every other block.
-    config.storage.segment_bytes_max = 128 << 10;
-    config.storage.durability = engine::config::DurabilityMode::None;
-    // Retention lists the stream directory at each seal (a few allocations per segment
-    // kept): proportional to segments, not events; left out of this count.
-    config.storage.retention_bytes_max = 0;
-    config.storage.retention_age_s = 0;
-    let writer =
-        storage::StreamWriter::create(engine::internals::writer_config(&config, 0, 1)).unwrap();
-    let mut p = Pipeline::new(
-        writer,
-        Filter::new(&config.filter),
-        Sampler::new(0, 0, 0, 1000),
-        0.8,
-    );
-    let recs = records(300_000);
-    let (warm, hot) = recs.split_at(100_000);
-    for r in warm {
-        p.process(bytemuck::cast_slice(r));
-    }
+    let (mut p, hot) = warmed_up(&dir, |c| {
+        c.storage.block_bytes = 64 << 10;
+        // Two blocks per segment: a rotation every other block.
+        c.storage.segment_bytes_max = 128 << 10;
+        c.storage.durability = engine::config::DurabilityMode::None;
+        // Retention lists the stream directory at each seal (a few allocations per
+        // segment kept): proportional to segments, not events; left out of this count.
+        c.storage.retention_bytes_max = 0;
+        c.storage.retention_age_s = 0;
+    });
     let sealed_before = p.writer.stats().segments_sealed;
     let (allocs, bytes) = (
         ALLOCS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
     );
-    for r in hot {
+    for r in &hot {
         p.process(bytemuck::cast_slice(r));
     }
     let allocations = ALLOCS.load(Ordering::Relaxed) - allocs;

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ENGINE, data_dir_and_config, privileged, signal, spawn_attached};
+use common::{ENGINE, data_dir_and_config, in_band_losses, privileged, signal, spawn_attached};
 
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -112,26 +112,7 @@ durability = "none"
     );
     assert!(sampled > 0, "{line}");
     if num("ring_full") > 0 {
-        let out = Command::new(ENGINE)
-            .args([
-                "replay",
-                dir.to_str().unwrap(),
-                "--kind",
-                "loss",
-                "--format",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let lost: u64 = text
-            .lines()
-            .filter(|l| l.contains("kernel_ring_full"))
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["count"].as_u64().unwrap()
-            })
-            .sum();
+        let lost = in_band_losses(&dir, "kernel_ring_full");
         assert_eq!(lost, num("ring_full"), "every ring_full drop is in-band");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,22 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-const CONFIG: &str = r#"
-[capture]
-categories = ["process"]
-[engine]
-status_interval_ms = 0
-[storage]
-durability = "none"
-flush_interval_ms = 100
-"#;
-
-fn workload() {
-    for _ in 0..20 {
-        Command::new("/bin/true").status().expect("/bin/true");
-    }
-}
-
 fn sealed(dir: &std::path::Path) -> usize {
     segment_files(dir)
         .iter()
@@ -37,7 +21,7 @@ fn hup_reopens_usr1_reports_quit_stops_and_nothing_is_lost() {
     if !privileged("hup_reopens_usr1_reports_quit_stops_and_nothing_is_lost") {
         return;
     }
-    let (dir, cfg) = data_dir_and_config("engine-signals", CONFIG);
+    let (dir, cfg) = data_dir_and_config("engine-signals", PROCESS_CONFIG);
     let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
         "--config",
         cfg.to_str().unwrap(),
@@ -51,7 +35,7 @@ fn hup_reopens_usr1_reports_quit_stops_and_nothing_is_lost() {
     };
     let mut seen = Vec::new();
 
-    workload();
+    process_workload();
     assert!(
         poll_until(Duration::from_secs(10), || !segment_files(&dir).is_empty()),
         "a segment is being written"
@@ -71,7 +55,7 @@ fn hup_reopens_usr1_reports_quit_stops_and_nothing_is_lost() {
         "still running after SIGHUP"
     );
 
-    workload();
+    process_workload();
     for sig in [libc::SIGUSR1, libc::SIGUSR2] {
         kill(sig);
         let status = wait_line(&lines, Duration::from_secs(10), &mut seen, |l| {
@@ -91,10 +75,7 @@ fn hup_reopens_usr1_reports_quit_stops_and_nothing_is_lost() {
         status.success(),
         "SIGQUIT is a graceful stop: {status:?} {report}"
     );
-    let accounting = report
-        .lines()
-        .find(|l| l.starts_with("accounting:"))
-        .unwrap_or_else(|| panic!("no accounting line: {report}"));
+    let accounting = accounting_line(&report);
     assert!(accounting.contains("[holds]"), "{accounting}");
     let files = segment_files(&dir);
     assert!(

@@ -21,9 +21,13 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
-/// Spawns `cmd` (an engine run) with stderr piped, waits until its programs are
-/// attached, and keeps collecting the rest of stderr (returned by the handle).
-pub fn spawn_attached(cmd: &mut Command) -> (Child, JoinHandle<String>) {
+/// Spawns `cmd` (an engine run) with stderr piped and reads stderr until its programs
+/// are attached; the rest of stderr is left to read.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is returned to the caller, who waits for it"
+)]
+fn spawn_until_attached(cmd: &mut Command) -> (Child, BufReader<std::process::ChildStderr>) {
     let mut child = cmd.stderr(Stdio::piped()).spawn().expect("starting engine");
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
@@ -33,9 +37,15 @@ pub fn spawn_attached(cmd: &mut Command) -> (Child, JoinHandle<String>) {
             panic!("engine exited before attaching: {:?}", child.wait());
         }
         if line.contains("attached") {
-            break;
+            return (child, err);
         }
     }
+}
+
+/// Spawns `cmd` (an engine run), waits until its programs are attached, and keeps
+/// collecting the rest of stderr (returned by the handle).
+pub fn spawn_attached(cmd: &mut Command) -> (Child, JoinHandle<String>) {
+    let (child, mut err) = spawn_until_attached(cmd);
     let rest = std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut err, &mut rest);
@@ -67,18 +77,7 @@ pub fn data_dir_and_config(tag: &str, toml: &str) -> (std::path::PathBuf, std::p
 /// attached; every later stderr line arrives on the returned channel, so a test can
 /// wait for a line with a deadline ([`wait_line`]).
 pub fn spawn_attached_lines(cmd: &mut Command) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("starting engine");
-    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line).expect("engine stderr") == 0 {
-            panic!("engine exited before attaching: {:?}", child.wait());
-        }
-        if line.contains("attached") {
-            break;
-        }
-    }
+    let (child, err) = spawn_until_attached(cmd);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in err.lines() {
@@ -159,8 +158,8 @@ pub fn number_after(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("a number after {key:?} in {line:?}"))
 }
 
-/// Events in `dir` as `engine replay --format json` counts them (loss records apart).
-pub fn replayed_events(dir: &std::path::Path) -> u64 {
+/// `engine replay DIR --format json` with `extra` arguments: its stdout (it must succeed).
+pub fn replay_json(dir: &std::path::Path, extra: &[&str]) -> String {
     let out = Command::new(ENGINE)
         .args([
             "replay",
@@ -168,6 +167,7 @@ pub fn replayed_events(dir: &std::path::Path) -> u64 {
             "--format",
             "json",
         ])
+        .args(extra)
         .output()
         .expect("replay");
     assert!(
@@ -175,7 +175,12 @@ pub fn replayed_events(dir: &std::path::Path) -> u64 {
         "replay: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8(out.stdout).expect("JSON lines are UTF-8")
+}
+
+/// Events in `dir` as `engine replay --format json` counts them (loss records apart).
+pub fn replayed_events(dir: &std::path::Path) -> u64 {
+    replay_json(dir, &[])
         .lines()
         .filter(|l| !l.contains("\"kind\":\"loss\""))
         .count() as u64
@@ -191,5 +196,44 @@ impl Drop for KillOnDrop {
             // SAFETY: kill with a pid this test started; a no-op if it is gone.
             unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
         }
+    }
+}
+
+/// The `accounting:` line of an engine's final report (panics naming the report).
+pub fn accounting_line(report: &str) -> &str {
+    report
+        .lines()
+        .find(|l| l.starts_with("accounting:"))
+        .unwrap_or_else(|| panic!("no accounting line in: {report}"))
+}
+
+/// The sum of the counts of `engine replay DIR --kind loss` records with `reason`.
+pub fn in_band_losses(dir: &std::path::Path, reason: &str) -> u64 {
+    replay_json(dir, &["--kind", "loss"])
+        .lines()
+        .filter(|l| l.contains(&format!("\"reason\":\"{reason}\"")))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            v["count"].as_u64().expect("a count")
+        })
+        .sum()
+}
+
+/// A small config capturing only process events, with fast flushes and no status
+/// lines, and a workload making some: for tests of the engine's life cycle.
+pub const PROCESS_CONFIG: &str = r#"
+[capture]
+categories = ["process"]
+[engine]
+status_interval_ms = 0
+[storage]
+durability = "none"
+flush_interval_ms = 100
+"#;
+
+/// Runs /bin/true 20 times (process exec, fork and exit events).
+pub fn process_workload() {
+    for _ in 0..20 {
+        Command::new("/bin/true").status().expect("/bin/true");
     }
 }
