@@ -679,11 +679,18 @@ mod tests {
             let crc = crc32c::crc32c(&payload);
             assert!(decoded.decode(&meta, crc, &p).is_err());
         }
-        // With the CRC recomputed (a lying writer), the decoder still never panics.
+        // With the CRC recomputed (a lying writer), the decoder never panics, and what
+        // it accepts holds exactly the records the header claims, each within the block.
         for i in 0..payload.len() {
             let mut p = payload.clone();
             p[i] = p[i].wrapping_add(1 + (rng.next() % 255) as u8);
-            let _ = decoded.decode(&meta, crc32c::crc32c(&p), &p);
+            if decoded.decode(&meta, crc32c::crc32c(&p), &p).is_ok() {
+                assert_eq!(decoded.len(), meta.count as usize, "flip at {i}");
+                for r in 0..decoded.len() {
+                    let rec = decoded.record(r);
+                    assert!(rec.bytes.len() <= meta.raw_len as usize, "flip at {i}");
+                }
+            }
         }
         // Raw encodings with lying counts and lengths: parse directly.
         let mut raw = Vec::new();
