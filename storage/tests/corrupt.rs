@@ -226,7 +226,11 @@ fn random_garbage_is_always_an_error_naming_the_file() {
         let read = read_all(dir.path());
         let scanned = Segment::open_scan(&path);
         if b == good {
-            assert_eq!(read.ok(), Some(all), "round {round}: unchanged bytes read back");
+            assert_eq!(
+                read.ok(),
+                Some(all),
+                "round {round}: unchanged bytes read back"
+            );
             continue;
         }
         changed += 1;
