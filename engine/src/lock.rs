@@ -86,8 +86,14 @@ impl DataDirLock {
             }
             return Err(io("lock", e));
         }
-        // Ours now: record the pid through a short-lived descriptor.
-        std::fs::write(&lock, format!("{}\n", std::process::id())).map_err(|e| io("write", e))?;
+        // Ours now: record the pid through a short-lived descriptor. The pid is only
+        // for the message a second engine prints: a full disk must not stop this one.
+        if let Err(e) = std::fs::write(&lock, format!("{}\n", std::process::id())) {
+            eprintln!(
+                "engine: {}: cannot record our pid ({e}); the lock is held all the same",
+                lock.display()
+            );
+        }
         Ok(DataDirLock { _file: file })
     }
 }
