@@ -40,7 +40,7 @@ pub struct Cli {
 /// Options of the live commands (the main job and `tail`).
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LiveArgs {
-    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    /// Stop after this many seconds (default: until SIGINT, SIGTERM or SIGQUIT).
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 }
@@ -49,13 +49,22 @@ pub struct LiveArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Parse and validate a config file, reporting every problem.
-    Validate { file: PathBuf },
+    Validate {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Print events from segments, merged across streams in time order.
     Replay(ReplayCmd),
     /// Streams, segments, events, bytes, compression, time span, losses, sampling.
-    Inspect { dir: PathBuf },
+    Inspect {
+        /// A data directory written by the engine (its stream-NNN/ folders).
+        dir: PathBuf,
+    },
     /// Check every block; exit 1 with a report naming each bad file and offset.
-    Verify { dir: PathBuf },
+    Verify {
+        /// A data directory written by the engine (its stream-NNN/ folders).
+        dir: PathBuf,
+    },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -73,12 +82,14 @@ pub enum Cmd {
 /// `engine replay DIR [filters]`.
 #[derive(Debug, Args)]
 pub struct ReplayCmd {
+    /// A data directory written by the engine (its stream-NNN/ folders).
     pub dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Kinds to show (process.exec, ..., loss), comma separated.
     #[arg(long, value_delimiter = ',')]
     pub kind: Vec<String>,
+    /// Only events of this process (thread group id).
     #[arg(long)]
     pub pid: Option<u32>,
     /// Command name, exact or a prefix ending in `*`.
