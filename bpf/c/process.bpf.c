@@ -27,8 +27,8 @@ int handle_exec(__u64 *ctx)
 	long n = bpf_probe_read_kernel_str(e->p.filename, PATH_MAX_LEN, bprm->filename);
 	e->p.filename_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
 
-	/* The executable's absolute path: bprm->file is the file being executed (the
-	 * interpreter's script for #!, like /proc/PID/exe shows the interpreter). */
+	/* The executable's absolute path: bprm->file is the file now executing (for a #!
+	 * script, its interpreter, as /proc/PID/exe shows; the script is in `filename`). */
 	__u64 dentry = 0, mnt = 0;
 	if (file_path((__u64)bprm->file, &dentry, &mnt))
 		e->p.exe_len = emit_abs_path(e->p.exe, dentry, mnt, &e->h.flags);
