@@ -51,6 +51,31 @@ static __always_inline __u64 mount_of(__u64 vfsmnt)
 	return vfsmnt - __builtin_preserve_field_info(((struct mount *)0)->mnt, BPF_FIELD_BYTE_OFFSET);
 }
 
+/* A dentry's d_parent and d_name, as the kernel lays them out (little-endian qstr:
+ * hash, then len). */
+struct dentry_head {
+	__u64 parent;
+	__u32 hash;
+	__u32 len;
+	__u64 name;
+};
+
+/* One read when d_name follows d_parent (as in every kernel since 2.6), else three. */
+static __always_inline void read_dentry_head(__u64 dentry, struct dentry_head *d)
+{
+	__u32 off_parent = __builtin_preserve_field_info(((struct dentry *)0)->d_parent, BPF_FIELD_BYTE_OFFSET);
+	__u32 off_name = __builtin_preserve_field_info(((struct dentry *)0)->d_name, BPF_FIELD_BYTE_OFFSET);
+	__u32 off_len = __builtin_preserve_field_info(((struct qstr *)0)->len, BPF_FIELD_BYTE_OFFSET);
+	__u32 off_qname = __builtin_preserve_field_info(((struct qstr *)0)->name, BPF_FIELD_BYTE_OFFSET);
+	if (off_name == off_parent + 8 && off_len == 4 && off_qname == 8) {
+		bpf_probe_read_kernel(d, sizeof(*d), (void *)(dentry + off_parent));
+		return;
+	}
+	KREAD(d->parent, ((struct dentry *)dentry)->d_parent);
+	KREAD(d->len, ((struct dentry *)dentry)->d_name.len);
+	KREAD(d->name, ((struct dentry *)dentry)->d_name.name);
+}
+
 /*
  * Writes the path of (dentry, vfsmnt) into buf[start, PATH_SCRATCH_HALF), each component
  * preceded by '/', and returns start; "" (start == PATH_SCRATCH_HALF) for the root.
@@ -69,8 +94,9 @@ static __noinline __u32 walk_path(__u64 dentry, __u64 vfsmnt, __u64 root_dentry,
 			cut = 0;
 			break;
 		}
-		__u64 parent = 0;
-		KREAD(parent, ((struct dentry *)dentry)->d_parent);
+		struct dentry_head d = {};
+		read_dentry_head(dentry, &d);
+		__u64 parent = d.parent;
 		if (dentry == mnt_root || dentry == parent) {
 			__u64 mnt_parent = 0;
 			KREAD(mnt_parent, ((struct mount *)mnt)->mnt_parent);
@@ -84,10 +110,8 @@ static __noinline __u32 walk_path(__u64 dentry, __u64 vfsmnt, __u64 root_dentry,
 			vfsmnt = mnt + __builtin_preserve_field_info(((struct mount *)0)->mnt, BPF_FIELD_BYTE_OFFSET);
 			KREAD(mnt_root, ((struct vfsmount *)vfsmnt)->mnt_root);
 		} else {
-			__u32 len = 0;
-			__u64 name = 0;
-			KREAD(len, ((struct dentry *)dentry)->d_name.len);
-			KREAD(name, ((struct dentry *)dentry)->d_name.name);
+			__u32 len = d.len;
+			__u64 name = d.name;
 			if (len + 1 > pos)
 				break;
 			pos -= len + 1;
@@ -107,8 +131,8 @@ static __always_inline void task_root(__u64 *dentry, __u64 *mnt)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fs_struct *fs = task->fs;
-	KREAD(*dentry, fs->root.dentry);
-	KREAD(*mnt, fs->root.mnt);
+	*dentry = (__u64)fs->root.dentry;
+	*mnt = (__u64)fs->root.mnt;
 }
 
 /* (dentry, vfsmount) of the task's cwd. */
@@ -116,8 +140,8 @@ static __always_inline bool cwd_path(__u64 *dentry, __u64 *mnt)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fs_struct *fs = task->fs;
-	KREAD(*dentry, fs->pwd.dentry);
-	KREAD(*mnt, fs->pwd.mnt);
+	*dentry = (__u64)fs->pwd.dentry;
+	*mnt = (__u64)fs->pwd.mnt;
 	return *dentry && *mnt;
 }
 
@@ -126,8 +150,10 @@ static __always_inline bool file_path(__u64 file, __u64 *dentry, __u64 *mnt)
 {
 	if (!file)
 		return false;
-	KREAD(*dentry, ((struct file *)file)->f_path.dentry);
-	KREAD(*mnt, ((struct file *)file)->f_path.mnt);
+	struct path p = {};
+	KREAD(p, ((struct file *)file)->f_path);
+	*dentry = (__u64)p.dentry;
+	*mnt = (__u64)p.mnt;
 	return *dentry && *mnt;
 }
 
@@ -135,18 +161,19 @@ static __always_inline bool file_path(__u64 file, __u64 *dentry, __u64 *mnt)
 static __always_inline bool fd_path(long fd, __u64 *dentry, __u64 *mnt)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 files = 0, fdt = 0, fds = 0, file = 0;
-	__u32 max_fds = 0;
+	__u64 fds = 0, file = 0;
 	if (fd < 0)
 		return false;
-	files = (__u64)task->files;
+	/* Plain loads through BTF pointers (a fault reads as 0); only the array slot and
+	 * what hangs off it need probe reads. */
+	struct files_struct *files = task->files;
 	if (!files)
 		return false;
-	KREAD(fdt, ((struct files_struct *)files)->fdt);
+	struct fdtable *fdt = files->fdt;
 	if (!fdt)
 		return false;
-	KREAD(max_fds, ((struct fdtable *)fdt)->max_fds);
-	KREAD(fds, ((struct fdtable *)fdt)->fd);
+	__u32 max_fds = fdt->max_fds;
+	fds = (__u64)fdt->fd;
 	if (fd >= max_fds || !fds)
 		return false;
 	bpf_probe_read_kernel(&file, sizeof(file), (void *)(fds + fd * sizeof(__u64)));
