@@ -241,7 +241,7 @@ for d in sys.argv[1:3]:
     let cut: Vec<Event<'_>> = cap
         .of_pid(Kind::FileOpen, pid)
         .chain(cap.of_pid(Kind::FileUnlink, pid))
-        .filter(|e| op_path(e).starts_with(&tmp.s()[..]) && op_path(e).contains("LLLL"))
+        .filter(|e| op_path(e).starts_with(tmp.s()) && op_path(e).contains("LLLL"))
         .collect();
     assert_eq!(
         cut.len(),
@@ -269,7 +269,7 @@ for d in sys.argv[1:3]:
     for e in deep_events {
         let p = op_path(&e);
         assert!(
-            !p.starts_with(&tmp.s()[..]),
+            !p.starts_with(tmp.s()),
             "the walk cannot reach the root: {p}"
         );
         assert_ne!(e.header.flags & FLAG_TRUNCATED, 0, "flagged truncated: {p}");
