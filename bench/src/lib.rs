@@ -157,6 +157,7 @@ pub fn synthetic_mix(n: usize, seed: u64) -> RecordBuf {
                 let p: &mut ProcessExec = bytemuck::from_bytes_mut(body);
                 p.ppid = 1;
                 p.filename_len = put_str(&mut p.filename, "/usr/bin/curl");
+                p.exe_len = put_str(&mut p.exe, "/usr/bin/curl");
                 let argv = b"curl\0-s\0https://example.invalid/health\0";
                 p.argv[..argv.len()].copy_from_slice(argv);
                 p.argv_len = argv.len() as u32;

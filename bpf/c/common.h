@@ -197,6 +197,24 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 	bpf_get_current_comm(h->comm, COMM_LEN);
 }
 
+/* Zero a record of constant size. clang expands memset inline only up to some size under 1 KiB
+ * (the BPF target has no memset to call), so larger records are zeroed in parts. */
+#define ZERO_CHUNK 512
+#define ZERO_PART(p, size, k)                                                                 \
+	__builtin_memset((char *)(p) + (k) * ZERO_CHUNK, 0,                                   \
+			 (size) > ((k) + 1) * ZERO_CHUNK ? ZERO_CHUNK                          \
+			 : (size) > (k) * ZERO_CHUNK	 ? (size) - (k) * ZERO_CHUNK           \
+							 : 0)
+#define zero_record(p, size)                                                                  \
+	do {                                                                                  \
+		_Static_assert((size) <= 3 * ZERO_CHUNK, "record too large for zero_record"); \
+		ZERO_PART(p, size, 0);                                                        \
+		asm volatile("" ::: "memory"); /* keep LLVM from merging the parts */        \
+		ZERO_PART(p, size, 1);                                                        \
+		asm volatile("" ::: "memory");                                                \
+		ZERO_PART(p, size, 2);                                                        \
+	} while (0)
+
 /*
  * Reserve a zeroed record of `size` bytes on this CPU's ring, header filled in.
  * Counts `produced` and, on failure, `ring_full`. Returns NULL when there is no room.
@@ -211,7 +229,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 		if (rb)                                                                \
 			__e = bpf_ringbuf_reserve(rb, sizeof(type), 0);                \
 		if (__e) {                                                             \
-			__builtin_memset(__e, 0, sizeof(type));                        \
+			zero_record(__e, sizeof(type));                                \
 			fill_header(&__e->h, kind, sizeof(type), __cpu);               \
 		} else {                                                               \
 			count(kind, C_RING_FULL);                                      \

@@ -16,7 +16,7 @@
 #define COLLECTOR_EVENTS_H
 
 /* Bumped when any record layout changes. Stored in segment headers. */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 
 #define COMM_LEN 16
 #define PATH_MAX_LEN 256
@@ -83,7 +83,7 @@ enum event_category {
 };
 
 /* event_header.flags */
-#define EVF_TRUNCATED 0x1 /* a string or argv was cut at its buffer bound */
+#define EVF_TRUNCATED 0x1 /* a string, path or argv was cut at its buffer bound */
 #define EVF_NO_RESULT 0x2 /* recorded at sys_enter only: ret and latency_ns are not known */
 
 /* Common header, 64 bytes. `len` is the total record length (header + payload). */
@@ -112,8 +112,11 @@ struct process_exec {
 	__u32 argv_len; /* bytes in argv, arguments separated by NUL */
 	__u32 argc;
 	__u32 _pad0;
-	char filename[PATH_MAX_LEN];
+	char filename[PATH_MAX_LEN]; /* as passed to exec (may be relative) */
 	char argv[ARGV_MAX_LEN];
+	__u32 exe_len;
+	__u32 _pad1;
+	char exe[PATH_MAX_LEN]; /* absolute path of the executable (bprm->file), see path.bpf.h */
 };
 
 /* process.fork: sched_process_fork (processes and threads) */
@@ -135,7 +138,8 @@ struct process_exit {
 	__u64 lifetime_ns; /* since the process started */
 };
 
-/* file.open, file.unlink, file.chmod: paired sys_enter/sys_exit */
+/* file.open, file.unlink, file.chmod: paired sys_enter/sys_exit.
+ * `path` is absolute (resolved in the kernel, see path.bpf.h), EVF_TRUNCATED when cut. */
 struct file_op {
 	__s64 ret; /* fd for opens, 0 or -errno */
 	__u64 latency_ns; /* sys_enter -> sys_exit */
@@ -148,7 +152,7 @@ struct file_op {
 	char path[PATH_MAX_LEN];
 };
 
-/* file.rename: paired sys_enter/sys_exit for rename, renameat, renameat2 */
+/* file.rename: paired sys_enter/sys_exit for rename, renameat, renameat2; both paths absolute */
 struct file_rename {
 	__s64 ret;
 	__u64 latency_ns;

@@ -2,9 +2,12 @@
 /*
  * file.open, file.unlink, file.rename, file.chmod: built at sys_exit from the call
  * recorded at sys_enter (syscalls.bpf.c), so each record carries the result.
- * Paths are read from the caller's memory at exit (the same pointer the kernel used).
+ * Paths are absolute (path.bpf.h): a successful open reports the path of the file it
+ * opened (fd table at exit); otherwise the name from the caller's memory (read at exit,
+ * the same pointer the kernel used) is joined to the path of its dirfd or of the cwd.
  */
 #include "common.h"
+#include "path.bpf.h"
 
 #define AT_REMOVEDIR 0x200
 #define CREAT_FLAGS 0x241 /* O_CREAT | O_WRONLY | O_TRUNC */
@@ -82,10 +85,13 @@ static __always_inline void emit_file_op(struct pending_call *c, long ret, __u32
 			e->p.flags = c->args[3];
 		break;
 	}
-	if (path) {
-		long n = bpf_probe_read_user_str(e->p.path, PATH_MAX_LEN, path);
-		e->p.path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
-	}
+	__u64 dentry = 0, mnt = 0;
+	if (kind == EK_FILE_OPEN && ret >= 0 && fd_path(ret, &dentry, &mnt))
+		e->p.path_len = emit_abs_path(e->p.path, dentry, mnt, &e->h.flags);
+	else if (path)
+		e->p.path_len = emit_name_path(e->p.path, e->p.dirfd, path, &e->h.flags);
+	else if (fd_path(e->p.dirfd, &dentry, &mnt)) /* fchmod: the fd's own path */
+		e->p.path_len = emit_abs_path(e->p.path, dentry, mnt, &e->h.flags);
 	submit(rb, e, sizeof(*e));
 }
 
@@ -113,9 +119,7 @@ static __always_inline void emit_file_rename(struct pending_call *c, long ret)
 		if (c->id == 316)
 			e->p.flags = c->args[4];
 	}
-	long n = bpf_probe_read_user_str(e->p.old_path, PATH_MAX_LEN, old_path);
-	e->p.old_path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
-	n = bpf_probe_read_user_str(e->p.new_path, PATH_MAX_LEN, new_path);
-	e->p.new_path_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
+	e->p.old_path_len = emit_name_path(e->p.old_path, e->p.old_dirfd, old_path, &e->h.flags);
+	e->p.new_path_len = emit_name_path(e->p.new_path, e->p.new_dirfd, new_path, &e->h.flags);
 	submit(rb, e, sizeof(*e));
 }

@@ -72,6 +72,7 @@ static void *(*bpf_task_storage_get)(void *map, struct task_struct *task, void *
 static __u64 (*bpf_get_socket_cookie)(void *sk) = (void *)46;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
+#define BPF_FIELD_BYTE_OFFSET 0
 static __u64 (*bpf_ringbuf_query)(void *ringbuf, __u64 flags) = (void *)134;
 
 struct task_struct;
@@ -110,7 +111,59 @@ struct cred {
 	kgid_t egid;
 } __core;
 
+/* ---- the path walk (path.bpf.h): dentries, mounts, fd tables ---- */
+struct qstr {
+	union {
+		struct {
+			__u32 hash;
+			__u32 len;
+		};
+		__u64 hash_len;
+	};
+	const unsigned char *name;
+} __core;
+
+struct dentry {
+	struct dentry *d_parent;
+	struct qstr d_name;
+} __core;
+
+struct vfsmount {
+	struct dentry *mnt_root;
+} __core;
+
+/* fs/mount.h: the vfsmount is embedded in it (container_of). */
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __core;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __core;
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
+} __core;
+
+struct file {
+	struct path f_path;
+} __core;
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __core;
+
+struct files_struct {
+	struct fdtable *fdt;
+} __core;
+
 struct mm_struct {
+	struct file *exe_file;
 	unsigned long total_vm;
 	unsigned long arg_start;
 	unsigned long arg_end;
@@ -127,12 +180,15 @@ struct task_struct {
 	__u64 start_time;
 	struct task_struct *real_parent;
 	struct mm_struct *mm;
+	struct fs_struct *fs;
+	struct files_struct *files;
 	const struct cred *cred;
 	struct signal_struct *signal;
 	char comm[16];
 } __core;
 
 struct linux_binprm {
+	struct file *file;
 	const char *filename;
 	int argc;
 } __core;

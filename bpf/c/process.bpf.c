@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
 /* process.exec, process.fork, process.exit; and following children for the tgid filter. */
 #include "common.h"
+#include "path.bpf.h"
 
 SEC("tp_btf/sched_process_exec")
 int handle_exec(__u64 *ctx)
@@ -25,6 +26,12 @@ int handle_exec(__u64 *ctx)
 
 	long n = bpf_probe_read_kernel_str(e->p.filename, PATH_MAX_LEN, bprm->filename);
 	e->p.filename_len = str_len(n, PATH_MAX_LEN, &e->h.flags);
+
+	/* The executable's absolute path: bprm->file is the file now executing (for a #!
+	 * script, its interpreter, as /proc/PID/exe shows; the script is in `filename`). */
+	__u64 dentry = 0, mnt = 0;
+	if (file_path((__u64)bprm->file, &dentry, &mnt))
+		e->p.exe_len = emit_abs_path(e->p.exe, dentry, mnt, &e->h.flags);
 
 	struct mm_struct *mm = task->mm;
 	unsigned long start = mm->arg_start, end = mm->arg_end;

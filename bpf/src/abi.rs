@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever any record layout changes (`ABI_VERSION` in `events.h`).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// `COMM_LEN`: task command name buffer, NUL-padded.
 pub const COMM_LEN: usize = 16;
@@ -29,7 +29,7 @@ pub const RATE_SLOTS: usize = 8;
 /// Rate-limit slot of `memory.page_fault` (`RL_PAGE_FAULT`); slots 0..7 are categories.
 pub const RATE_SLOT_PAGE_FAULT: usize = 7;
 
-/// `EVF_TRUNCATED`: a string or argv was cut at its buffer bound.
+/// `EVF_TRUNCATED`: a string, path or argv was cut at its buffer bound.
 pub const FLAG_TRUNCATED: u16 = 0x1;
 /// `EVF_NO_RESULT`: recorded at sys_enter only; `ret` and `latency_ns` are not known.
 pub const FLAG_NO_RESULT: u16 = 0x2;
@@ -76,7 +76,7 @@ const _: () = assert!(size_of::<EventHeader>() == 64);
 
 payload!(
     /// `process.exec`
-    ProcessExec, 800, {
+    ProcessExec, 1064, {
     ppid: u32, euid: u32, egid: u32,
     /// Tid before exec (differs when a non-leader thread execs).
     old_tid: u32,
@@ -84,8 +84,12 @@ payload!(
     /// Bytes in `argv`; arguments are separated by NUL.
     argv_len: u32,
     argc: u32, _pad0: u32,
+    /// The path as passed to exec (may be relative).
     filename: [u8; PATH_MAX_LEN],
     argv: [u8; ARGV_MAX_LEN],
+    exe_len: u32, _pad1: u32,
+    /// Absolute path of the executable, resolved in the kernel (`FLAG_TRUNCATED` when cut).
+    exe: [u8; PATH_MAX_LEN],
 });
 
 payload!(

@@ -146,7 +146,10 @@ fn every_record_layout_matches_btf() {
             argc,
             _pad0,
             filename,
-            argv
+            argv,
+            exe_len,
+            _pad1,
+            exe
         ]
     );
     check_struct!(

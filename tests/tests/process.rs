@@ -24,6 +24,12 @@ fn exec_with_args_and_exit_code() {
         .expect("process.exec of /bin/sh");
     let p = payload!(exec, ProcessExec);
     assert_eq!(text(&p.filename, p.filename_len), "/bin/sh");
+    let sh = std::fs::canonicalize("/bin/sh").expect("canonical /bin/sh");
+    assert_eq!(
+        text(&p.exe, p.exe_len),
+        sh.to_str().unwrap(),
+        "exe is the file executed, symlinks resolved"
+    );
     let argv: Vec<String> = text(&p.argv, p.argv_len)
         .trim_end_matches('\0')
         .split('\0')

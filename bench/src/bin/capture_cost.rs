@@ -9,13 +9,18 @@
 //! - `drain`: the rings filled by a storm with no reader, then drained and decoded by
 //!   one core: how fast one core empties the rings.
 //!
+//! `--open` measures file events instead: the storm is `openat(AT_FDCWD, "f")` + `close`
+//! from a cwd seven components deep, untraced vs the `file` category kept with a live
+//! reader: the cost of a `file.open` record, its path resolution in the kernel included.
+//!
 //! The storm runs in a child process pinned to CPU 0 (the collector never sees its own
 //! process), gated on stdin so its pid is in the filter before it starts.
 //!
-//! Run as root: `cargo run --release -p bench --bin capture_cost -- [--calls N] [--rounds R] [--tax-only]`
+//! Run as root: `cargo run --release -p bench --bin capture_cost -- [--calls N] [--rounds R] [--tax-only | --open]`
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,15 +35,31 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Child mode: wait for a line, then `calls` getppid syscalls; print ns per call.
-fn storm(calls: u64, cpu: usize) -> anyhow::Result<()> {
+/// Child mode: wait for a line, then `calls` getppid syscalls (or, with `open_dir`,
+/// `calls` relative opens of `f` from that directory, each closed); print ns per call.
+fn storm(calls: u64, cpu: usize, open_dir: Option<&str>) -> anyhow::Result<()> {
     pin(cpu);
+    if let Some(dir) = open_dir {
+        std::env::set_current_dir(dir).context("--open-dir")?;
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let start = Instant::now();
-    for _ in 0..calls {
-        // SAFETY: getppid takes no arguments and cannot fail.
-        unsafe { libc::syscall(libc::SYS_getppid) };
+    if open_dir.is_some() {
+        for _ in 0..calls {
+            // SAFETY: a NUL-terminated relative name; the fd is closed right away.
+            let fd = unsafe { libc::openat(libc::AT_FDCWD, c"f".as_ptr(), libc::O_RDONLY) };
+            if fd < 0 {
+                bail!("open f: {}", std::io::Error::last_os_error());
+            }
+            // SAFETY: fd was just opened by this loop and is not used again.
+            unsafe { libc::close(fd) };
+        }
+    } else {
+        for _ in 0..calls {
+            // SAFETY: getppid takes no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
     }
     let ns = start.elapsed().as_nanos() as f64 / calls as f64;
     println!("{ns:.2}");
@@ -50,9 +71,13 @@ struct Storm {
 }
 
 impl Storm {
-    fn spawn(calls: u64) -> anyhow::Result<Storm> {
+    fn spawn(calls: u64, open_dir: Option<&Path>) -> anyhow::Result<Storm> {
         let exe = std::env::current_exe()?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if let Some(dir) = open_dir {
+            cmd.arg("--open-dir").arg(dir);
+        }
+        let child = cmd
             .args(["--storm", &calls.to_string(), "--cpu", "0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -107,8 +132,23 @@ struct Outcome {
 
 /// Runs one storm; `read_live` drains on CPU 1 while it runs, else after it ends.
 fn run(collector: Option<&mut Collector>, calls: u64, read_live: bool) -> anyhow::Result<Outcome> {
+    run_in(collector, calls, read_live, None)
+}
+
+/// [`run`], with an open storm in `open_dir` when given (counting `file.open` records).
+fn run_in(
+    collector: Option<&mut Collector>,
+    calls: u64,
+    read_live: bool,
+    open_dir: Option<&Path>,
+) -> anyhow::Result<Outcome> {
     pin(1);
-    let mut storm = Storm::spawn(calls)?;
+    let kind = if open_dir.is_some() {
+        Kind::FileOpen
+    } else {
+        Kind::Syscall
+    };
+    let mut storm = Storm::spawn(calls, open_dir)?;
     let Some(collector) = collector else {
         storm.go()?;
         loop {
@@ -128,7 +168,16 @@ fn run(collector: Option<&mut Collector>, calls: u64, read_live: bool) -> anyhow
     let mut poller = Poller::new(&rings)?;
     let mut delivered = 0u64;
     let mut count = |bytes: &[u8]| {
-        if bpf::decode(bytes).is_ok_and(|ev| ev.kind == Kind::Syscall) {
+        // The open storm's own opens only (not the child runtime's): `f` (relative, as
+        // objects before path resolution recorded it) or an absolute path ending in `/f`.
+        let storms = |ev: &bpf::Event<'_>| match ev.payload {
+            bpf::Payload::FileOp(p) => {
+                let path = &p.path[..(p.path_len as usize).min(p.path.len())];
+                path == b"f" || path.ends_with(b"/f")
+            }
+            _ => true,
+        };
+        if bpf::decode(bytes).is_ok_and(|ev| ev.kind == kind && storms(&ev)) {
             delivered += 1;
         }
     };
@@ -154,7 +203,7 @@ fn run(collector: Option<&mut Collector>, calls: u64, read_live: bool) -> anyhow
         r.drain(usize::MAX, &mut count);
     }
     let drain_secs = start.elapsed().as_secs_f64();
-    let c = collector.counters()?[Kind::Syscall as usize];
+    let c = collector.counters()?[kind as usize];
     Ok(Outcome {
         ns_per_call: ns,
         delivered,
@@ -177,7 +226,8 @@ fn main() -> anyhow::Result<()> {
     };
     if let Some(n) = arg("--storm") {
         let cpu = arg("--cpu").map_or(Ok(0), |c| c.parse()).context("--cpu")?;
-        return storm(n.parse().context("--storm")?, cpu);
+        let open_dir = arg("--open-dir").map(String::as_str);
+        return storm(n.parse().context("--storm")?, cpu, open_dir);
     }
     let calls: u64 = arg("--calls")
         .map_or(Ok(1_000_000), |c| c.parse())
@@ -189,6 +239,9 @@ fn main() -> anyhow::Result<()> {
     let tax_only = args.iter().any(|a| a == "--tax-only");
     if !bpf::privileged() {
         bail!("needs root (or CAP_BPF + CAP_PERFMON)");
+    }
+    if args.iter().any(|a| a == "--open") {
+        return open_cost(calls, rounds);
     }
     let defaults: Vec<Category> = Category::ALL
         .into_iter()
@@ -262,4 +315,47 @@ fn main() -> anyhow::Result<()> {
         median(drain_rate) / 1e6
     );
     Ok(())
+}
+
+/// `--open`: ns per relative open+close, untraced vs kept as `file.open` records.
+fn open_cost(calls: u64, rounds: usize) -> anyhow::Result<()> {
+    // Seven components below the root: /tmp/capture-cost-open-PID/usr/share/doc/pkg/x/f.
+    let top = std::env::temp_dir().join(format!("capture-cost-open-{}", std::process::id()));
+    let dir: PathBuf = top.join("usr/share/doc/pkg/x");
+    std::fs::create_dir_all(&dir).context("creating the open storm's directory")?;
+    std::fs::write(dir.join("f"), b"").context("creating the opened file")?;
+    let result = open_rounds(calls, rounds, &dir);
+    let _ = std::fs::remove_dir_all(&top);
+    let (untraced, traced) = result?;
+    let base = median(untraced.clone());
+    println!("calls per storm: {calls}, rounds: {rounds} (medians)");
+    println!("| scenario | ns per open+close | vs untraced |");
+    println!("| --- | ---: | ---: |");
+    for (name, v) in [
+        ("untraced", untraced),
+        ("traced (file.open kept, live reader on CPU 1)", traced),
+    ] {
+        let m = median(v);
+        println!("| {name} | {m:.1} | {:.2}x |", m / base);
+    }
+    Ok(())
+}
+
+fn open_rounds(calls: u64, rounds: usize, dir: &Path) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut untraced, mut traced) = (vec![], vec![]);
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
+        untraced.push(run_in(None, calls, true, Some(dir))?.ns_per_call);
+        let mut c = load(&[Category::File], 64 << 20)?;
+        let o = run_in(Some(&mut c), calls, true, Some(dir))?;
+        if o.delivered + o.ring_full != calls {
+            bail!(
+                "open: delivered {} + ring_full {} != {calls} calls",
+                o.delivered,
+                o.ring_full
+            );
+        }
+        traced.push(o.ns_per_call);
+    }
+    Ok((untraced, traced))
 }

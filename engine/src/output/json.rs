@@ -236,6 +236,7 @@ impl JsonWriter {
         match ev.payload {
             Payload::ProcessExec(p) => {
                 self.field("filename", Str(str_bytes(&p.filename, p.filename_len)));
+                self.field("exe", Str(str_bytes(&p.exe, p.exe_len)));
                 self.argv("argv", str_bytes(&p.argv, p.argv_len));
                 self.field("argc", p.argc);
                 self.field("ppid", p.ppid);
@@ -445,6 +446,29 @@ mod tests {
             v["ts"].as_str(),
             Some(super::super::time::Rfc3339(i128::MAX).to_string().as_str())
         );
+    }
+
+    #[test]
+    fn exec_lines_carry_the_absolute_exe_and_truncation() {
+        use bpf::abi::{EventHeader, FLAG_TRUNCATED, ProcessExec};
+        let mut rec = vec![0u8; size_of::<EventHeader>() + size_of::<ProcessExec>()];
+        let (head, body) = rec.split_at_mut(size_of::<EventHeader>());
+        let h: &mut EventHeader = bytemuck::from_bytes_mut(head);
+        h.kind = bpf::Kind::ProcessExec as u16;
+        h.len = u32::try_from(size_of::<EventHeader>() + size_of::<ProcessExec>()).unwrap();
+        h.flags = FLAG_TRUNCATED;
+        let p: &mut ProcessExec = bytemuck::from_bytes_mut(body);
+        p.filename[..7].copy_from_slice(b"./a.out");
+        p.filename_len = 7;
+        p.exe[..12].copy_from_slice(b"/tmp/d/a.out");
+        p.exe_len = 12;
+        let ev = bpf::decode(&rec).expect("a well-formed exec record");
+        let mut w = JsonWriter::default();
+        w.event(&ev, 1, 0);
+        let v: serde_json::Value = serde_json::from_slice(w.bytes()).unwrap();
+        assert_eq!(v["filename"], "./a.out");
+        assert_eq!(v["exe"], "/tmp/d/a.out");
+        assert_eq!(v["truncated"], true);
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub fn write_fields<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Resul
     match ev.payload {
         Payload::ProcessExec(p) => write!(
             out,
-            " filename={} argv=\"{}\" ppid={} uid={} euid={}",
+            " exe={} filename={} argv=\"{}\" ppid={} uid={} euid={}",
+            Lossy(str_bytes(&p.exe, p.exe_len)),
             Lossy(str_bytes(&p.filename, p.filename_len)),
             Argv(str_bytes(&p.argv, p.argv_len)),
             p.ppid,
