@@ -29,6 +29,8 @@ pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 5000;
 pub const DEFAULT_DURABILITY_INTERVAL_MS: u64 = 1000;
 /// Default age of a partial block before it is written.
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
+/// Longest partial-block flush interval accepted (what a crash may take with it).
+pub const FLUSH_INTERVAL_MS_MAX: u64 = 3_600_000;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kevent";
 
@@ -475,6 +477,12 @@ impl Config {
         }
         if st.durability == DurabilityMode::Interval && st.durability_interval_ms == 0 {
             p.push("storage.durability_interval_ms: must be above 0".into());
+        }
+        if st.flush_interval_ms > FLUSH_INTERVAL_MS_MAX {
+            p.push(format!(
+                "storage.flush_interval_ms: {} is above {FLUSH_INTERVAL_MS_MAX} (one hour)",
+                st.flush_interval_ms
+            ));
         }
         if st.segment_age_ms == 0 {
             p.push("storage.segment_age_ms: must be above 0".into());

@@ -22,6 +22,9 @@ pub enum CoreMsg {
     Reopen,
 }
 
+/// Passes over the rings after the stop at most (each drains everything pending).
+const FINAL_DRAIN_PASSES_MAX: usize = 64;
+
 /// Capacity of the control -> core queue.
 pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 
@@ -99,8 +102,10 @@ impl Core {
         let mut last_publish = monotonic_ns();
         let publish_ns = self.publish_every.as_nanos() as u64;
         let mut max_fill = 0u64;
+        let mut final_passes = 0;
         loop {
             let stopping = stop.load(Ordering::Acquire);
+            final_passes += usize::from(stopping);
             let mut drained = 0;
             for ring in &mut self.rings {
                 let fill = ring.pending_bytes();
@@ -125,7 +130,10 @@ impl Core {
                 max_fill = 0;
                 last_publish = now;
             }
-            if stopping && drained == 0 {
+            // Normally the programs are detached before the stop, so the second pass
+            // finds the rings empty. On an error path they may still be producing: the
+            // drain is bounded then, and what is left is in the kernel's counters.
+            if stopping && (drained == 0 || final_passes >= FINAL_DRAIN_PASSES_MAX) {
                 break;
             }
             if drained == 0 {

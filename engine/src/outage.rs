@@ -69,13 +69,13 @@ impl Outage {
     /// The loss records that tell replay about this outage, ending at `end_ns`: one per
     /// kind that dropped events (reason `storage_error`, CPU `u32::MAX` = the engine),
     /// then the parked reports.
-    pub(crate) fn into_losses(self, stream: u32, end_ns: u64) -> impl Iterator<Item = Loss> {
+    pub(crate) fn losses(&self, stream: u32, end_ns: u64) -> impl Iterator<Item = Loss> + '_ {
         let since = self.since_ns;
         self.dropped
-            .into_iter()
+            .iter()
             .enumerate()
-            .filter(|&(_, n)| n > 0)
-            .map(move |(kind, count)| Loss {
+            .filter(|&(_, &n)| n > 0)
+            .map(move |(kind, &count)| Loss {
                 stream,
                 cpu: u32::MAX,
                 kind: kind as u16,
@@ -84,7 +84,20 @@ impl Outage {
                 start_ns: since,
                 end_ns,
             })
-            .chain(self.parked)
+            .chain(self.parked.iter().copied())
+    }
+
+    /// Takes over an earlier outage that a failed resume did not end: its drops, its
+    /// parked reports and its start.
+    pub(crate) fn absorb(&mut self, earlier: Outage) {
+        self.since_ns = self.since_ns.min(earlier.since_ns);
+        for (d, e) in self.dropped.iter_mut().zip(earlier.dropped) {
+            *d = d.saturating_add(e);
+        }
+        for l in &earlier.parked {
+            self.park(l);
+        }
+        self.parked_overflow += earlier.parked_overflow;
     }
 }
 
@@ -119,7 +132,7 @@ mod tests {
         o.dropped[3] = 10;
         o.dropped[9] = 2;
         assert_eq!(o.total_dropped(), 12);
-        let out: Vec<Loss> = o.into_losses(4, 999).collect();
+        let out: Vec<Loss> = o.losses(4, 999).collect();
         assert_eq!(out.len(), 4);
         assert_eq!(
             (
@@ -134,5 +147,15 @@ mod tests {
         assert_eq!(out[0].reason, LossReason::StorageError as u16);
         assert_eq!((out[1].kind, out[1].count), (9, 2));
         assert_eq!(out[2].count, 11);
+        // A failed resume: the new outage takes the old one over.
+        let mut later = Outage::new("read-only".into(), 5_000);
+        later.dropped[3] = 1;
+        later.park(&l(0, 1, 4_000, 4_500));
+        later.absorb(o);
+        assert_eq!(later.since_ns, 100);
+        assert_eq!((later.dropped[3], later.dropped[9]), (11, 2));
+        assert_eq!(later.parked.len(), 2);
+        assert_eq!(later.parked[0].count, 12);
+        assert_eq!(later.why, "read-only");
     }
 }

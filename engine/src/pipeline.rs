@@ -213,10 +213,15 @@ impl Pipeline {
             Ok(()) => self.stats.written[k] += 1,
             Err(e) => {
                 // Not accepted: this one is dropped too.
-                self.fail(e, ev.header.ts_ns);
                 self.stats.storage_dropped[k] += 1;
-                if let Some(o) = &mut self.outage {
-                    o.dropped[k] += 1;
+                if self.writer.failure().is_some() {
+                    self.fail(e, ev.header.ts_ns);
+                    if let Some(o) = &mut self.outage {
+                        o.dropped[k] += 1;
+                    }
+                } else if self.storage_error.is_none() {
+                    // Refused alone (the writer goes on): reported, not an outage.
+                    self.storage_error = Some(e.to_string());
                 }
                 return;
             }
@@ -241,6 +246,8 @@ impl Pipeline {
             self.storage_error = Some(why.clone());
         }
         match &mut self.outage {
+            // "Stopped after an earlier error" says nothing new: keep the cause.
+            Some(_) if matches!(e, StorageError::Stopped(_)) => {}
             Some(o) => o.why = why,
             None => self.outage = Some(Outage::new(why, at_ns)),
         }
@@ -257,13 +264,16 @@ impl Pipeline {
                 continue;
             }
             self.lost_accounted[k] = now;
+            // The writer loses only what it accepted, which was counted written first.
+            debug_assert!(k != KIND_LOSS as usize || d <= self.stats.loss_records);
             if k == KIND_LOSS as usize {
-                self.stats.loss_records -= d;
+                self.stats.loss_records = self.stats.loss_records.saturating_sub(d);
                 self.stats.loss_records_lost += d;
                 continue;
             }
             if k < KIND_MAX {
-                self.stats.written[k] -= d;
+                debug_assert!(d <= self.stats.written[k], "kind {k}: lost {d}");
+                self.stats.written[k] = self.stats.written[k].saturating_sub(d);
                 self.stats.storage_dropped[k] += d;
                 if let Some(o) = &mut self.outage {
                     o.dropped[k] += d;
@@ -305,41 +315,62 @@ impl Pipeline {
         }
     }
 
-    /// A stopped stream tries to reopen its storage; on success the outage goes in-band.
-    fn retry_storage(&mut self, now_ns: u64) {
+    /// A stopped stream tries to reopen its storage (every [`STORAGE_RETRY_INTERVAL`],
+    /// or now with `force`). Storage has resumed only once the outage's own loss records
+    /// are on disk; if they are not, the outage goes on with everything it had.
+    fn retry_storage(&mut self, now_ns: u64, force: bool) {
         let Some(o) = &mut self.outage else {
             return;
         };
-        if now_ns < o.next_retry_ns {
+        if !force && now_ns < o.next_retry_ns {
             return;
         }
         o.next_retry_ns = now_ns.saturating_add(STORAGE_RETRY_INTERVAL.as_nanos() as u64);
-        match self.writer.reopen() {
-            Err(e) => o.why = e.to_string(),
-            Ok(recovered) => {
-                for r in recovered {
-                    eprintln!("engine: stream {}: {r}", self.stream_id);
-                }
-                // Blocks still in flight at the failure are settled by now.
-                self.reconcile();
-                let Some(o) = self.outage.take() else {
-                    return;
-                };
+        let recovered = match self.writer.reopen() {
+            Ok(r) => r,
+            Err(e) => {
+                o.why = e.to_string();
+                return;
+            }
+        };
+        for r in recovered {
+            eprintln!("engine: stream {}: {r}", self.stream_id);
+        }
+        // Blocks still in flight at the failure are settled by now.
+        self.reconcile();
+        let Some(old) = self.outage.take() else {
+            return;
+        };
+        let mut written = Ok(());
+        for l in old.losses(self.stream_id, now_ns) {
+            written = self.writer.append_loss(&l);
+            if written.is_err() {
+                break;
+            }
+            self.stats.loss_records += 1;
+        }
+        match written.and_then(|()| self.writer.settle()) {
+            Ok(()) => {
                 eprintln!(
                     "engine: stream {}: storage resumed after {:.1} s; {} kept events were dropped meanwhile ({}), written in-band as loss records",
                     self.stream_id,
-                    now_ns.saturating_sub(o.since_ns) as f64 / 1e9,
-                    o.total_dropped(),
-                    o.why
+                    now_ns.saturating_sub(old.since_ns) as f64 / 1e9,
+                    old.total_dropped(),
+                    old.why
                 );
-                if o.parked_overflow > 0 {
+                if old.parked_overflow > 0 {
                     eprintln!(
                         "engine: stream {}: {} loss reports of the outage could not be kept (counted in the accounting)",
-                        self.stream_id, o.parked_overflow
+                        self.stream_id, old.parked_overflow
                     );
                 }
-                for l in o.into_losses(self.stream_id, now_ns) {
-                    self.loss(&l);
+            }
+            Err(e) => {
+                // Not resumed after all (e.g. the disk is still full): the records just
+                // written are counted lost by `fail`, and the outage keeps its history.
+                self.fail(e, now_ns);
+                if let Some(o) = &mut self.outage {
+                    o.absorb(old);
                 }
             }
         }
@@ -348,8 +379,10 @@ impl Pipeline {
     /// At the stop: writes what is buffered, seals, and settles the counts (every
     /// record accepted by the writer is then on disk or counted lost).
     pub fn finish(mut self) -> Finished {
-        if self.outage.is_none() {
-            let now = monotonic_ns();
+        let now = monotonic_ns();
+        // A last try, whatever the retry interval: space may have come back just now.
+        self.retry_storage(now, true);
+        if self.writer.failure().is_none() {
             self.tick_undecodable(now);
             if let Err(e) = self.writer.flush().and_then(|()| self.writer.seal()) {
                 self.fail(e, now);
@@ -379,7 +412,7 @@ impl Pipeline {
 
     /// Writes partial blocks every `interval_ms` (0: only full blocks).
     pub fn set_flush_interval(&mut self, interval_ms: u64) {
-        self.flush_interval_ns = interval_ms * 1_000_000;
+        self.flush_interval_ns = interval_ms.saturating_mul(1_000_000);
     }
 
     /// Periodic work: sampling intervals, partial-block flushes, segment age, syncs.
@@ -387,7 +420,7 @@ impl Pipeline {
         self.sampler.tick(now_ns);
         if self.outage.is_some() {
             self.reconcile();
-            self.retry_storage(now_ns);
+            self.retry_storage(now_ns, false);
             if self.outage.is_some() {
                 return;
             }

@@ -525,15 +525,19 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 outbox.broadcast(CoreMsg::Reopen);
             }
             if last_loss.elapsed() >= LOSS_INTERVAL {
-                let now = collector
-                    .counters_per_cpu()
-                    .map_err(Error::capture("reading kernel counters"))?;
-                let now_ns = monotonic_ns();
-                loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
-                outbox.retry();
-                prev = now;
-                prev_ns = now_ns;
                 last_loss = Instant::now();
+                // A failed read is retried next interval (the deltas then cover both);
+                // the final read at the stop must succeed.
+                match collector.counters_per_cpu() {
+                    Ok(now) => {
+                        let now_ns = monotonic_ns();
+                        loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
+                        outbox.retry();
+                        prev = now;
+                        prev_ns = now_ns;
+                    }
+                    Err(e) => eprintln!("engine: reading kernel counters: {e}; retrying"),
+                }
             }
             let asked = signals::take_status();
             if asked || (status && !status_every.is_zero() && last_status.elapsed() >= status_every)

@@ -264,6 +264,19 @@ fn a_data_dir_turning_read_only_is_shown_counted_exactly_and_survived() {
         "names the cause: {stopped}"
     );
     assert!(engine.try_wait().unwrap().is_none(), "the engine stays up");
+    // While it stays read-only, retries (every 5 s) must not claim a resume: opening
+    // storage again is not enough, the outage's loss records must reach the disk.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        storm(comm, 0.5).wait().unwrap();
+        while let Ok(l) = lines.try_recv() {
+            assert!(
+                !l.contains("storage resumed"),
+                "resumed while read-only: {l}"
+            );
+            seen.push(l);
+        }
+    }
     assert!(
         mount(&dir, &dir, None, libc::MS_BIND | libc::MS_REMOUNT, ""),
         "remount read-write"

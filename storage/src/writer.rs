@@ -359,6 +359,14 @@ impl StreamWriter {
         Ok(recovered)
     }
 
+    /// Writes the partial block and waits until every block written so far has settled:
+    /// afterwards each record accepted is on disk or counted lost. An error means a
+    /// write failed (the writer stops).
+    pub fn settle(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        self.pool.flush().map_err(|e| self.stop(e))
+    }
+
     /// Segments recovered when the writer started.
     pub fn recovered(&self) -> &[Recovered] {
         &self.recovered
