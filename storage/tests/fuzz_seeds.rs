@@ -11,9 +11,9 @@
 
 mod common;
 
-use common::crafted::{Rec, corpus, loss, recs, valid_segments};
+use common::crafted::{Rec, corpus, encode_block, loss, recs, valid_segments};
 use storage::format::{BLOCK_HEADER_LEN, decode_block_header};
-use storage::{BlockBuilder, Compressor, DecodedBlock, RecordRef, Segment};
+use storage::{DecodedBlock, Segment};
 
 /// Seeds larger than this are left out (the fuzzer runs each input many times).
 const SEED_BYTES_MAX: usize = 64 << 10;
@@ -21,19 +21,7 @@ const SEED_BYTES_MAX: usize = 64 << 10;
 /// A `block_decoder` input: the 32-byte head the target reads (`raw_len | count << 32`,
 /// `min_ts`, `max_ts`, `kinds`), then the zstd payload.
 fn block_input(records: &[Rec]) -> Vec<u8> {
-    let mut b = BlockBuilder::new(1 << 20);
-    for (ts, kind, weight, bytes) in records {
-        b.push(&RecordRef {
-            ts_ns: *ts,
-            kind: *kind,
-            weight: *weight,
-            bytes,
-        });
-    }
-    let mut out = Vec::new();
-    let meta = b
-        .finish(&mut Compressor::new(1).unwrap(), &mut out)
-        .unwrap();
+    let (meta, out) = encode_block(records);
     let (h, crc) = decode_block_header(&out, 0).unwrap();
     let payload = &out[BLOCK_HEADER_LEN..];
     // The seed decodes as the target will decode it.

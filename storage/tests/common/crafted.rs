@@ -11,6 +11,24 @@ use storage::{BlockBuilder, Compressor, KIND_LOSS, Loss, LossReason, RecordRef};
 /// A record to craft: timestamp, kind, weight, bytes.
 pub type Rec = (u64, u16, u32, Vec<u8>);
 
+/// An honest block of `records` (header and zstd payload, offset 0) and its metadata.
+pub fn encode_block(records: &[Rec]) -> (BlockMeta, Vec<u8>) {
+    let mut b = BlockBuilder::new(1 << 20);
+    for (ts, kind, weight, bytes) in records {
+        b.push(&RecordRef {
+            ts_ns: *ts,
+            kind: *kind,
+            weight: *weight,
+            bytes,
+        });
+    }
+    let mut out = Vec::new();
+    let meta = b
+        .finish(&mut Compressor::new(1).unwrap(), &mut out)
+        .unwrap();
+    (meta, out)
+}
+
 /// A segment file being built byte by byte.
 #[derive(Debug, Clone)]
 pub struct Craft {
@@ -73,19 +91,7 @@ impl Craft {
 
     /// Appends an honest block of `records`.
     pub fn block(&mut self, records: &[Rec]) -> BlockMeta {
-        let mut b = BlockBuilder::new(1 << 20);
-        for (ts, kind, weight, bytes) in records {
-            b.push(&RecordRef {
-                ts_ns: *ts,
-                kind: *kind,
-                weight: *weight,
-                bytes,
-            });
-        }
-        let mut out = Vec::new();
-        let mut meta = b
-            .finish(&mut Compressor::new(1).unwrap(), &mut out)
-            .unwrap();
+        let (mut meta, out) = encode_block(records);
         meta.offset = self.end();
         self.bytes.extend_from_slice(&out);
         self.blocks.push(meta);
