@@ -30,6 +30,7 @@
 #define PATH_WALK_STEPS_MAX 32
 #define PATH_SCRATCH_HALF 512 /* power of two: offsets are masked with it */
 #define PATH_WALK_TRUNCATED 0x10000 /* in walk_path's result, above the offset */
+#define PATH_WALK_NO_DIR 0x20000 /* in walk_path's result: the cwd was asked for and is unset */
 
 struct path_scratch {
 	char buf[2 * PATH_SCRATCH_HALF];
@@ -77,12 +78,38 @@ static __always_inline void read_dentry_head(__u64 dentry, struct dentry_head *d
 }
 
 /*
- * Writes the path of (dentry, vfsmnt) into buf[start, PATH_SCRATCH_HALF), each component
- * preceded by '/', and returns start; "" (start == PATH_SCRATCH_HALF) for the root.
- * PATH_WALK_TRUNCATED is or-ed in when a bound stopped the walk before the root.
+ * Writes the path of (dentry, vfsmnt) into this CPU's scratch buffer at
+ * buf[start, PATH_SCRATCH_HALF), each component preceded by '/', and returns start;
+ * "" (start == PATH_SCRATCH_HALF) for the root. PATH_WALK_TRUNCATED is or-ed in when a
+ * bound stopped the walk before the root. dentry 0 means the task's cwd (then
+ * PATH_WALK_NO_DIR when the task has none). The walk stops at the task's root (d_path's
+ * view: a chrooted task sees its root as /).
+ *
+ * A BPF global function (not static, not inlined, scalar arguments only): the verifier
+ * checks it once, on its own, instead of once per call site (six call sites), which is
+ * most of the load time otherwise. Hence the shape: it looks up the scratch buffer
+ * itself (a global function cannot take a pointer into map memory), and reads the
+ * task's root and cwd itself (plain BTF loads give pointers, which a global function
+ * cannot take as arguments). Callers read the same per-CPU buffer afterwards and trust
+ * the result only through masks: the verifier knows nothing of it.
  */
-static __noinline __u32 walk_path(__u64 dentry, __u64 vfsmnt, __u64 root_dentry, __u64 root_mnt, char *buf)
+__noinline __u32 walk_path(__u64 dentry, __u64 vfsmnt)
 {
+	__u32 zero = 0;
+	struct path_scratch *s = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!s)
+		return PATH_SCRATCH_HALF | PATH_WALK_TRUNCATED;
+	char *buf = s->buf;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fs_struct *fs = task->fs;
+	__u64 root_dentry = (__u64)fs->root.dentry;
+	__u64 root_mnt = (__u64)fs->root.mnt;
+	if (!dentry) {
+		dentry = (__u64)fs->pwd.dentry;
+		vfsmnt = (__u64)fs->pwd.mnt;
+		if (!dentry || !vfsmnt)
+			return PATH_SCRATCH_HALF | PATH_WALK_NO_DIR;
+	}
 	__u32 pos = PATH_SCRATCH_HALF;
 	__u32 cut = PATH_WALK_TRUNCATED; /* cleared when the walk reaches a root */
 	__u64 mnt = mount_of(vfsmnt);
@@ -126,25 +153,6 @@ static __noinline __u32 walk_path(__u64 dentry, __u64 vfsmnt, __u64 root_dentry,
 	return pos | cut;
 }
 
-/* The task's root, where walks stop (d_path's view: a chrooted task sees its root as /). */
-static __always_inline void task_root(__u64 *dentry, __u64 *mnt)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fs_struct *fs = task->fs;
-	*dentry = (__u64)fs->root.dentry;
-	*mnt = (__u64)fs->root.mnt;
-}
-
-/* (dentry, vfsmount) of the task's cwd. */
-static __always_inline bool cwd_path(__u64 *dentry, __u64 *mnt)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fs_struct *fs = task->fs;
-	*dentry = (__u64)fs->pwd.dentry;
-	*mnt = (__u64)fs->pwd.mnt;
-	return *dentry && *mnt;
-}
-
 /* (dentry, vfsmount) of an open file. */
 static __always_inline bool file_path(__u64 file, __u64 *dentry, __u64 *mnt)
 {
@@ -180,14 +188,6 @@ static __always_inline bool fd_path(long fd, __u64 *dentry, __u64 *mnt)
 	return file_path(file, dentry, mnt);
 }
 
-/* (dentry, vfsmount) of the directory a name is relative to: `dirfd`, or the cwd. */
-static __always_inline bool dir_path(long dirfd, __u64 *dentry, __u64 *mnt)
-{
-	if ((int)dirfd == AT_FDCWD)
-		return cwd_path(dentry, mnt);
-	return fd_path((int)dirfd, dentry, mnt);
-}
-
 static __always_inline char *scratch_buf(void)
 {
 	__u32 zero = 0;
@@ -216,9 +216,7 @@ static __always_inline __u32 emit_abs_path(char *dst, __u64 dentry, __u64 mnt, _
 	char *buf = scratch_buf();
 	if (!buf)
 		return 0;
-	__u64 rd = 0, rm = 0;
-	task_root(&rd, &rm);
-	__u32 r = walk_path(dentry, mnt, rd, rm, buf);
+	__u32 r = walk_path(dentry, mnt);
 	if (r & PATH_WALK_TRUNCATED)
 		*flags |= EVF_TRUNCATED;
 	if ((r & 0xffff) >= PATH_SCRATCH_HALF) { /* the root itself */
@@ -244,13 +242,14 @@ static __always_inline __u32 emit_name_path(char *dst, long dirfd, const void *n
 	long n = bpf_probe_read_user_str(buf + PATH_SCRATCH_HALF + 1, PATH_SCRATCH_HALF - 1, name);
 	__u32 name_len = str_len(n, PATH_SCRATCH_HALF - 1, flags);
 	char first = buf[PATH_SCRATCH_HALF + 1];
+	/* The directory: `dirfd`, or (dentry 0) the cwd, which walk_path looks up. */
 	__u64 dentry = 0, mnt = 0;
-	if ((name_len && first == '/') || !dir_path(dirfd, &dentry, &mnt))
+	if ((name_len && first == '/') || ((int)dirfd != AT_FDCWD && !fd_path((int)dirfd, &dentry, &mnt)))
 		return put_path(dst, buf, PATH_SCRATCH_HALF + 1, name_len, flags);
 
-	__u64 rd = 0, rm = 0;
-	task_root(&rd, &rm);
-	__u32 r = walk_path(dentry, mnt, rd, rm, buf);
+	__u32 r = walk_path(dentry, mnt);
+	if (r & PATH_WALK_NO_DIR)
+		return put_path(dst, buf, PATH_SCRATCH_HALF + 1, name_len, flags);
 	if (r & PATH_WALK_TRUNCATED)
 		*flags |= EVF_TRUNCATED;
 	__u32 start = PATH_SCRATCH_HALF; /* the root: an empty directory part */
