@@ -389,10 +389,17 @@ impl LossOutbox {
     /// Sends `msg` to every core thread (a full queue is retried until it takes it:
     /// these are rare operator requests).
     fn broadcast(&mut self, msg: CoreMsg) {
-        for c in &mut self.controls {
+        for (core, c) in self.controls.iter_mut().enumerate() {
             let deadline = Instant::now() + Duration::from_secs(1);
-            while c.push(msg).is_err() && Instant::now() < deadline {
+            let mut sent = c.push(msg).is_ok();
+            while !sent && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
+                sent = c.push(msg).is_ok();
+            }
+            if !sent {
+                eprintln!(
+                    "engine: core {core} did not take {msg:?} within 1 s (its queue stayed full); send it again"
+                );
             }
         }
     }
