@@ -24,6 +24,8 @@ pub const SYSCALL_ID_MAX: u32 = 512;
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// Default pending bytes that wake the reader.
 pub const DEFAULT_WAKEUP_BYTES: u32 = 256 << 10;
+/// Largest in-kernel rate limit (and bucket depth) accepted, events/s per CPU.
+pub const RATE_PER_SEC_MAX: u64 = 1_000_000_000;
 /// Default in-kernel page-fault rate per CPU (events/s).
 pub const DEFAULT_PAGE_FAULT_RATE: u64 = 1000;
 /// Default capacity of the tgid filter table (entries).
@@ -143,12 +145,12 @@ impl CaptureConfig {
             ));
         }
         for (slot, (&rate, &burst)) in self.rate_per_sec.iter().zip(&self.burst).enumerate() {
-            if rate > 1_000_000_000 {
+            if rate > RATE_PER_SEC_MAX {
                 p.push(format!(
                     "rate_per_sec[{slot}]: {rate} is above 1e9 events/s"
                 ));
             }
-            if rate > 0 && !(1..=1_000_000_000).contains(&burst) {
+            if rate > 0 && !(1..=RATE_PER_SEC_MAX).contains(&burst) {
                 p.push(format!(
                     "burst[{slot}]: {burst} must be between 1 and 1e9 when a rate is set"
                 ));

@@ -13,8 +13,6 @@ pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
 pub const RING_BYTES_MAX: u32 = 1 << 30;
 /// The rings of every CPU together may take at most this share of the machine's memory.
 pub const RING_MEMORY_SHARE_MAX: f64 = 0.25;
-/// Largest in-kernel rate limit accepted, events/s per CPU.
-pub const RATE_PER_SEC_MAX: u64 = 1_000_000_000;
 /// Default sampling interval.
 pub const DEFAULT_SAMPLING_INTERVAL_MS: u64 = 1000;
 /// Default importance threshold for notable events.
@@ -394,9 +392,10 @@ impl Config {
             ("syscall", Some(r.syscall)),
             ("page_fault", r.page_fault),
         ] {
-            if let Some(rate) = rate.filter(|&v| v > RATE_PER_SEC_MAX) {
+            if let Some(rate) = rate.filter(|&v| v > bpf::RATE_PER_SEC_MAX) {
                 p.push(format!(
-                    "capture.rate_limit.{key}: {rate} is above {RATE_PER_SEC_MAX} events/s"
+                    "capture.rate_limit.{key}: {rate} is above {} events/s",
+                    bpf::RATE_PER_SEC_MAX
                 ));
             }
         }
