@@ -212,7 +212,7 @@ fn replay(r: ReplayCmd) -> Result<ExitCode> {
         crate::offline::replay::replay(&r.dir, &args, r.format, &mut out, &mut io::stderr());
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) if crate::offline::replay::is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e),
     }
 }

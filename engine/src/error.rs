@@ -80,9 +80,6 @@ impl Error {
     /// Whether this is a write to a closed pipe (`engine replay | head`): not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
-            || matches!(self, Error::Segments(e)
-                if matches!(e.as_ref(), storage::StorageError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::BrokenPipe))
     }
 }
 

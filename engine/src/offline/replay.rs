@@ -230,12 +230,6 @@ pub fn replay<W: Write, D: Write>(
     Ok(summary)
 }
 
-/// Whether `e` is a broken pipe on the output (the reader of our stdout went away,
-/// as with `| head`): a normal end, not a failure.
-pub fn is_broken_pipe(e: &Error) -> bool {
-    e.is_broken_pipe()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
