@@ -59,14 +59,8 @@ fn full_disk(io: IoBackend) {
     let mut written = 0u64;
     let err = loop {
         // Incompressible bytes so the disk fills quickly.
-        let (ts, kind, weight, mut bytes) = record(written, 0);
-        let mut x = written.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        for b in bytes[64..].iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8 | 1;
-        }
+        let (ts, kind, weight, _) = record(written, 0);
+        let bytes = noisy(written);
         match w.append(&RecordRef {
             ts_ns: ts,
             kind,
@@ -181,7 +175,7 @@ fn read_only_file_system_is_its_own_error() {
         )
     };
     assert_eq!(rc, 0, "remount: {}", std::io::Error::last_os_error());
-    write_one(&mut w);
+    write(&mut w, 0, 0..1);
     let err = w.flush().unwrap_err();
     assert!(
         matches!(err, StorageError::ReadOnly { .. }),
@@ -196,17 +190,7 @@ fn read_only_file_system_is_its_own_error() {
     );
 }
 
-fn write_one(w: &mut StreamWriter) {
-    let (ts, kind, weight, bytes) = record(0, 0);
-    w.append(&RecordRef {
-        ts_ns: ts,
-        kind,
-        weight,
-        bytes: &bytes,
-    })
-    .unwrap();
-}
-
+/// Record `i` with incompressible bytes after its header.
 fn noisy(i: u64) -> Vec<u8> {
     let (_, _, _, mut bytes) = record(i, 0);
     let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
