@@ -4,7 +4,7 @@
 //! costs a few small allocations (file names), never the block buffers or the ring.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use bpf::Kind;
 use bpf::abi::{EventHeader, FileOp, SyscallEvent};
@@ -14,14 +14,22 @@ use engine::internals::Pipeline;
 use engine::internals::Sampler;
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Allocations and bytes allocated by this thread: the test harness's own threads
+    /// (and the other test of this file) may allocate meanwhile, and must not count.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count(bytes: usize) {
+    let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
+    let _ = BYTES.try_with(|n| n.set(n.get() + bytes));
+}
 
 // SAFETY: forwards to the system allocator unchanged, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -30,8 +38,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new, Ordering::Relaxed);
+        count(new);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new) }
     }
@@ -39,9 +46,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The counters are process-wide: the tests of this file run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Records of two kinds, 8-byte aligned, with varying fields.
 fn records(n: usize) -> Vec<Vec<u64>> {
@@ -105,15 +109,14 @@ fn warmed_up(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> (Pipeline
 
 #[test]
 fn hot_path_allocates_nothing_after_warm_up() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("engine-noalloc-{}", std::process::id()));
     let (mut p, hot) = warmed_up(&dir, |c| c.storage.block_bytes = 256 << 10);
     let blocks_before = p.writer.stats().blocks;
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = ALLOCS.with(Cell::get);
     for r in &hot {
         p.process(bytemuck::cast_slice(r));
     }
-    let allocations = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocations = ALLOCS.with(Cell::get) - before;
     let blocks = p.writer.stats().blocks - blocks_before;
     assert!(blocks >= 20, "the measured stretch wrote {blocks} blocks");
     assert_eq!(
@@ -128,7 +131,6 @@ fn hot_path_allocates_nothing_after_warm_up() {
 
 #[test]
 fn segment_rotations_reuse_buffers_and_allocate_little() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("engine-noalloc-rot-{}", std::process::id()));
     let (mut p, hot) = warmed_up(&dir, |c| {
         c.storage.block_bytes = 64 << 10;
@@ -141,15 +143,12 @@ fn segment_rotations_reuse_buffers_and_allocate_little() {
         c.storage.retention_age_s = 0;
     });
     let sealed_before = p.writer.stats().segments_sealed;
-    let (allocs, bytes) = (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    );
+    let (allocs, bytes) = (ALLOCS.with(Cell::get), BYTES.with(Cell::get));
     for r in &hot {
         p.process(bytemuck::cast_slice(r));
     }
-    let allocations = ALLOCS.load(Ordering::Relaxed) - allocs;
-    let allocated = BYTES.load(Ordering::Relaxed) - bytes;
+    let allocations = ALLOCS.with(Cell::get) - allocs;
+    let allocated = BYTES.with(Cell::get) - bytes;
     let stats = p.writer.stats();
     let rotations = (stats.segments_sealed - sealed_before) as usize;
     assert!(

@@ -1,24 +1,31 @@
 //! The ring and block buffers are made once per stream and reused by every segment
-//! (issue 8): a counting allocator (this binary's global allocator; one test, so no
-//! other test allocates meanwhile) shows that rotating through many segments allocates
+//! (issue 8): a counting allocator (this binary's global allocator, counting per thread,
+//! so the test harness's own threads do not count) shows that rotating through many segments allocates
 //! only names and paths, not a new ring and ~1 MiB of buffers each time.
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use common::*;
 use storage::{Durability, IoBackend, RecordRef, StreamWriter};
 
-static BYTES: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Bytes allocated by this thread.
+    static BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count(bytes: usize) {
+    let _ = BYTES.try_with(|n| n.set(n.get() + bytes as u64));
+}
 
 struct Counting;
 
 // SAFETY: forwards every call to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        BYTES.fetch_add(l.size() as u64, Ordering::Relaxed);
+        count(l.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc(l) }
     }
@@ -27,7 +34,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        BYTES.fetch_add(new as u64, Ordering::Relaxed);
+        count(new);
         // SAFETY: `p` came from `System` with layout `l`.
         unsafe { System.realloc(p, l, new) }
     }
@@ -64,10 +71,10 @@ fn rotate_many(io: IoBackend) {
     };
     // Warm up: the first segment grows whatever grows once (zstd contexts, staging).
     append_until_sealed(&mut w, 2);
-    let before = BYTES.load(Ordering::Relaxed);
+    let before = BYTES.with(Cell::get);
     let rotations = 50;
     append_until_sealed(&mut w, rotations);
-    let per_rotation = (BYTES.load(Ordering::Relaxed) - before) / rotations;
+    let per_rotation = (BYTES.with(Cell::get) - before) / rotations;
     eprintln!("{io:?}: {per_rotation} bytes allocated per rotation");
     assert!(
         per_rotation <= BYTES_PER_ROTATION_MAX,
