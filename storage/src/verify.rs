@@ -88,9 +88,9 @@ impl std::fmt::Display for Omitted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} more problem(s) in {}",
-            self.count,
-            self.path.display()
+            "{}: {} more problems not shown",
+            self.path.display(),
+            self.count
         )
     }
 }

@@ -32,7 +32,7 @@ fn write_report<W: Write>(dir: &Path, r: &VerifyReport, out: &mut W) -> std::io:
         writeln!(out, "{p}")?;
     }
     for o in &r.omitted {
-        writeln!(out, "{o}")?;
+        writeln!(out, "{} more problem(s) in {}", o.count, o.path.display())?;
     }
     if r.unlisted_problems > 0 {
         writeln!(
