@@ -16,7 +16,7 @@
 #define COLLECTOR_EVENTS_H
 
 /* Bumped when any record layout changes. Stored in segment headers. */
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 
 #define COMM_LEN 16
 #define PATH_MAX_LEN 256
@@ -65,6 +65,9 @@ enum event_kind {
 	EK_MEMORY_PAGE_FAULT = 52,
 
 	EK_SYSCALL_CALL = 60,
+
+	/* 62 and 63 are taken by records the engine writes itself (process and container
+	 * table updates, engine/src/enrich/record.rs); 0 is the storage's loss record. */
 
 	/* Size of the per-kind counter array; every kind id is below it. */
 	EK_MAX = 64,
@@ -117,6 +120,9 @@ struct process_exec {
 	__u32 exe_len;
 	__u32 _pad1;
 	char exe[PATH_MAX_LEN]; /* absolute path of the executable (bprm->file), see path.bpf.h */
+	__u32 cwd_len;
+	__u32 _pad2;
+	char cwd[PATH_MAX_LEN]; /* absolute working directory at exec (fs->pwd), see path.bpf.h */
 };
 
 /* process.fork: sched_process_fork (processes and threads) */

@@ -210,13 +210,16 @@ static __always_inline __u32 put_path(char *dst, char *buf, __u32 start, __u32 l
 	return len;
 }
 
-/* The absolute path of (dentry, mnt) into `dst`; "/" for the root. */
+/* The absolute path of (dentry, mnt) into `dst`; "/" for the root. With dentry 0, the
+ * current task's working directory (nothing when it has none). */
 static __always_inline __u32 emit_abs_path(char *dst, __u64 dentry, __u64 mnt, __u16 *flags)
 {
 	char *buf = scratch_buf();
 	if (!buf)
 		return 0;
 	__u32 r = walk_path(dentry, mnt);
+	if (r & PATH_WALK_NO_DIR)
+		return 0;
 	if (r & PATH_WALK_TRUNCATED)
 		*flags |= EVF_TRUNCATED;
 	if ((r & 0xffff) >= PATH_SCRATCH_HALF) { /* the root itself */

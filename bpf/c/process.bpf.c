@@ -33,6 +33,10 @@ int handle_exec(__u64 *ctx)
 	if (file_path((__u64)bprm->file, &dentry, &mnt))
 		e->p.exe_len = emit_abs_path(e->p.exe, dentry, mnt, &e->h.flags);
 
+	/* The working directory, which exec keeps: walked here because user space cannot
+	 * know it at the time (it may chdir, or be gone, before anyone looks). */
+	e->p.cwd_len = emit_abs_path(e->p.cwd, 0, 0, &e->h.flags);
+
 	struct mm_struct *mm = task->mm;
 	unsigned long start = mm->arg_start, end = mm->arg_end;
 	__u64 len = end > start ? end - start : 0;

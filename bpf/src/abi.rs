@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 /// Bumped whenever any record layout changes (`ABI_VERSION` in `events.h`).
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// `COMM_LEN`: task command name buffer, NUL-padded.
 pub const COMM_LEN: usize = 16;
@@ -76,7 +76,7 @@ const _: () = assert!(size_of::<EventHeader>() == 64);
 
 payload!(
     /// `process.exec`
-    ProcessExec, 1064, {
+    ProcessExec, 1328, {
     ppid: u32, euid: u32, egid: u32,
     /// Tid before exec (differs when a non-leader thread execs).
     old_tid: u32,
@@ -90,6 +90,9 @@ payload!(
     exe_len: u32, _pad1: u32,
     /// Absolute path of the executable, resolved in the kernel (`FLAG_TRUNCATED` when cut).
     exe: [u8; PATH_MAX_LEN],
+    cwd_len: u32, _pad2: u32,
+    /// Absolute working directory at exec, resolved in the kernel; empty when unknown.
+    cwd: [u8; PATH_MAX_LEN],
 });
 
 payload!(

@@ -149,7 +149,10 @@ fn every_record_layout_matches_btf() {
             argv,
             exe_len,
             _pad1,
-            exe
+            exe,
+            cwd_len,
+            _pad2,
+            cwd
         ]
     );
     check_struct!(

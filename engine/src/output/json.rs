@@ -237,6 +237,7 @@ impl JsonWriter {
             Payload::ProcessExec(p) => {
                 self.field("filename", Str(str_bytes(&p.filename, p.filename_len)));
                 self.field("exe", Str(str_bytes(&p.exe, p.exe_len)));
+                self.field("cwd", Str(str_bytes(&p.cwd, p.cwd_len)));
                 self.argv("argv", str_bytes(&p.argv, p.argv_len));
                 self.field("argc", p.argc);
                 self.field("ppid", p.ppid);
