@@ -11,13 +11,21 @@ use engine::Config;
 use engine::internals::Filter;
 use engine::internals::Pipeline;
 use engine::internals::Sampler;
+use engine::internals::enrich_tap;
 
 const N: usize = 200_000;
 
 fn pipeline(c: &mut Criterion) {
     let records = synthetic_mix(N, 11);
+    // Lifecycle events in the mix (exec and exit; the mix has no fork or cgroup events).
+    let lifecycle = (0..records.len())
+        .filter(|&i| {
+            let k = records.header(i).kind;
+            k == bpf::Kind::ProcessExec as u16 || k == bpf::Kind::ProcessExit as u16
+        })
+        .count() as u64;
     let base = std::env::temp_dir().join(format!("pipebench-{}", std::process::id()));
-    let run = |config: &Config, sampler: Sampler| -> (Duration, u64) {
+    let run_tapped = |config: &Config, sampler: Sampler, enrich: bool| -> (Duration, u64) {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let mut cfg = config.clone();
@@ -26,17 +34,55 @@ fn pipeline(c: &mut Criterion) {
         let writer =
             storage::StreamWriter::create(engine::internals::writer_config(&cfg, 0, 1)).unwrap();
         let mut p = Pipeline::new(writer, Filter::new(&cfg.filter), sampler, 0.8);
-        let start = Instant::now();
-        for i in 0..records.len() {
-            p.process(records.record(i));
-        }
-        let written: u64 = p.stats.written.iter().sum();
-        p.writer.close().unwrap();
-        (start.elapsed(), written)
+        // With enrichment: lifecycle events are copied into the tap, and a thread in the
+        // enrichment thread's place drains and decodes them meanwhile.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let drained = enrich.then(|| {
+                let (producer, mut consumer) = enrich_tap(cfg.enrich.queue_bytes);
+                p.set_tap(producer);
+                let stop = &stop;
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut n = 0u64;
+                    loop {
+                        let done = stop.load(std::sync::atomic::Ordering::Acquire);
+                        let mut got = false;
+                        while consumer.pop_into(&mut buf) {
+                            n += u64::from(bpf::decode(&buf).is_ok());
+                            got = true;
+                        }
+                        if done && !got {
+                            return n;
+                        }
+                        if !got {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                    }
+                })
+            });
+            let start = Instant::now();
+            for i in 0..records.len() {
+                p.process(records.record(i));
+            }
+            let written: u64 = p.stats.written.iter().sum();
+            let dropped = p.stats.enrich_dropped;
+            p.writer.close().unwrap();
+            let elapsed = start.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            if let Some(h) = drained {
+                let n = h.join().unwrap();
+                assert_eq!(n + dropped, lifecycle, "every copy drained or counted");
+            }
+            (elapsed, written)
+        })
     };
+    let run = |config: &Config, sampler: Sampler| run_tapped(config, sampler, false);
     let config = Config::embedded_default();
     // Correctness first: with no budgets every record is written.
     let (_, written) = run(&config, Sampler::new(0, 0, 0, 1000));
+    assert_eq!(written, N as u64);
+    let (_, written) = run_tapped(&config, Sampler::new(0, 0, 0, 1000), true);
     assert_eq!(written, N as u64);
 
     let mut g = c.benchmark_group("pipeline");
@@ -46,6 +92,13 @@ fn pipeline(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| run(&config, Sampler::new(0, 0, 0, 1000)).0)
+                .sum()
+        })
+    });
+    g.bench_function("keep_all_zstd1_enrich", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run_tapped(&config, Sampler::new(0, 0, 0, 1000), true).0)
                 .sum()
         })
     });

@@ -48,6 +48,8 @@ pub struct Config {
     pub storage: Storage,
     /// The semantic path.
     pub semantic: Semantic,
+    /// Process and container enrichment.
+    pub enrich: Enrich,
 }
 
 /// `[capture]`
@@ -287,6 +289,51 @@ impl Default for Semantic {
     }
 }
 
+/// Default bound of the process table (entries).
+pub const DEFAULT_PROCESSES_MAX: usize = 32_768;
+/// Default bound of the cgroup table (entries).
+pub const DEFAULT_CGROUPS_MAX: usize = 8_192;
+/// Default time exited processes and removed cgroups stay resolvable.
+pub const DEFAULT_EXIT_GRACE_MS: u64 = 10_000;
+/// Default bytes of each core's queue of lifecycle events to the enrichment thread.
+pub const DEFAULT_ENRICH_QUEUE_BYTES: usize = 1 << 20;
+/// Bounds of the table sizes accepted.
+pub const ENRICH_ENTRIES_MIN: usize = 16;
+pub const ENRICH_ENTRIES_MAX: usize = 1 << 22;
+
+/// `[enrich]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Enrich {
+    /// Keep a process and a container table and write them into the stream (replay
+    /// then names each event's executable, ancestors, user, group and container).
+    pub enabled: bool,
+    /// Process table bound (entries, about 0.5 KiB each); when full, an exited process
+    /// is evicted first, else the youngest live one. Evictions are counted and reported.
+    pub processes_max: usize,
+    /// Cgroup table bound (entries).
+    pub cgroups_max: usize,
+    /// How long an exited process or removed cgroup stays in the tables (ms), so that
+    /// events still in flight resolve.
+    pub exit_grace_ms: u64,
+    /// Bytes of each core thread's queue of lifecycle events to the enrichment thread;
+    /// a full queue drops the copy (counted, and in-band as `enrich_queue_full`), never
+    /// the event.
+    pub queue_bytes: usize,
+}
+
+impl Default for Enrich {
+    fn default() -> Self {
+        Enrich {
+            enabled: true,
+            processes_max: DEFAULT_PROCESSES_MAX,
+            cgroups_max: DEFAULT_CGROUPS_MAX,
+            exit_grace_ms: DEFAULT_EXIT_GRACE_MS,
+            queue_bytes: DEFAULT_ENRICH_QUEUE_BYTES,
+        }
+    }
+}
+
 /// A config that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -497,6 +544,30 @@ impl Config {
             p.push(format!(
                 "semantic.min_importance: {} is not between 0 and 1",
                 self.semantic.min_importance
+            ));
+        }
+        let e = &self.enrich;
+        for (key, v) in [
+            ("processes_max", e.processes_max),
+            ("cgroups_max", e.cgroups_max),
+        ] {
+            if !(ENRICH_ENTRIES_MIN..=ENRICH_ENTRIES_MAX).contains(&v) {
+                p.push(format!(
+                    "enrich.{key}: {v} is not between {ENRICH_ENTRIES_MIN} and {ENRICH_ENTRIES_MAX}"
+                ));
+            }
+        }
+        if e.exit_grace_ms > FLUSH_INTERVAL_MS_MAX {
+            p.push(format!(
+                "enrich.exit_grace_ms: {} is above {FLUSH_INTERVAL_MS_MAX} (one hour)",
+                e.exit_grace_ms
+            ));
+        }
+        if !(65_536..=1 << 30).contains(&e.queue_bytes) {
+            p.push(format!(
+                "enrich.queue_bytes: {} is not between 65536 and {}",
+                e.queue_bytes,
+                1u64 << 30
             ));
         }
         p

@@ -13,6 +13,7 @@ mod cidr;
 pub mod cli;
 pub mod config;
 mod core;
+mod enrich;
 mod error;
 mod filter;
 mod lock;
@@ -32,6 +33,7 @@ pub use error::{Error, Result};
 /// counting-allocator tests. Not a stable API.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::enrich::tap::{TapConsumer, TapProducer, tap as enrich_tap};
     pub use crate::filter::Filter;
     pub use crate::output::json::JsonWriter;
     pub use crate::output::text::write_text;

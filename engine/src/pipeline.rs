@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use storage::block::KINDS_TALLIED;
 use storage::{KIND_LOSS, Loss, LossReason, RecordRef, StorageError, StreamWriter, WriterStats};
 
+use crate::enrich::tap::TapProducer;
 use crate::filter::Filter;
 use crate::outage::{Outage, STORAGE_RETRY_INTERVAL};
 use crate::sampler::{Sampler, class_of, importance};
@@ -33,6 +34,9 @@ pub struct PipelineStats {
     pub loss_records: u64,
     /// Loss records lost with a block that storage failed to write.
     pub loss_records_lost: u64,
+    /// Lifecycle events whose copy for the enrichment tables found its queue full (the
+    /// events themselves went on as usual).
+    pub enrich_dropped: u64,
 }
 
 impl Default for PipelineStats {
@@ -47,6 +51,7 @@ impl Default for PipelineStats {
             notable: 0,
             loss_records: 0,
             loss_records_lost: 0,
+            enrich_dropped: 0,
         }
     }
 }
@@ -65,6 +70,7 @@ impl PipelineStats {
         self.notable += o.notable;
         self.loss_records += o.loss_records;
         self.loss_records_lost += o.loss_records_lost;
+        self.enrich_dropped += o.enrich_dropped;
     }
 }
 
@@ -124,6 +130,11 @@ pub struct Pipeline {
     undecodable_since_ns: u64,
     /// The stream this pipeline writes (named in its own loss records).
     stream_id: u32,
+    /// Where lifecycle events are copied for the enrichment tables, if enrichment is on.
+    tap: Option<TapProducer>,
+    /// Tap drops per kind already reported in-band, and since when.
+    tap_reported: [u64; KIND_MAX],
+    tap_since_ns: u64,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -170,7 +181,15 @@ impl Pipeline {
             undecodable_pending: 0,
             undecodable_since_ns: 0,
             stream_id: 0,
+            tap: None,
+            tap_reported: [0; KIND_MAX],
+            tap_since_ns: 0,
         }
+    }
+
+    /// Copies lifecycle events into `tap` for the enrichment thread.
+    pub fn set_tap(&mut self, tap: TapProducer) {
+        self.tap = Some(tap);
     }
 
     /// Handles one record read from a ring.
@@ -186,6 +205,12 @@ impl Pipeline {
         };
         let k = ev.kind as usize;
         self.stats.delivered[k] += 1;
+        if let Some(tap) = &mut self.tap
+            && crate::enrich::is_lifecycle(&ev)
+            && !tap.push(k, &bytes[..ev.header.len as usize])
+        {
+            self.stats.enrich_dropped += 1;
+        }
         if !self.filter.keep(&ev) {
             self.stats.filtered[k] += 1;
             return;
@@ -384,6 +409,7 @@ impl Pipeline {
         self.retry_storage(now, true);
         if self.writer.failure().is_none() {
             self.tick_undecodable(now);
+            self.tick_tap(now);
             if let Err(e) = self.writer.flush().and_then(|()| self.writer.seal()) {
                 self.fail(e, now);
             }
@@ -426,6 +452,7 @@ impl Pipeline {
             }
         }
         self.tick_undecodable(now_ns);
+        self.tick_tap(now_ns);
         if self.flush_interval_ns > 0
             && now_ns.saturating_sub(self.last_flush_ns) >= self.flush_interval_ns
         {
@@ -438,6 +465,32 @@ impl Pipeline {
         if let Err(e) = self.writer.tick() {
             self.fail(e, now_ns);
         }
+    }
+
+    /// Lifecycle events whose copy for the enrichment tables was dropped since the last
+    /// tick, in-band per kind.
+    fn tick_tap(&mut self, now_ns: u64) {
+        let Some(tap) = &self.tap else {
+            return;
+        };
+        let dropped = tap.dropped;
+        for (k, &d) in dropped.iter().enumerate() {
+            let new = d - self.tap_reported[k];
+            if new == 0 {
+                continue;
+            }
+            self.tap_reported[k] = d;
+            self.loss(&Loss {
+                stream: self.stream_id,
+                cpu: u32::MAX,
+                kind: k as u16,
+                reason: LossReason::EnrichQueueFull as u16,
+                count: new,
+                start_ns: self.tap_since_ns,
+                end_ns: now_ns,
+            });
+        }
+        self.tap_since_ns = now_ns;
     }
 
     /// Undecodable records since the last tick, in-band.

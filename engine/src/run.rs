@@ -15,6 +15,9 @@ use storage::{Durability, Loss, LossReason, StreamWriter, WriterConfig};
 
 use crate::config::{Config, DurabilityMode};
 use crate::core::{CONTROL_QUEUE_CAPACITY, Core, CoreMsg, CoreReport, CoreShared};
+use crate::enrich::enricher::{ENRICH_STREAM_ID, EnrichReport, EnrichShared, Enricher};
+use crate::enrich::tap::tap;
+use crate::enrich::tracker::{Sources, Tracker};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
@@ -34,11 +37,14 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         .categories
         .iter()
         .filter_map(|n| Category::from_name(n))
-        // A category none of whose kinds is kept is not attached at all.
+        // A category none of whose kinds is kept is not attached at all, except the
+        // lifecycle categories enrichment feeds on (their events are then filtered out
+        // of the raw path in user space, after the enrichment thread has its copy).
         .filter(|cat| {
-            Kind::ALL
-                .iter()
-                .any(|k| k.category() == *cat && mask & (1u64 << (*k as u16)) != 0)
+            (c.enrich.enabled && matches!(cat, Category::Process | Category::Container))
+                || Kind::ALL
+                    .iter()
+                    .any(|k| k.category() == *cat && mask & (1u64 << (*k as u16)) != 0)
         })
         .collect();
     let mut rate = [0u64; 8];
@@ -138,6 +144,8 @@ pub struct Summary {
     pub kernel: Vec<KindCounters>,
     pub user: PipelineStats,
     pub cores: Vec<CoreReport>,
+    /// The enrichment thread's report, when enrichment is on.
+    pub enrich: Option<EnrichReport>,
     pub elapsed: Duration,
 }
 
@@ -258,6 +266,28 @@ impl Summary {
         for c in &self.cores {
             if let Some(e) = &c.storage_error {
                 writeln!(out, "core {}: storage failed: {e}", c.id)?;
+            }
+        }
+        if let Some(e) = &self.enrich {
+            let dropped = self.user.enrich_dropped;
+            writeln!(
+                out,
+                "enrichment: {} lifecycle events applied; tables at the stop: {} processes (bound enrich.processes_max = {}), {} cgroups (bound enrich.cgroups_max = {}); evicted {} processes, {} cgroups; {} looked up in /proc; {} records on disk ({} snapshots), {} lost; {} copies dropped (enrich_queue_full)",
+                e.applied,
+                e.processes,
+                e.processes_max,
+                e.cgroups,
+                e.cgroups_max,
+                e.tracker.processes_evicted,
+                e.tracker.cgroups_evicted,
+                e.tracker.proc_lookups,
+                e.records,
+                e.snapshots,
+                e.records_lost,
+                dropped
+            )?;
+            if let Some(err) = &e.storage_error {
+                writeln!(out, "enrichment stream: storage failed: {err}")?;
             }
         }
         Ok(())
@@ -419,11 +449,30 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 .into(),
         ));
     }
+    let cpus = config.core_cpus();
+    let n = cpus.len();
+    let enrich = config.enrich.enabled;
+    // Streams sharing the retention budget: one per core, and the enrichment stream.
+    let streams = n as u32 + u32::from(enrich);
+    for cat in [Category::Process, Category::Container] {
+        if enrich && !capture.categories.contains(&cat) {
+            eprintln!(
+                "engine: enrichment: capture.categories has no {:?}: the {} table is kept from the start scan only",
+                cat.name(),
+                if cat == Category::Process {
+                    "process"
+                } else {
+                    "cgroup"
+                }
+            );
+        }
+    }
+    // Before the capture starts: the start scan is stamped with it, so every captured
+    // event sorts after it in replay.
+    let start_ns = monotonic_ns();
     let mut collector =
         Collector::load(&capture).map_err(Error::capture("starting kernel capture"))?;
     let rings = collector.take_rings();
-    let cpus = config.core_cpus();
-    let n = cpus.len();
     // Each CPU's ring goes to the core thread pinned to that CPU, else round robin.
     let mut per_core: Vec<Vec<bpf::CpuRing>> = (0..n).map(|_| Vec::new()).collect();
     let mut ring_owner = vec![
@@ -446,9 +495,10 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let mut cores = Vec::with_capacity(n);
     let mut controls = Vec::with_capacity(n);
     let mut shared = Vec::with_capacity(n);
+    let mut taps = Vec::with_capacity(n);
     for (id, rings) in per_core.into_iter().enumerate() {
         let writer =
-            StreamWriter::create(writer_config(config, id as u32, n as u32)).map_err(|source| {
+            StreamWriter::create(writer_config(config, id as u32, streams)).map_err(|source| {
                 Error::Storage {
                     what: format!("opening stream {id}"),
                     source: Box::new(source),
@@ -472,6 +522,11 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         let mut pipeline = pipeline;
         pipeline.set_flush_interval(config.storage.flush_interval_ms);
         pipeline.set_stream_id(id as u32);
+        if enrich {
+            let (p, c) = tap(config.enrich.queue_bytes);
+            pipeline.set_tap(p);
+            taps.push(c);
+        }
         let (producer, consumer) = rtrb::RingBuffer::new(CONTROL_QUEUE_CAPACITY);
         let sh = Arc::new(CoreShared::default());
         controls.push(producer);
@@ -488,6 +543,35 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             publish_every: Duration::from_millis(config.engine.status_interval_ms.clamp(100, 1000)),
         });
     }
+    let enricher = if enrich {
+        let e = &config.enrich;
+        let writer = StreamWriter::create(writer_config(config, ENRICH_STREAM_ID, streams))
+            .map_err(|source| Error::Storage {
+                what: "opening the enrichment stream".into(),
+                source: Box::new(source),
+            })?;
+        for r in writer.recovered() {
+            eprintln!("engine: {r}");
+        }
+        let tracker = Tracker::new(
+            e.processes_max,
+            e.cgroups_max,
+            e.exit_grace_ms.saturating_mul(1_000_000),
+            Sources::host(),
+        );
+        let enricher = Enricher::start(
+            tracker,
+            writer,
+            taps,
+            start_ns,
+            config.storage.flush_interval_ms,
+        );
+        eprintln!("engine: enrichment: {}", enricher.describe());
+        Some(enricher)
+    } else {
+        None
+    };
+    let enrich_shared = Arc::new(EnrichShared::default());
     eprintln!(
         "engine: {} core thread(s) on CPUs {:?}, writing to {}; attached {}",
         n,
@@ -499,92 +583,124 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let status_every = Duration::from_millis(config.engine.status_interval_ms);
-    let reports = std::thread::scope(|scope| -> Result<Vec<CoreReport>> {
-        let handles: Vec<_> = cores
-            .into_iter()
-            .map(|core| {
-                let stop = &stop;
-                std::thread::Builder::new()
-                    .name(format!("core-{}", core.id))
-                    .spawn_scoped(scope, move || core.run(stop))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(Error::io("spawning core threads"))?;
-        // Whatever ends this closure (an error, a panic), the core threads are told to
-        // stop, so the scope can join them.
-        let _stop_cores = StopOnDrop(&stop);
+    let cores_done = AtomicBool::new(false);
+    let (reports, enrich_report) = std::thread::scope(
+        |scope| -> Result<(Vec<CoreReport>, Option<EnrichReport>)> {
+            let enrich_handle = match enricher {
+                Some(e) => {
+                    let (done, sh) = (&cores_done, enrich_shared.clone());
+                    Some(
+                        std::thread::Builder::new()
+                            .name("enrich".into())
+                            .spawn_scoped(scope, move || e.run(done, sh))
+                            .map_err(Error::io("spawning the enrichment thread"))?,
+                    )
+                }
+                None => None,
+            };
+            // However this closure ends, the enrichment thread is told the cores are done.
+            let _enrich_done = StopOnDrop(&cores_done);
+            let handles: Vec<_> = cores
+                .into_iter()
+                .map(|core| {
+                    let stop = &stop;
+                    std::thread::Builder::new()
+                        .name(format!("core-{}", core.id))
+                        .spawn_scoped(scope, move || core.run(stop))
+                })
+                .collect::<Result<_, _>>()
+                .map_err(Error::io("spawning core threads"))?;
+            // Whatever ends this closure (an error, a panic), the core threads are told to
+            // stop, so the scope can join them.
+            let _stop_cores = StopOnDrop(&stop);
 
-        let mut outbox = LossOutbox::new(controls, ring_owner);
-        let mut prev: PerCpu = Vec::new();
-        let mut prev_ns = monotonic_ns();
-        let mut last_loss = Instant::now();
-        let mut last_status = Instant::now();
-        let mut last_written = vec![0u64; n];
-        loop {
-            let done =
-                signals::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            if signals::take_reopen() {
-                eprintln!("engine: SIGHUP: sealing the current segment of every stream");
-                outbox.broadcast(CoreMsg::Reopen);
-            }
-            if last_loss.elapsed() >= LOSS_INTERVAL {
-                last_loss = Instant::now();
-                // A failed read is retried next interval (the deltas then cover both);
-                // the final read at the stop must succeed.
-                match collector.counters_per_cpu() {
-                    Ok(now) => {
-                        let now_ns = monotonic_ns();
-                        loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
-                        outbox.retry();
-                        prev = now;
-                        prev_ns = now_ns;
+            let mut outbox = LossOutbox::new(controls, ring_owner);
+            let mut prev: PerCpu = Vec::new();
+            let mut prev_ns = monotonic_ns();
+            let mut last_loss = Instant::now();
+            let mut last_status = Instant::now();
+            let mut last_written = vec![0u64; n];
+            loop {
+                let done =
+                    signals::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
+                if done {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                if signals::take_reopen() {
+                    eprintln!("engine: SIGHUP: sealing the current segment of every stream");
+                    outbox.broadcast(CoreMsg::Reopen);
+                    enrich_shared.reopen.store(true, Ordering::Release);
+                }
+                if last_loss.elapsed() >= LOSS_INTERVAL {
+                    last_loss = Instant::now();
+                    // A failed read is retried next interval (the deltas then cover both);
+                    // the final read at the stop must succeed.
+                    match collector.counters_per_cpu() {
+                        Ok(now) => {
+                            let now_ns = monotonic_ns();
+                            loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
+                            outbox.retry();
+                            prev = now;
+                            prev_ns = now_ns;
+                        }
+                        Err(e) => eprintln!("engine: reading kernel counters: {e}; retrying"),
                     }
-                    Err(e) => eprintln!("engine: reading kernel counters: {e}; retrying"),
+                }
+                let asked = signals::take_status();
+                if asked
+                    || (status && !status_every.is_zero() && last_status.elapsed() >= status_every)
+                {
+                    let secs = last_status.elapsed().as_secs_f64();
+                    print_status(
+                        &shared,
+                        enrich.then_some(&*enrich_shared),
+                        &prev,
+                        &mut last_written,
+                        secs,
+                    );
+                    last_status = Instant::now();
                 }
             }
-            let asked = signals::take_status();
-            if asked || (status && !status_every.is_zero() && last_status.elapsed() >= status_every)
-            {
-                let secs = last_status.elapsed().as_secs_f64();
-                print_status(&shared, &prev, &mut last_written, secs);
-                last_status = Instant::now();
+            // Stop producing, let in-flight programs finish, take the final counters, queue
+            // the last losses, then let the cores drain their rings to the end and close.
+            collector
+                .stop()
+                .map_err(Error::capture("detaching programs"))?;
+            std::thread::sleep(Duration::from_millis(20));
+            let now = collector
+                .counters_per_cpu()
+                .map_err(Error::capture("reading kernel counters"))?;
+            loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
+                outbox.send(cpu, l)
+            });
+            // The cores are still running and popping: every pending loss gets its place
+            // before they are told to stop (nothing is left unwritten for want of room).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !outbox.retry() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
             }
-        }
-        // Stop producing, let in-flight programs finish, take the final counters, queue
-        // the last losses, then let the cores drain their rings to the end and close.
-        collector
-            .stop()
-            .map_err(Error::capture("detaching programs"))?;
-        std::thread::sleep(Duration::from_millis(20));
-        let now = collector
-            .counters_per_cpu()
-            .map_err(Error::capture("reading kernel counters"))?;
-        loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
-            outbox.send(cpu, l)
-        });
-        // The cores are still running and popping: every pending loss gets its place
-        // before they are told to stop (nothing is left unwritten for want of room).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !outbox.retry() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if outbox.pending() > 0 {
-            eprintln!(
-                "engine: {} loss report(s) could not be written in-band (a core thread stopped taking them); their counts are in the accounting below",
-                outbox.pending()
-            );
-        }
-        stop.store(true, Ordering::Release);
-        let mut reports = Vec::with_capacity(n);
-        for h in handles {
-            reports.push(h.join().map_err(|_| Error::CorePanicked)?);
-        }
-        Ok(reports)
-    })?;
+            if outbox.pending() > 0 {
+                eprintln!(
+                    "engine: {} loss report(s) could not be written in-band (a core thread stopped taking them); their counts are in the accounting below",
+                    outbox.pending()
+                );
+            }
+            stop.store(true, Ordering::Release);
+            let mut reports = Vec::with_capacity(n);
+            for h in handles {
+                reports.push(h.join().map_err(|_| Error::CorePanicked)?);
+            }
+            // Every lifecycle copy is queued now: the enrichment thread applies the rest,
+            // writes it and seals its stream.
+            cores_done.store(true, Ordering::Release);
+            let enrich_report = match enrich_handle {
+                Some(h) => Some(h.join().map_err(|_| Error::CorePanicked)?),
+                None => None,
+            };
+            Ok((reports, enrich_report))
+        },
+    )?;
     let kernel = collector
         .counters()
         .map_err(Error::capture("reading kernel counters"))?;
@@ -596,11 +712,18 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         kernel,
         user,
         cores: reports,
+        enrich: enrich_report,
         elapsed: started.elapsed(),
     })
 }
 
-fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut [u64], secs: f64) {
+fn print_status(
+    shared: &[Arc<CoreShared>],
+    enrich: Option<&EnrichShared>,
+    kernel: &PerCpu,
+    last_written: &mut [u64],
+    secs: f64,
+) {
     let per_core: Vec<u64> = shared
         .iter()
         .map(|s| s.written.load(Ordering::Relaxed))
@@ -693,6 +816,19 @@ fn print_status(shared: &[Arc<CoreShared>], kernel: &PerCpu, last_written: &mut 
             q(&l.event_age, 0.999),
         ));
     }
+    if let Some(e) = enrich {
+        line.push_str(&format!(
+            "; enrich {} processes, {} cgroups, {} evicted",
+            e.processes.load(Ordering::Relaxed),
+            e.cgroups.load(Ordering::Relaxed),
+            e.evicted.load(Ordering::Relaxed)
+        ));
+        if let Ok(err) = e.error.lock()
+            && let Some(err) = err.as_ref()
+        {
+            line.push_str(&format!("; ENRICHMENT STREAM STOPPED ({err})"));
+        }
+    }
     for (i, s) in shared.iter().enumerate() {
         if let Ok(e) = s.storage_error.lock()
             && let Some(e) = e.as_ref()
@@ -735,7 +871,12 @@ pub fn main_job(
     if hooks != accounted {
         return Err(Error::Accounting { hooks, accounted });
     }
-    if summary.cores.iter().any(|c| c.storage_error.is_some()) {
+    if summary.cores.iter().any(|c| c.storage_error.is_some())
+        || summary
+            .enrich
+            .as_ref()
+            .is_some_and(|e| e.storage_error.is_some())
+    {
         return Err(Error::StorageFailed);
     }
     Ok(())

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use bpf::abi::KIND_MAX;
 use bpf::{CaptureConfig, Collector, Kind, Poller, decode};
 
+use crate::config::{DEFAULT_CGROUPS_MAX, DEFAULT_EXIT_GRACE_MS, DEFAULT_PROCESSES_MAX};
+use crate::enrich::tracker::{Sources, Tracker};
 use crate::error::{Error, Result};
+use crate::pipeline::monotonic_ns;
 
 /// What the tail saw, per kind id: records delivered to user space and records that
 /// did not decode.
@@ -25,6 +28,16 @@ pub fn run(
 ) -> Result<(Collector, TailStats)> {
     let mut collector =
         Collector::load(config).map_err(Error::capture("starting kernel capture"))?;
+    // The same tables as the main job's enrichment, kept here and never written.
+    let mut tracker = Tracker::new(
+        DEFAULT_PROCESSES_MAX,
+        DEFAULT_CGROUPS_MAX,
+        DEFAULT_EXIT_GRACE_MS * 1_000_000,
+        Sources::host(),
+    );
+    tracker.scan(monotonic_ns());
+    tracker.take_updates().for_each(drop);
+    let mut next_expire = monotonic_ns();
     eprintln!("engine: attached {}", collector.attached().join(", "));
     let mut rings = collector.take_rings();
     let mut poller = Poller::new(&rings).map_err(Error::io("creating epoll instance"))?;
@@ -40,12 +53,26 @@ pub fn run(
             total += ring.drain(4096, |bytes| match decode(bytes) {
                 Ok(ev) => {
                     stats.delivered[ev.kind as usize] += 1;
+                    if crate::enrich::is_lifecycle(&ev) {
+                        tracker.event(&ev);
+                    } else {
+                        // Live, a process the tables do not know yet can be read now.
+                        tracker.ensure(ev.header.pid, ev.header.ts_ns);
+                    }
+                    tracker.take_updates().for_each(drop);
                     if result.is_ok() {
-                        result = crate::output::text::write_text(&mut *out, &ev);
+                        let e = tracker.tables.lookup(ev.header);
+                        result = crate::output::text::write_text_enriched(&mut *out, &ev, &e);
                     }
                 }
                 Err(_) => stats.undecodable += 1,
             });
+        }
+        let now = monotonic_ns();
+        if now >= next_expire {
+            next_expire = now + 1_000_000_000;
+            tracker.expire(now);
+            tracker.take_updates().for_each(drop);
         }
         result.map(|_| total)
     };

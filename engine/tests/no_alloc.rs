@@ -172,3 +172,43 @@ fn segment_rotations_reuse_buffers_and_allocate_little() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_enrichment_tap_allocates_nothing() {
+    let dir = std::env::temp_dir().join(format!("engine-noalloc-tap-{}", std::process::id()));
+    let (mut p, hot) = warmed_up(&dir, |c| c.storage.block_bytes = 256 << 10);
+    let (producer, mut consumer) = engine::internals::enrich_tap(1 << 20);
+    p.set_tap(producer);
+    // Lifecycle records (exec), which the pipeline copies into the tap.
+    let len = Kind::ProcessExec.record_len();
+    let exec: Vec<Vec<u64>> = (0..1000)
+        .map(|i| {
+            let mut words = vec![0u64; len / 8];
+            let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            let h: &mut EventHeader = bytemuck::from_bytes_mut(&mut b[..64]);
+            h.ts_ns = 5_000_000 + i as u64;
+            h.kind = Kind::ProcessExec as u16;
+            h.len = len as u32;
+            h.pid = 7;
+            words
+        })
+        .collect();
+    let mut drained = Vec::with_capacity(4096);
+    let mut copies = 0;
+    let before = ALLOCS.with(Cell::get);
+    for (i, r) in hot.iter().enumerate().take(100_000) {
+        p.process(bytemuck::cast_slice(r));
+        if i % 100 == 0 {
+            p.process(bytemuck::cast_slice(&exec[(i / 100) % exec.len()]));
+            while consumer.pop_into(&mut drained) {
+                copies += 1;
+            }
+        }
+    }
+    let allocations = ALLOCS.with(Cell::get) - before;
+    assert_eq!(copies, 1000, "every exec copied");
+    assert_eq!(p.stats.enrich_dropped, 0);
+    assert_eq!(allocations, 0, "{allocations} allocations with the tap on");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

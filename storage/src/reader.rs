@@ -38,6 +38,14 @@ pub struct ReadOptions {
     pub kinds: Option<Vec<u16>>,
     /// Only these stream ids; `None`: all.
     pub streams: Option<Vec<u32>>,
+    /// Records of these kinds are also handed out as *context* ([`Located::context`])
+    /// when the time range or `kinds` would leave them out: in each stream, from the
+    /// head of its *context segment* (the last segment whose first record is at or
+    /// before the range's start; the first segment when none is) up to the range's end.
+    /// For state that a writer puts at the head of every segment (a snapshot) and then
+    /// updates: reading from `from_ns` still rebuilds the state at `from_ns`, with work
+    /// bounded by one segment. `None`: no context (exactly the records wanted).
+    pub context_kinds: Option<Vec<u16>>,
 }
 
 impl Default for ReadOptions {
@@ -48,6 +56,7 @@ impl Default for ReadOptions {
             wall_clock: false,
             kinds: None,
             streams: None,
+            context_kinds: None,
         }
     }
 }
@@ -57,6 +66,18 @@ impl ReadOptions {
         self.kinds
             .as_ref()
             .map_or(u64::MAX, |ks| ks.iter().fold(0, |m, &k| m | kind_bit(k)))
+    }
+
+    fn context_mask(&self) -> u64 {
+        self.context_kinds
+            .as_ref()
+            .map_or(0, |ks| ks.iter().fold(0, |m, &k| m | kind_bit(k)))
+    }
+
+    fn is_context_kind(&self, kind: u16) -> bool {
+        self.context_kinds
+            .as_ref()
+            .is_some_and(|ks| ks.contains(&kind))
     }
 
     /// The wanted times as an inclusive range of monotonic ns for a segment with offset
@@ -119,6 +140,9 @@ struct Ready {
     mono_to_wall_ns: i64,
     /// The wanted times (inclusive) in this block's monotonic clock.
     bounds: Option<(u64, u64)>,
+    /// In a segment at or after the stream's context segment: context-kind records at
+    /// or before this time are handed out as context.
+    context_hi: Option<u64>,
 }
 
 impl Default for Ready {
@@ -131,6 +155,7 @@ impl Default for Ready {
             offset: 0,
             mono_to_wall_ns: 0,
             bounds: None,
+            context_hi: None,
         }
     }
 }
@@ -156,11 +181,24 @@ fn decode_worker(
     counters: Arc<Counters>,
 ) {
     let mut buf = Vec::new();
-    for seg in &segments {
+    let context_mask = opts.context_mask();
+    let context_from = if context_mask == 0 {
+        usize::MAX
+    } else {
+        context_segment(&segments, &opts)
+    };
+    for (i, seg) in segments.iter().enumerate() {
         let path: Arc<Path> = Arc::from(seg.path());
         let range = opts.mono_range(seg.header().mono_to_wall_ns);
+        let context_hi = if i >= context_from {
+            range.map(|(_, hi)| hi)
+        } else {
+            None
+        };
         for meta in seg.blocks() {
-            if !range.is_some_and(|(lo, hi)| meta.overlaps_inclusive(lo, hi, mask)) {
+            let wanted = range.is_some_and(|(lo, hi)| meta.overlaps_inclusive(lo, hi, mask));
+            let context = context_hi.is_some_and(|hi| meta.overlaps_inclusive(0, hi, context_mask));
+            if !wanted && !context {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -174,6 +212,7 @@ fn decode_worker(
             ready.offset = meta.offset;
             ready.mono_to_wall_ns = seg.header().mono_to_wall_ns;
             ready.bounds = range;
+            ready.context_hi = context_hi;
             let entries = ready.block.entries();
             ready.order.clear();
             ready.order.extend(0..entries.len() as u32);
@@ -185,12 +224,35 @@ fn decode_worker(
     }
 }
 
+/// The index of a stream's context segment (see [`ReadOptions::context_kinds`]): the
+/// last segment whose first record is at or before the range's start, else the first.
+fn context_segment(segments: &[Segment], opts: &ReadOptions) -> usize {
+    let mut found = 0;
+    for (i, seg) in segments.iter().enumerate() {
+        let Some((lo, _)) = opts.mono_range(seg.header().mono_to_wall_ns) else {
+            continue;
+        };
+        let first = seg
+            .blocks()
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| b.min_ts)
+            .min();
+        if first.is_some_and(|t| t <= lo) {
+            found = i;
+        }
+    }
+    found
+}
+
 struct StreamCursor {
     id: u32,
     blocks: Receiver<Result<Ready, StorageError>>,
     recycle: Sender<Ready>,
     current: Ready,
     pos: usize,
+    /// Whether the current record is handed out as context only.
+    context: bool,
 }
 
 impl StreamCursor {
@@ -200,6 +262,13 @@ impl StreamCursor {
             while self.pos < self.current.order.len() {
                 let e = &self.current.block.entries()[self.current.order[self.pos] as usize];
                 if opts.wants(e.ts_ns, e.kind, self.current.bounds) {
+                    self.context = false;
+                    return Ok(true);
+                }
+                if self.current.context_hi.is_some_and(|hi| e.ts_ns <= hi)
+                    && opts.is_context_kind(e.kind)
+                {
+                    self.context = true;
                     return Ok(true);
                 }
                 self.pos += 1;
@@ -226,6 +295,7 @@ impl StreamCursor {
             index,
             mono_to_wall_ns: self.current.mono_to_wall_ns,
             record: self.current.block.record(index as usize),
+            context: self.context,
         }
     }
 }
@@ -266,6 +336,9 @@ pub struct Located<'a> {
     /// `wall_ns = record.ts_ns + mono_to_wall_ns`, from the record's own segment.
     pub mono_to_wall_ns: i64,
     pub record: RecordRef<'a>,
+    /// Handed out only as context ([`ReadOptions::context_kinds`]): outside the time
+    /// range or the kinds asked for.
+    pub context: bool,
 }
 
 impl Located<'_> {
@@ -403,6 +476,7 @@ impl Reader {
                 recycle,
                 current: Ready::default(),
                 pos: 0,
+                context: false,
             });
         }
         Ok(reader)

@@ -33,6 +33,9 @@ pub enum LossReason {
     StorageError = 5,
     /// The kernel's per-CPU token bucket rejected them (a configured rate limit).
     KernelRateLimited = 6,
+    /// The copy of a lifecycle event for the enrichment tables did not fit in its queue
+    /// (the event itself was kept): enrichment may be missing after this.
+    EnrichQueueFull = 7,
 }
 
 impl LossReason {
@@ -45,6 +48,7 @@ impl LossReason {
             LossReason::Undecodable => "undecodable",
             LossReason::StorageError => "storage_error",
             LossReason::KernelRateLimited => "kernel_rate_limited",
+            LossReason::EnrichQueueFull => "enrich_queue_full",
         }
     }
 
@@ -57,6 +61,7 @@ impl LossReason {
             4 => LossReason::Undecodable,
             5 => LossReason::StorageError,
             6 => LossReason::KernelRateLimited,
+            7 => LossReason::EnrichQueueFull,
             _ => return None,
         })
     }
@@ -140,7 +145,7 @@ mod tests {
         assert_eq!(Loss::decode(&l.encode()), Some(l));
         assert_eq!(Loss::decode(&[0; 39]), None);
         assert_eq!(l.known_reason(), Some(LossReason::KernelRingFull));
-        for id in 1..=6 {
+        for id in 1..=7 {
             assert_eq!(LossReason::from_id(id).map(|r| r as u16), Some(id));
         }
     }

@@ -391,6 +391,13 @@ impl StreamWriter {
         (self.stats.blocks, self.stats.last_block_ns)
     }
 
+    /// The sequence number of the segment that the records buffered now, and the next
+    /// one appended, will be written to. A writer that puts state at the head of every
+    /// segment (a snapshot) watches this change.
+    pub fn head_segment(&self) -> u64 {
+        self.seg.as_ref().map_or(self.next_seq, |s| s.name.seq)
+    }
+
     /// The stream directory.
     pub fn dir(&self) -> &Path {
         &self.dir

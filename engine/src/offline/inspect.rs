@@ -6,9 +6,10 @@ use std::path::Path;
 use storage::Stats;
 
 use super::{ensure_dir, write_skipped};
+use crate::enrich::enricher::ENRICH_STREAM_ID;
 use crate::error::Result;
 use crate::output::text::WallTime;
-use crate::output::{kind_name, reason_name};
+use crate::output::{reason_name, record_kind_name};
 
 /// `engine inspect`: what a data directory holds.
 pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
@@ -18,10 +19,23 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
     let mut rows: Vec<(String, storage::StreamStats)> = stats
         .streams
         .iter()
-        .map(|s| (format!("stream {}", s.id), s.clone()))
+        .map(|s| {
+            let name = if s.id == ENRICH_STREAM_ID {
+                format!(
+                    "stream {} (enrichment: process and cgroup table records, not events)",
+                    s.id
+                )
+            } else {
+                format!("stream {}", s.id)
+            };
+            (name, s.clone())
+        })
         .collect();
-    if rows.len() > 1 {
-        rows.push(("total".to_string(), stats.total()));
+    // The total is of the event streams: table records are not events.
+    let mut events_only = stats.clone();
+    events_only.streams.retain(|s| s.id != ENRICH_STREAM_ID);
+    if events_only.streams.len() > 1 {
+        rows.push(("total (event streams)".to_string(), events_only.total()));
     }
     for (name, s) in &rows {
         let off = s.mono_to_wall_ns as i128;
@@ -74,7 +88,7 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
         let kinds: Vec<String> = s
             .per_kind
             .iter()
-            .map(|(k, c)| format!("{} {c}", kind_name(*k)))
+            .map(|(k, c)| format!("{} {c}", record_kind_name(*k)))
             .collect();
         writeln!(out, "  kinds: {}", kinds.join(", "))?;
         if s.saturated {

@@ -17,6 +17,8 @@ use storage::{KIND_LOSS, Loss, ReadOptions, Reader};
 
 use super::time::TimeRange;
 use super::{ensure_dir, write_skipped};
+use crate::enrich::record::{KIND_CGROUP, KIND_PROCESS};
+use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
 use crate::output::text::{WallTime, write_loss, write_replay};
@@ -94,6 +96,9 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
         wall_clock: from_unix_ns.is_some() || to_unix_ns.is_some(),
         kinds: (!kinds.is_empty()).then_some(kinds),
         streams: None,
+        // The table records, whatever the kinds asked for, from the head of the segment
+        // that covers `--from` (it starts with a snapshot): the tables at `--from`.
+        context_kinds: Some(vec![KIND_PROCESS, KIND_CGROUP]),
     })
 }
 
@@ -113,6 +118,7 @@ pub fn replay<W: Write, D: Write>(
     let progress = is_tty();
     let blocks = reader.progress();
     let mut json = JsonWriter::default();
+    let mut tables = Tables::for_reader();
     let mut last_progress = Instant::now();
     let mut summary = ReplaySummary::default();
     let mut seen = 0u64;
@@ -136,7 +142,15 @@ pub fn replay<W: Write, D: Write>(
         }
         // Each record's own segment says how its boot's clock maps to wall time.
         let wall = rec.ts_ns as i128 + loc.mono_to_wall_ns as i128;
-        let problem = if rec.kind == KIND_LOSS {
+        let problem = if rec.kind == KIND_PROCESS || rec.kind == KIND_CGROUP {
+            // Table updates: applied, never shown.
+            match tables.apply_record(rec.kind, rec.bytes) {
+                Ok(_) => continue,
+                Err(e) => e.to_string(),
+            }
+        } else if loc.context {
+            continue;
+        } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {
                 continue;
             }
@@ -166,12 +180,14 @@ pub fn replay<W: Write, D: Write>(
                     {
                         continue;
                     }
+                    let e = tables.lookup(h);
                     match format {
                         Format::Json => {
                             json.event(&ev, rec.weight, wall);
+                            json.enrichment(&ev, &e);
                             out.write_all(json.bytes())?;
                         }
-                        Format::Text => write_replay(out, &ev, rec.weight, wall)?,
+                        Format::Text => write_replay(out, &ev, rec.weight, wall, Some(&e))?,
                     }
                     summary.shown += 1;
                     continue;
@@ -186,11 +202,7 @@ pub fn replay<W: Write, D: Write>(
             loc.path.display(),
             loc.block_offset,
             loc.index,
-            if rec.kind == KIND_LOSS {
-                "loss".into()
-            } else {
-                crate::output::kind_name(rec.kind)
-            },
+            crate::output::record_kind_name(rec.kind),
             WallTime(wall),
             rec.ts_ns
         );

@@ -18,9 +18,14 @@ pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
         abi_version: Some(bpf::abi::ABI_VERSION),
         ..VerifyOptions::default()
     };
-    let report = verify_dir(dir, &opts, &mut |r| {
-        bpf::decode(r.bytes).map(drop).map_err(|e| e.to_string())
-    })?;
+    let report = verify_dir(
+        dir,
+        &opts,
+        &mut |r| match crate::enrich::record::check(r.kind, r.bytes) {
+            Some(table_record) => table_record.map_err(|e| e.to_string()),
+            None => bpf::decode(r.bytes).map(drop).map_err(|e| e.to_string()),
+        },
+    )?;
     write_report(dir, &report, out)?;
     Ok(report.is_sound())
 }

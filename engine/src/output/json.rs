@@ -10,6 +10,8 @@ use storage::Loss;
 
 use super::time::timestamp;
 use super::{ip, kind_name, reason_name};
+use crate::enrich::container::Placement;
+use crate::enrich::tables::Enrichment;
 
 /// A JSON line builder writing straight into a reused byte buffer: integers through
 /// `itoa`, strings escaped byte-wise, the date part of timestamps cached per second.
@@ -396,6 +398,58 @@ impl JsonWriter {
                 }
                 self.buf.push(b']');
             }
+        }
+        self.buf.extend_from_slice(b"}\n");
+    }
+
+    /// Adds what the enrichment tables say to the event line just written by
+    /// [`JsonWriter::event`]: `exe` (not for `process.exec`, whose own `exe` is the new
+    /// one), `ancestors`, `user`, `group`, `container`, each only where known.
+    pub(crate) fn enrichment(&mut self, ev: &Event<'_>, e: &Enrichment<'_>) {
+        if !self.buf.ends_with(b"}\n") {
+            return;
+        }
+        self.buf.truncate(self.buf.len() - 2);
+        if let Some(exe) = e.exe
+            && !matches!(ev.payload, Payload::ProcessExec(_))
+        {
+            self.field("exe", Str(exe.as_bytes()));
+        }
+        if !e.ancestors().is_empty() {
+            self.buf.extend_from_slice(b",\"ancestors\":[");
+            for (i, (pid, exe)) in e.ancestors().iter().enumerate() {
+                if i > 0 {
+                    self.buf.push(b',');
+                }
+                self.buf.extend_from_slice(b"{\"pid\":");
+                pid.write_to(self);
+                if let Some(exe) = exe {
+                    self.field("exe", Str(exe.as_bytes()));
+                }
+                self.buf.push(b'}');
+            }
+            self.buf.push(b']');
+        }
+        if let Some(u) = e.user {
+            self.field("user", Str(u.as_bytes()));
+        }
+        if let Some(g) = e.group {
+            self.field("group", Str(g.as_bytes()));
+        }
+        match e.container {
+            Some(Placement::Host) => self
+                .buf
+                .extend_from_slice(b",\"container\":{\"id\":\"host\"}"),
+            Some(Placement::Container(c)) => {
+                self.buf.extend_from_slice(b",\"container\":{\"id\":");
+                self.string(c.id.as_bytes());
+                self.field("runtime", Str(c.runtime.name().as_bytes()));
+                if let Some(pod) = &c.pod_uid {
+                    self.field("pod_uid", Str(pod.as_bytes()));
+                }
+                self.buf.push(b'}');
+            }
+            None => {}
         }
         self.buf.extend_from_slice(b"}\n");
     }

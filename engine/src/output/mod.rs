@@ -27,6 +27,17 @@ pub fn kind_name(id: u16) -> Cow<'static, str> {
     Kind::from_id(id).map_or_else(|| format!("kind_{id}").into(), |k| k.name().into())
 }
 
+/// The name of a stored record's kind: an event kind, `loss`, or the enrichment
+/// stream's `enrich.process` and `enrich.cgroup`.
+pub fn record_kind_name(id: u16) -> Cow<'static, str> {
+    match id {
+        storage::KIND_LOSS => "loss".into(),
+        crate::enrich::record::KIND_PROCESS => "enrich.process".into(),
+        crate::enrich::record::KIND_CGROUP => "enrich.cgroup".into(),
+        _ => kind_name(id),
+    }
+}
+
 /// The name of a loss reason id, `reason_<id>` when unknown.
 pub fn reason_name(id: u16) -> Cow<'static, str> {
     LossReason::from_id(id).map_or_else(|| format!("reason_{id}").into(), |r| r.name().into())

@@ -8,6 +8,9 @@ use std::net::IpAddr;
 
 use bpf::abi::{cstr_bytes, str_bytes};
 use bpf::{Event, Payload};
+
+use crate::enrich::container::Placement;
+use crate::enrich::tables::Enrichment;
 use storage::Loss;
 
 use super::time::{Rfc3339, in_range};
@@ -90,12 +93,14 @@ impl std::fmt::Display for WallTime {
 }
 
 /// Writes one replay line for `ev`: its wall-clock time, cpu, comm[pid], kind, the
-/// weight when sampled, and the kind's fields.
-pub fn write_replay<W: Write + ?Sized>(
+/// weight when sampled, the kind's fields, and in brief what enrichment knows (the
+/// executable, and the container when not on the host).
+pub(crate) fn write_replay<W: Write + ?Sized>(
     out: &mut W,
     ev: &Event<'_>,
     weight: u32,
     wall_ns: i128,
+    enrich: Option<&Enrichment<'_>>,
 ) -> io::Result<()> {
     let h = ev.header;
     write!(
@@ -110,7 +115,60 @@ pub fn write_replay<W: Write + ?Sized>(
     if weight > 1 {
         write!(out, " weight={weight}")?;
     }
-    write_fields(out, ev)
+    write_payload(out, ev)?;
+    if let Some(e) = enrich {
+        write_enrichment(out, ev, e)?;
+    }
+    out.write_all(b"\n")
+}
+
+/// ` exe=... container=RUNTIME:ID12 pod=UID` (what is known; the exe not again for an
+/// exec, whose fields have it).
+pub(crate) fn write_enrichment<W: Write + ?Sized>(
+    out: &mut W,
+    ev: &Event<'_>,
+    e: &Enrichment<'_>,
+) -> io::Result<()> {
+    if let Some(exe) = e.exe
+        && !matches!(ev.payload, Payload::ProcessExec(_))
+    {
+        write!(out, " exe={exe}")?;
+    }
+    if let Some(Placement::Container(c)) = e.container {
+        write!(
+            out,
+            " container={}:{}",
+            c.runtime.name(),
+            &c.id[..c.id.len().min(12)]
+        )?;
+        if let Some(pod) = &c.pod_uid {
+            write!(out, " pod={pod}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one live line for `ev` with what enrichment knows (`engine tail`).
+pub(crate) fn write_text_enriched<W: Write + ?Sized>(
+    out: &mut W,
+    ev: &Event<'_>,
+    e: &Enrichment<'_>,
+) -> io::Result<()> {
+    let h = ev.header;
+    write!(
+        out,
+        "{}.{:09} cpu{} {}[{}/{}] {}",
+        h.ts_ns / 1_000_000_000,
+        h.ts_ns % 1_000_000_000,
+        h.cpu,
+        Lossy(cstr_bytes(&h.comm)),
+        h.pid,
+        h.tid,
+        ev.kind.name()
+    )?;
+    write_payload(out, ev)?;
+    write_enrichment(out, ev, e)?;
+    out.write_all(b"\n")
 }
 
 /// Writes one line for a loss record; times are its monotonic times plus
@@ -136,6 +194,12 @@ pub fn write_loss<W: Write + ?Sized>(
 
 /// Writes the kind's own fields (` key=value ...`) and the newline.
 pub fn write_fields<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
+    write_payload(out, ev)?;
+    out.write_all(b"\n")
+}
+
+/// Writes the kind's own fields (` key=value ...`, ` truncated`), no newline.
+fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
     let h = ev.header;
     match ev.payload {
         Payload::ProcessExec(p) => write!(
@@ -287,7 +351,7 @@ pub fn write_fields<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Resul
     if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
         out.write_all(b" truncated")?;
     }
-    out.write_all(b"\n")
+    Ok(())
 }
 
 #[cfg(test)]

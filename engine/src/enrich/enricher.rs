@@ -1,0 +1,401 @@
+//! The enrichment thread: takes the lifecycle events the core threads copy to it,
+//! applies them in time order to the process and cgroup tables, and writes every table
+//! update into its own stream (`stream-1000000`): a full snapshot at the head of each
+//! segment, then the updates. An ordinary thread (not pinned), off the per-event path.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use storage::{RecordRef, StorageError, StreamWriter};
+
+use super::record::{KIND_CGROUP, KIND_PROCESS};
+use super::tap::TapConsumer;
+use super::tracker::{Tracker, TrackerStats, Update};
+use crate::outage::STORAGE_RETRY_INTERVAL;
+use crate::pipeline::monotonic_ns;
+
+/// The id of the enrichment stream (`stream-1000000`), far above any core's.
+pub(crate) const ENRICH_STREAM_ID: u32 = 1_000_000;
+/// Lifecycle events wait this long before they are applied, so that those of every
+/// core thread are applied in time order (core threads hand over within their poll
+/// timeout, normally milliseconds).
+const REORDER_NS: u64 = 100_000_000;
+/// Bytes of events held for reordering at most; beyond, the oldest are applied at once
+/// (so a burst costs ordering precision, never unbounded memory).
+const PENDING_BYTES_MAX: usize = 16 << 20;
+/// How often exited processes and removed cgroups past their grace period are dropped.
+const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
+/// Spare event buffers kept for reuse.
+const FREE_BUFFERS_MAX: usize = 1024;
+/// Idle wait between passes over the queues.
+const IDLE: Duration = Duration::from_millis(10);
+
+/// What the control thread reads while the enrichment thread runs.
+#[derive(Debug, Default)]
+pub(crate) struct EnrichShared {
+    pub processes: AtomicU64,
+    pub cgroups: AtomicU64,
+    pub evicted: AtomicU64,
+    pub error: Mutex<Option<String>>,
+    /// Set by the control thread on SIGHUP: seal the current segment.
+    pub reopen: AtomicBool,
+}
+
+/// The enrichment thread's final report.
+#[derive(Debug, Clone)]
+pub(crate) struct EnrichReport {
+    pub tracker: TrackerStats,
+    pub processes: usize,
+    pub processes_max: usize,
+    pub cgroups: usize,
+    pub cgroups_max: usize,
+    /// Lifecycle events applied.
+    pub applied: u64,
+    /// Records written (accepted by the writer) and lost with failed writes.
+    pub records: u64,
+    pub records_lost: u64,
+    pub snapshots: u64,
+    /// The first storage error of the enrichment stream, if any.
+    pub storage_error: Option<String>,
+}
+
+struct Pending {
+    ts: u64,
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Enricher {
+    tracker: Tracker,
+    writer: StreamWriter,
+    taps: Vec<TapConsumer>,
+    pending: BinaryHeap<Reverse<Pending>>,
+    pending_bytes: usize,
+    free: Vec<Vec<u8>>,
+    seq: u64,
+    /// Records are written with non-decreasing timestamps, so the stream reads back in
+    /// the order the tables changed.
+    last_ts: u64,
+    /// The segment whose head holds the last snapshot.
+    snapshot_segment: u64,
+    buf: Vec<u8>,
+    flush_interval_ns: u64,
+    next_retry_ns: u64,
+    report: EnrichReport,
+}
+
+impl std::fmt::Debug for Enricher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enricher")
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl Enricher {
+    /// Scans `/proc` and the cgroup2 mount through `tracker` and writes the result as
+    /// the first snapshot, stamped `start_ns` (a time before the capture started, so
+    /// every captured event sorts after it).
+    pub(crate) fn start(
+        mut tracker: Tracker,
+        writer: StreamWriter,
+        taps: Vec<TapConsumer>,
+        start_ns: u64,
+        flush_interval_ms: u64,
+    ) -> Enricher {
+        tracker.scan(start_ns);
+        let (processes_max, cgroups_max) = (
+            tracker.tables.processes().limit(),
+            tracker.tables.cgroups().limit(),
+        );
+        let mut e = Enricher {
+            tracker,
+            writer,
+            taps,
+            pending: BinaryHeap::new(),
+            pending_bytes: 0,
+            free: Vec::new(),
+            seq: 0,
+            last_ts: start_ns,
+            snapshot_segment: 0,
+            buf: Vec::with_capacity(1024),
+            flush_interval_ns: flush_interval_ms.saturating_mul(1_000_000),
+            next_retry_ns: 0,
+            report: EnrichReport {
+                tracker: TrackerStats::default(),
+                processes: 0,
+                processes_max,
+                cgroups: 0,
+                cgroups_max,
+                applied: 0,
+                records: 0,
+                records_lost: 0,
+                snapshots: 1,
+                storage_error: None,
+            },
+        };
+        // The scan is the first segment's snapshot.
+        e.snapshot_segment = e.writer.head_segment();
+        e.write_updates();
+        e
+    }
+
+    /// What the start scan found, for the start-up line.
+    pub(crate) fn describe(&self) -> String {
+        let t = &self.tracker.tables;
+        format!(
+            "{} processes and {} cgroups from the start scan (bounds {} and {}), stream {}",
+            t.processes().len(),
+            t.cgroups().len(),
+            t.processes().limit(),
+            t.cgroups().limit(),
+            ENRICH_STREAM_ID
+        )
+    }
+
+    fn fail(&mut self, e: StorageError) {
+        let why = e.to_string();
+        eprintln!(
+            "engine: enrichment stream: storage failed: {why}; retrying every {} s",
+            STORAGE_RETRY_INTERVAL.as_secs()
+        );
+        if self.report.storage_error.is_none() {
+            self.report.storage_error = Some(why);
+        }
+        self.next_retry_ns = monotonic_ns() + STORAGE_RETRY_INTERVAL.as_nanos() as u64;
+    }
+
+    fn append(&mut self, ts: u64, u: &Update) {
+        let kind = match u {
+            Update::Process(op, p) => {
+                p.encode(*op, &mut self.buf);
+                KIND_PROCESS
+            }
+            Update::Cgroup(op, c) => {
+                c.encode(*op, &mut self.buf);
+                KIND_CGROUP
+            }
+        };
+        if self.writer.failure().is_some() {
+            self.report.records_lost += 1;
+            return;
+        }
+        let rec = RecordRef {
+            ts_ns: ts,
+            kind,
+            weight: 1,
+            bytes: &self.buf,
+        };
+        match self.writer.append(&rec) {
+            Ok(()) => self.report.records += 1,
+            Err(e) => {
+                self.report.records_lost += 1;
+                if self.writer.failure().is_some() {
+                    self.fail(e);
+                }
+            }
+        }
+    }
+
+    /// Writes the tracker's queued updates; when a segment was started meanwhile, a
+    /// snapshot follows (so a reader starting at that segment has the whole state).
+    fn write_updates(&mut self) {
+        let updates: Vec<(u64, Update)> = self.tracker.take_updates().collect();
+        for (ts, u) in &updates {
+            self.last_ts = self.last_ts.max(*ts);
+            self.append(self.last_ts, u);
+            if self.writer.failure().is_none()
+                && self.writer.head_segment() != self.snapshot_segment
+            {
+                self.write_snapshot();
+            }
+        }
+    }
+
+    fn write_snapshot(&mut self) {
+        self.snapshot_segment = self.writer.head_segment();
+        self.report.snapshots += 1;
+        for u in self.tracker.snapshot() {
+            self.append(self.last_ts, &u);
+        }
+    }
+
+    /// Moves everything queued by the core threads into the reorder heap.
+    fn collect(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..self.taps.len() {
+            loop {
+                let mut buf = self.free.pop().unwrap_or_default();
+                if !self.taps[i].pop_into(&mut buf) {
+                    self.free.push(buf);
+                    break;
+                }
+                n += 1;
+                let ts = bpf::decode(&buf).map_or(0, |ev| ev.header.ts_ns);
+                self.seq += 1;
+                self.pending_bytes += buf.capacity();
+                self.pending.push(Reverse(Pending {
+                    ts,
+                    seq: self.seq,
+                    bytes: buf,
+                }));
+                if self.pending_bytes > PENDING_BYTES_MAX {
+                    self.apply_until(u64::MAX, PENDING_BYTES_MAX / 2);
+                }
+            }
+        }
+        n
+    }
+
+    /// Applies held events with a timestamp at or before `until`, and the oldest beyond
+    /// that while more than `keep_bytes` are held.
+    fn apply_until(&mut self, until: u64, keep_bytes: usize) {
+        while let Some(Reverse(top)) = self.pending.peek() {
+            if top.ts > until && self.pending_bytes <= keep_bytes {
+                break;
+            }
+            let Some(Reverse(p)) = self.pending.pop() else {
+                break;
+            };
+            self.pending_bytes -= p.bytes.capacity();
+            if let Ok(ev) = bpf::decode(&p.bytes) {
+                self.tracker.event(&ev);
+                self.report.applied += 1;
+            }
+            if self.free.len() < FREE_BUFFERS_MAX {
+                self.free.push(p.bytes);
+            }
+            if self.tracker.pending_updates() >= 1024 {
+                self.write_updates();
+            }
+        }
+        self.write_updates();
+    }
+
+    fn publish(&self, shared: &EnrichShared) {
+        let t = &self.tracker;
+        shared
+            .processes
+            .store(t.tables.processes().len() as u64, Ordering::Relaxed);
+        shared
+            .cgroups
+            .store(t.tables.cgroups().len() as u64, Ordering::Relaxed);
+        shared.evicted.store(
+            t.stats.processes_evicted + t.stats.cgroups_evicted,
+            Ordering::Relaxed,
+        );
+        if let Ok(mut e) = shared.error.lock() {
+            *e = self.writer.failure().map(str::to_string);
+        }
+    }
+
+    /// Runs until `cores_done` is set (every core thread has finished, so nothing more
+    /// arrives), then applies what is left, writes it and seals the stream.
+    pub(crate) fn run(
+        mut self,
+        cores_done: &AtomicBool,
+        shared: Arc<EnrichShared>,
+    ) -> EnrichReport {
+        let mut next_expire = monotonic_ns() + EXPIRE_EVERY_NS;
+        let mut last_flush = monotonic_ns();
+        loop {
+            let done = cores_done.load(Ordering::Acquire);
+            let got = self.collect();
+            let now = monotonic_ns();
+            self.apply_until(
+                if done {
+                    u64::MAX
+                } else {
+                    now.saturating_sub(REORDER_NS)
+                },
+                PENDING_BYTES_MAX,
+            );
+            if now >= next_expire {
+                next_expire = now + EXPIRE_EVERY_NS;
+                self.tracker.expire(now);
+                self.write_updates();
+                self.publish(&shared);
+            }
+            if shared.reopen.swap(false, Ordering::AcqRel)
+                && self.writer.failure().is_none()
+                && let Err(e) = self.writer.seal()
+            {
+                self.fail(e);
+            }
+            if self.writer.failure().is_some() {
+                if now >= self.next_retry_ns {
+                    self.retry(now);
+                }
+            } else {
+                if self.flush_interval_ns > 0
+                    && now.saturating_sub(last_flush) >= self.flush_interval_ns
+                {
+                    last_flush = now;
+                    if let Err(e) = self.writer.flush() {
+                        self.fail(e);
+                    }
+                }
+                if let Err(e) = self.writer.tick() {
+                    self.fail(e);
+                }
+            }
+            if done && got == 0 && self.pending.is_empty() {
+                break;
+            }
+            if got == 0 {
+                std::thread::sleep(IDLE);
+            }
+        }
+        self.publish(&shared);
+        self.finish()
+    }
+
+    /// After a storage failure: reopen the stream and write a full snapshot first.
+    fn retry(&mut self, now: u64) {
+        self.next_retry_ns = now + STORAGE_RETRY_INTERVAL.as_nanos() as u64;
+        // When it still fails (the disk is still full, say), it is tried again later.
+        if self.writer.reopen().is_ok() {
+            eprintln!("engine: enrichment stream: storage resumed; writing a full snapshot");
+            self.write_snapshot();
+        }
+    }
+
+    fn finish(mut self) -> EnrichReport {
+        if self.writer.failure().is_none()
+            && let Err(e) = self.writer.flush().and_then(|()| self.writer.seal())
+        {
+            self.fail(e);
+        }
+        let w = self.writer.stats();
+        let r = &mut self.report;
+        // "Written" means on disk: what the writer accepted but lost is moved over.
+        r.records = r.records.saturating_sub(w.records_lost);
+        r.records_lost += w.records_lost;
+        r.tracker = self.tracker.stats;
+        r.processes = self.tracker.tables.processes().len();
+        r.cgroups = self.tracker.tables.cgroups().len();
+        self.report
+    }
+}
