@@ -405,3 +405,57 @@ fn tail_shows_the_exe_live() {
     assert!(line.contains(" exe=/usr/bin/cat"), "{line}");
     let _ = std::fs::remove_file(&target);
 }
+
+/// In a temporary cwd: a relative open, unlink and rename through AT_FDCWD, and the same
+/// through a dirfd of another directory.
+const RELATIVE: &str = r#"
+import os, sys
+home, other = sys.argv[1], sys.argv[2]
+os.chdir(home)
+open("a", "w").close()
+os.rename("a", "b")
+os.unlink("b")
+d = os.open(other, os.O_RDONLY | os.O_DIRECTORY)
+os.close(os.open("c", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=d))
+os.rename("c", "e", src_dir_fd=d, dst_dir_fd=d)
+os.unlink("e", dir_fd=d)
+"#;
+
+#[test]
+fn replay_shows_relative_names_as_absolute_paths() {
+    if !privileged("replay_shows_relative_names_as_absolute_paths") {
+        return;
+    }
+    let (dir, cfg) = data_dir_and_config("enrich-paths", CONFIG);
+    let (home, other) = (unique("paths-home"), unique("paths-other"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let (engine, lines) = start(&cfg, &dir);
+    let _kill = KillOnDrop(engine.id());
+    let out = Command::new("python3")
+        .args(["-c", RELATIVE])
+        .args([&home, &other])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stop(engine, lines);
+    let evs = events(&dir, &["--comm", "python3"]);
+    let (h, o) = (home.to_str().unwrap(), other.to_str().unwrap());
+    let has = |kind: &str, path: String, new_path: Option<String>| {
+        assert!(
+            evs.iter().any(|e| e["kind"] == kind
+                && e["path"] == path.as_str()
+                && new_path.as_ref().is_none_or(|n| e["new_path"] == n.as_str())),
+            "no {kind} of {path} -> {new_path:?}"
+        );
+    };
+    has("file.open", format!("{h}/a"), None);
+    has("file.rename", format!("{h}/a"), Some(format!("{h}/b")));
+    has("file.unlink", format!("{h}/b"), None);
+    has("file.open", format!("{o}/c"), None);
+    has("file.rename", format!("{o}/c"), Some(format!("{o}/e")));
+    has("file.unlink", format!("{o}/e"), None);
+    let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(&other);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -300,5 +300,7 @@ fn exec_of_a_relative_path_reports_the_absolute_exe() {
         .expect("process.exec of ./my-true");
     let p = payload!(exec, ProcessExec);
     assert_eq!(text(&p.exe, p.exe_len), prog.to_str().unwrap());
+    // The working directory at exec, walked in the kernel.
+    assert_eq!(text(&p.cwd, p.cwd_len), tmp.s());
     assert_eq!(exec.header.flags & FLAG_TRUNCATED, 0);
 }
