@@ -334,7 +334,10 @@ impl Enricher {
             );
             if now >= next_expire {
                 next_expire = now + EXPIRE_EVERY_NS;
-                self.tracker.expire(now);
+                // Stamped with the reorder watermark: every event before it is applied,
+                // and those still held come after it, so none of them is stamped later
+                // than it happened.
+                self.tracker.expire(now.saturating_sub(REORDER_NS));
                 self.write_updates();
                 self.publish(&shared);
             }

@@ -297,8 +297,9 @@ impl Tracker {
         }
     }
 
-    /// Forgets what exited or was removed more than the grace period before `now_ns`,
-    /// and re-reads the user and group names if their files changed.
+    /// Forgets what exited or was removed more than the grace period before `now_ns`
+    /// (the forget records are stamped `now_ns`), and re-reads the user and group
+    /// names if their files changed.
     pub(crate) fn expire(&mut self, now_ns: u64) {
         self.names.refresh();
         let cutoff = now_ns.saturating_sub(self.grace_ns);
