@@ -437,7 +437,11 @@ fn replay_shows_relative_names_as_absolute_paths() {
         .args([&home, &other])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stop(engine, lines);
     let evs = events(&dir, &["--comm", "python3"]);
     let (h, o) = (home.to_str().unwrap(), other.to_str().unwrap());
@@ -445,7 +449,9 @@ fn replay_shows_relative_names_as_absolute_paths() {
         assert!(
             evs.iter().any(|e| e["kind"] == kind
                 && e["path"] == path.as_str()
-                && new_path.as_ref().is_none_or(|n| e["new_path"] == n.as_str())),
+                && new_path
+                    .as_ref()
+                    .is_none_or(|n| e["new_path"] == n.as_str())),
             "no {kind} of {path} -> {new_path:?}"
         );
     };
