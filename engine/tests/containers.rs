@@ -13,19 +13,9 @@ use common::runtimes::{
     CgroupPath, busybox_rootfs, container_id, podman_image, podman_run, runc_run,
 };
 use common::{
-    ENGINE, KillOnDrop, data_dir_and_config, privileged, replay_json, rest, signal,
-    spawn_attached_lines,
+    ENRICH_CONFIG, KillOnDrop, data_dir_and_config, privileged, replay_json, start_engine,
+    stop_engine,
 };
-
-const CONFIG: &str = r#"
-[capture]
-categories = ["process", "file", "container"]
-[engine]
-status_interval_ms = 0
-[storage]
-durability = "none"
-flush_interval_ms = 100
-"#;
 
 const POD: &str = "1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d";
 
@@ -43,7 +33,7 @@ fn containers_of_every_runtime_and_shape_are_named_with_full_id_runtime_and_pod(
     if !privileged("containers_of_every_runtime_and_shape_are_named_with_full_id_runtime_and_pod") {
         return;
     }
-    let (dir, cfg) = data_dir_and_config("containers", CONFIG);
+    let (dir, cfg) = data_dir_and_config("containers", ENRICH_CONFIG);
     let work = std::env::temp_dir().join(format!("containers-work-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
@@ -51,12 +41,7 @@ fn containers_of_every_runtime_and_shape_are_named_with_full_id_runtime_and_pod(
     let image = podman_image(&rootfs);
     let tag = |name: &str| format!("kev-{name}-{}", std::process::id());
 
-    let (mut engine, lines) = spawn_attached_lines(Command::new(ENGINE).args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]));
+    let (engine, lines) = start_engine(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
     let mut cases = Vec::new();
 
@@ -163,9 +148,7 @@ fn containers_of_every_runtime_and_shape_are_named_with_full_id_runtime_and_pod(
             .success()
     );
 
-    let status = signal(&mut engine, libc::SIGINT);
-    let report = rest(&lines);
-    assert!(status.success(), "{report}");
+    stop_engine(engine, lines);
     let events: Vec<Value> = replay_json(&dir, &["--kind", "process.exec"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,37 +13,11 @@ use serde_json::Value;
 mod common;
 
 use common::{
-    ENGINE, KillOnDrop, data_dir_and_config, poll_until, privileged, replay_json, rest, signal,
-    spawn_attached_lines,
+    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, poll_until, privileged, replay_json,
+    rest, spawn_attached_lines, start_engine as start, stop_engine as stop,
 };
 
-const CONFIG: &str = r#"
-[capture]
-categories = ["process", "file", "container"]
-[engine]
-status_interval_ms = 0
-[storage]
-durability = "none"
-flush_interval_ms = 100
-"#;
-
-/// Starts the engine on `cfg` and `dir`; returns it once attached.
-fn start(cfg: &Path, dir: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
-    spawn_attached_lines(Command::new(ENGINE).args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]))
-}
-
-/// Stops the engine with SIGINT; its final report (it must exit 0).
-fn stop(mut engine: Child, lines: std::sync::mpsc::Receiver<String>) -> String {
-    let status = signal(&mut engine, libc::SIGINT);
-    let report = rest(&lines);
-    assert!(status.success(), "engine failed: {status:?}\n{report}");
-    report
-}
+const CONFIG: &str = ENRICH_CONFIG;
 
 fn events(dir: &Path, extra: &[&str]) -> Vec<Value> {
     replay_json(dir, extra)

@@ -62,6 +62,12 @@ impl std::fmt::Display for Addr {
 
 /// Writes one text line for `ev`, stamped with its monotonic time.
 pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
+    write_live_head(out, ev)?;
+    write_fields(out, ev)
+}
+
+/// `seconds.nanoseconds cpuN comm[pid/tid] kind` (monotonic time).
+fn write_live_head<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<()> {
     let h = ev.header;
     write!(
         out,
@@ -73,8 +79,7 @@ pub fn write_text<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<
         h.pid,
         h.tid,
         ev.kind.name()
-    )?;
-    write_fields(out, ev)
+    )
 }
 
 /// A wall-clock time for a text line: RFC 3339, or outside the range of dates (see
@@ -154,18 +159,7 @@ pub(crate) fn write_text_enriched<W: Write + ?Sized>(
     ev: &Event<'_>,
     e: &Enrichment<'_>,
 ) -> io::Result<()> {
-    let h = ev.header;
-    write!(
-        out,
-        "{}.{:09} cpu{} {}[{}/{}] {}",
-        h.ts_ns / 1_000_000_000,
-        h.ts_ns % 1_000_000_000,
-        h.cpu,
-        Lossy(cstr_bytes(&h.comm)),
-        h.pid,
-        h.tid,
-        ev.kind.name()
-    )?;
+    write_live_head(out, ev)?;
     write_payload(out, ev)?;
     write_enrichment(out, ev, e)?;
     out.write_all(b"\n")

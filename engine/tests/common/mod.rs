@@ -239,3 +239,37 @@ pub fn process_workload() {
         Command::new("/bin/true").status().expect("/bin/true");
     }
 }
+
+/// Process, file and container events (what enrichment follows), fast flushes, no
+/// status lines: the config of the enrichment and container tests.
+pub const ENRICH_CONFIG: &str = r#"
+[capture]
+categories = ["process", "file", "container"]
+[engine]
+status_interval_ms = 0
+[storage]
+durability = "none"
+flush_interval_ms = 100
+"#;
+
+/// Starts the engine on config `cfg` and data directory `dir`; returns it once
+/// attached, with its stderr lines.
+pub fn start_engine(
+    cfg: &std::path::Path,
+    dir: &std::path::Path,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    spawn_attached_lines(Command::new(ENGINE).args([
+        "--config",
+        cfg.to_str().expect("utf-8 path"),
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ]))
+}
+
+/// Stops an engine with SIGINT; its final report (it must exit 0).
+pub fn stop_engine(mut engine: Child, lines: std::sync::mpsc::Receiver<String>) -> String {
+    let status = signal(&mut engine, libc::SIGINT);
+    let report = rest(&lines);
+    assert!(status.success(), "engine failed: {status:?}\n{report}");
+    report
+}
