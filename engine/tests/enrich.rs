@@ -26,6 +26,21 @@ fn events(dir: &Path, extra: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs a python script with `args`; its stdout (it must succeed).
+fn python(script: &str, args: &[&std::path::Path]) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
 fn exe_of(pid: u32) -> String {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .expect("exe link")
@@ -141,17 +156,7 @@ fn a_reused_pid_is_another_process() {
     std::fs::write(&b, "b").unwrap();
     let (engine, lines) = start(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
-    let out = Command::new("python3")
-        .args(["-c", PID_REUSE])
-        .args([&a, &b])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pids = String::from_utf8(out.stdout).unwrap();
+    let pids = python(PID_REUSE, &[&a, &b]);
     let pid: u64 = pids.split_whitespace().next().unwrap().parse().unwrap();
     stop(engine, lines);
 
@@ -315,15 +320,7 @@ fn a_fork_storm_beyond_the_bound_is_evicted_and_reported() {
     let (engine, lines) = start(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
     let before = rss_kib(engine.id());
-    let out = Command::new("python3")
-        .args(["-c", FORK_STORM])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(FORK_STORM, &[]);
     // Let the enrichment thread apply the storm (its reorder delay is 100 ms).
     assert!(poll_until(Duration::from_secs(5), || {
         std::fs::read_dir(dir.join("stream-1000000")).is_ok()
@@ -406,16 +403,7 @@ fn replay_shows_relative_names_as_absolute_paths() {
     std::fs::create_dir_all(&other).unwrap();
     let (engine, lines) = start(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
-    let out = Command::new("python3")
-        .args(["-c", RELATIVE])
-        .args([&home, &other])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(RELATIVE, &[&home, &other]);
     stop(engine, lines);
     let evs = events(&dir, &["--comm", "python3"]);
     let (h, o) = (home.to_str().unwrap(), other.to_str().unwrap());
