@@ -29,6 +29,8 @@ const REORDER_NS: u64 = 100_000_000;
 const PENDING_BYTES_MAX: usize = 16 << 20;
 /// How often exited processes and removed cgroups past their grace period are dropped.
 const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
+/// How often the cgroup2 mount is walked for cgroups whose mkdir was not seen.
+const RESCAN_EVERY_NS: u64 = 5_000_000_000;
 /// Spare event buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 1024;
 /// Idle wait between passes over the queues.
@@ -319,6 +321,7 @@ impl Enricher {
         shared: Arc<EnrichShared>,
     ) -> EnrichReport {
         let mut next_expire = monotonic_ns() + EXPIRE_EVERY_NS;
+        let mut next_rescan = monotonic_ns() + RESCAN_EVERY_NS;
         let mut last_flush = monotonic_ns();
         loop {
             let done = cores_done.load(Ordering::Acquire);
@@ -338,6 +341,10 @@ impl Enricher {
                 // and those still held come after it, so none of them is stamped later
                 // than it happened.
                 self.tracker.expire(now.saturating_sub(REORDER_NS));
+                if now >= next_rescan {
+                    next_rescan = now + RESCAN_EVERY_NS;
+                    self.tracker.rescan_cgroups(now.saturating_sub(REORDER_NS));
+                }
                 self.write_updates();
                 self.publish(&shared);
             }

@@ -157,6 +157,26 @@ impl Tracker {
         }
     }
 
+    /// Adds the cgroups under the cgroup2 mount that the table does not know (missed
+    /// mkdir events: the container category off, a kernel cgroup filter, a full queue),
+    /// stamped `ts`. Returns how many were added.
+    pub(crate) fn rescan_cgroups(&mut self, ts: u64) -> usize {
+        let Some(root) = self.sources.cgroup2.clone() else {
+            return 0;
+        };
+        let mut found = Vec::new();
+        let limit = self.tables.cgroups().limit();
+        scan_cgroups(&root, limit, |c| found.push(c));
+        let mut added = 0;
+        for c in found {
+            if self.tables.cgroup(c.id).is_none() {
+                self.cgroup(ts, c);
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// A process the table does not know, read from `/proc` now (live only).
     fn look_up(&mut self, ts: u64, pid: u32) -> Option<Process> {
         let proc = self.sources.proc.as_deref()?;
