@@ -29,7 +29,8 @@ const REORDER_NS: u64 = 100_000_000;
 const PENDING_BYTES_MAX: usize = 16 << 20;
 /// How often exited processes and removed cgroups past their grace period are dropped.
 const EXPIRE_EVERY_NS: u64 = 1_000_000_000;
-/// How often the cgroup2 mount is walked for cgroups whose mkdir was not seen.
+/// How often the cgroup2 mount and `/proc` are walked for cgroups and processes whose
+/// creation was not seen.
 const RESCAN_EVERY_NS: u64 = 5_000_000_000;
 /// Spare event buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 1024;
@@ -344,6 +345,8 @@ impl Enricher {
                 if now >= next_rescan {
                     next_rescan = now + RESCAN_EVERY_NS;
                     self.tracker.rescan_cgroups(now.saturating_sub(REORDER_NS));
+                    self.tracker
+                        .rescan_processes(now.saturating_sub(REORDER_NS));
                 }
                 self.write_updates();
                 self.publish(&shared);

@@ -167,10 +167,36 @@ impl Tracker {
         let mut found = Vec::new();
         let limit = self.tables.cgroups().limit();
         scan_cgroups(&root, limit, |c| found.push(c));
+        // Only into free room: a rescan never evicts (a full table would churn).
+        let room = limit - self.tables.cgroups().len();
         let mut added = 0;
         for c in found {
+            if added >= room {
+                break;
+            }
             if self.tables.cgroup(c.id).is_none() {
                 self.cgroup(ts, c);
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Adds the processes in `/proc` that the table does not know (missed forks: the
+    /// process category off, a kernel pid filter, a full queue), stamped `ts`, as long
+    /// as the table has room.
+    pub(crate) fn rescan_processes(&mut self, ts: u64) -> usize {
+        let Some(proc) = self.sources.proc.clone() else {
+            return 0;
+        };
+        // Only into free room: a rescan never evicts (a full table would churn).
+        let room = self.tables.processes().limit() - self.tables.processes().len();
+        let mut added = 0;
+        for pid in list_pids(&proc) {
+            if added >= room {
+                break;
+            }
+            if self.tables.process(pid).is_none() && self.look_up(ts, pid).is_some() {
                 added += 1;
             }
         }
@@ -373,5 +399,154 @@ fn forget_cgroup(c: &Cgroup) -> Cgroup {
     Cgroup {
         id: c.id,
         ..Cgroup::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bpf::Kind;
+    use bpf::abi::{EventHeader, ProcessExec, ProcessExit, ProcessFork};
+
+    use super::*;
+
+    /// A record of `kind` by `pid` at `ts`, its payload set by `fill`.
+    fn record<P: bytemuck::Pod>(
+        kind: Kind,
+        pid: u32,
+        ts: u64,
+        fill: impl FnOnce(&mut P),
+    ) -> Vec<u64> {
+        let len = kind.record_len();
+        let mut words = vec![0u64; len / 8];
+        let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let (head, body) = b.split_at_mut(size_of::<EventHeader>());
+        let h: &mut EventHeader = bytemuck::from_bytes_mut(head);
+        h.ts_ns = ts;
+        h.kind = kind as u16;
+        h.len = len as u32;
+        h.pid = pid;
+        h.tid = pid;
+        h.comm[..4].copy_from_slice(b"test");
+        fill(bytemuck::from_bytes_mut(body));
+        words
+    }
+
+    fn apply(t: &mut Tracker, words: &[u64]) {
+        let ev = bpf::decode(bytemuck::cast_slice(words)).expect("decodes");
+        t.event(&ev);
+    }
+
+    fn fork(t: &mut Tracker, parent: u32, child: u32, ts: u64) {
+        apply(
+            t,
+            &record(Kind::ProcessFork, parent, ts, |f: &mut ProcessFork| {
+                f.parent_pid = parent;
+                f.child_pid = child;
+                f.child_tid = child;
+            }),
+        );
+    }
+
+    fn exec(t: &mut Tracker, pid: u32, ppid: u32, ts: u64, exe: &str) {
+        apply(
+            t,
+            &record(Kind::ProcessExec, pid, ts, |x: &mut ProcessExec| {
+                x.ppid = ppid;
+                x.exe[..exe.len()].copy_from_slice(exe.as_bytes());
+                x.exe_len = exe.len() as u32;
+                x.cwd[..4].copy_from_slice(b"/srv");
+                x.cwd_len = 4;
+            }),
+        );
+    }
+
+    fn offline(processes_max: usize) -> Tracker {
+        Tracker::new(
+            processes_max,
+            16,
+            1_000,
+            Sources {
+                proc: None,
+                cgroup2: None,
+                etc_root: PathBuf::from("/nonexistent"),
+            },
+        )
+    }
+
+    /// A reader applying every update the tracker queued holds the same tables.
+    fn replayed(t: &mut Tracker) -> Tables {
+        let mut r = Tables::for_reader();
+        for (_, u) in t.take_updates() {
+            match u {
+                Update::Process(op, p) => {
+                    r.apply_process(op, p);
+                }
+                Update::Cgroup(op, c) => {
+                    r.apply_cgroup(op, c);
+                }
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn fork_exec_exit_and_expiry_as_a_reader_sees_them() {
+        let mut t = offline(100);
+        exec(&mut t, 10, 1, 100, "/bin/sh");
+        fork(&mut t, 10, 11, 200);
+        // The child inherits until it execs.
+        assert_eq!(&*t.tables.process(11).unwrap().exe, "/bin/sh");
+        exec(&mut t, 11, 10, 300, "/bin/cat");
+        let child = t.tables.process(11).unwrap().clone();
+        assert_eq!((&*child.exe, &*child.cwd), ("/bin/cat", "/srv"));
+        assert_eq!(child.start_ns, 200, "exec keeps the start");
+        assert_eq!(child.parent_start_ns, 100);
+        apply(
+            &mut t,
+            &record(Kind::ProcessExit, 11, 400, |x: &mut ProcessExit| {
+                x.lifetime_ns = 200;
+            }),
+        );
+        assert_eq!(t.tables.process(11).unwrap().exit_ns, 400);
+        // Within the grace period it stays; after it, it is forgotten.
+        t.expire(1_399);
+        assert!(t.tables.process(11).is_some());
+        t.expire(1_400);
+        assert!(t.tables.process(11).is_none());
+        let r = replayed(&mut t);
+        assert!(r.process(11).is_none());
+        assert_eq!(&*r.process(10).unwrap().exe, "/bin/sh");
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_entry_and_evictions_are_written() {
+        let mut t = offline(16);
+        exec(&mut t, 10, 1, 100, "/bin/sh");
+        fork(&mut t, 10, 20, 200);
+        exec(&mut t, 20, 10, 210, "/bin/cat");
+        apply(
+            &mut t,
+            &record(Kind::ProcessExit, 20, 300, |_: &mut ProcessExit| {}),
+        );
+        // pid 20 again, forked later by the shell: a new process, not the exited cat.
+        fork(&mut t, 10, 20, 500);
+        let p = t.tables.process(20).unwrap();
+        assert_eq!((p.start_ns, p.exit_ns, &*p.exe), (500, 0, "/bin/sh"));
+        // A storm beyond the bound: evictions counted, and the reader follows them.
+        for pid in 100..200 {
+            fork(&mut t, 10, pid, 1_000 + u64::from(pid));
+        }
+        assert_eq!(t.tables.processes().len(), 16);
+        assert!(t.stats.processes_evicted >= 100 - 14);
+        assert!(t.tables.process(10).is_some(), "the ancestor stays");
+        let r = replayed(&mut t);
+        assert_eq!(
+            r.processes().len(),
+            16,
+            "the reader holds what the tracker held"
+        );
+        for (pid, p) in t.tables.processes().sorted() {
+            assert_eq!(r.process(*pid), Some(p));
+        }
     }
 }
