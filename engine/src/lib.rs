@@ -25,6 +25,8 @@ mod run;
 mod sampler;
 mod signals;
 mod tail;
+#[cfg(test)]
+mod test_alloc;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, Result};

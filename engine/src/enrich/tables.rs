@@ -250,6 +250,28 @@ mod tests {
         assert_eq!(t.lookup(&header(200, 0)).ancestors().len(), ANCESTORS_MAX);
     }
 
+    /// What the docs say an entry costs: about 0.5 KiB for a process with typical
+    /// strings (its own exe, argv and cwd, as after an exec).
+    #[test]
+    fn a_process_entry_costs_about_half_a_kibibyte() {
+        let n = 20_000u32;
+        let before = crate::test_alloc::live_bytes();
+        let mut t = Tables::new(n as usize, 16);
+        for pid in 1..=n {
+            let mut p = proc(pid, 1, u64::from(pid), 1, &format!("/usr/bin/prog{pid}"));
+            p.argv = format!("prog{pid}\0--config\0/etc/prog/prog.conf\0-v").into();
+            p.cwd = format!("/var/lib/prog/{pid}").into();
+            p.comm = "prog".into();
+            t.apply_process(Op::Upsert, p);
+        }
+        let per_entry = (crate::test_alloc::live_bytes() - before) / i64::from(n);
+        assert!(
+            (200..=640).contains(&per_entry),
+            "{per_entry} bytes per process entry"
+        );
+        drop(t);
+    }
+
     #[test]
     fn containers_come_from_the_cgroup_path() {
         let mut t = Tables::new(10, 10);
