@@ -9,7 +9,7 @@
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 1 | version (1) |
-//! | 1 | 1 | op: 1 upsert (the whole entry), 2 forget |
+//! | 1 | 1 | op: 1 upsert (the whole entry), 2 forget, 3 reset (both tables; a snapshot follows) |
 //! | 2 | 2 | zero |
 //! | 4 | 4 | pid |
 //! | 8 | 4 | ppid |
@@ -58,6 +58,10 @@ pub(crate) enum Op {
     Upsert = 1,
     /// Drop the entry (exited or removed past the grace period, or evicted).
     Forget = 2,
+    /// Process records only: drop every process and cgroup; a complete snapshot
+    /// follows (at the head of each segment, and when an engine starts: what an
+    /// earlier run left in a reader's tables does not survive into this one).
+    Reset = 3,
 }
 
 impl Op {
@@ -65,6 +69,7 @@ impl Op {
         match b {
             1 => Some(Op::Upsert),
             2 => Some(Op::Forget),
+            3 => Some(Op::Reset),
             _ => None,
         }
     }
@@ -271,6 +276,9 @@ impl Cgroup {
     pub(crate) fn decode(b: &[u8]) -> Result<(Op, Cgroup), RecordError> {
         let what = "cgroup";
         let op = head(b, what, CGROUP_FIXED)?;
+        if op == Op::Reset {
+            return Err(RecordError::Op { what, op: b[1] });
+        }
         let mut c = Cursor { b, pos: 24, what };
         let id = c.u64_at(8);
         let removed_ns = c.u64_at(16);

@@ -102,6 +102,12 @@ impl Tables {
                     .insert(p.pid, p.start_ns, p.exit_ns, p)
                     .map(|(_, v)| v)
             }
+            Op::Reset => {
+                let (pm, cm) = (self.processes.limit(), self.cgroups.limit());
+                self.processes = Bounded::new(pm);
+                self.cgroups = Bounded::new(cm);
+                None
+            }
             Op::Forget => {
                 // Only the same process: a reused pid's new entry stays.
                 if self
@@ -138,6 +144,8 @@ impl Tables {
                 self.cgroups.remove(&c.id);
                 None
             }
+            // Not a cgroup record's op (refused when decoding).
+            Op::Reset => None,
         }
     }
 
@@ -244,6 +252,11 @@ mod tests {
             t.apply_process(Op::Upsert, proc(pid + 1, pid, 0, 0, "/x"));
         }
         assert_eq!(t.lookup(&header(110, 0)).ancestors().len(), ANCESTORS_MAX);
+        // A reset drops everything (a snapshot follows it).
+        let mut buf = Vec::new();
+        Process::default().encode(Op::Reset, &mut buf);
+        assert_eq!(t.apply_record(KIND_PROCESS, &buf), Ok(true));
+        assert!(t.process(1).is_none() && t.processes().len() == 0);
         // A cycle (hostile input) ends at the bound too.
         t.apply_process(Op::Upsert, proc(200, 201, 0, 0, "/a"));
         t.apply_process(Op::Upsert, proc(201, 200, 0, 0, "/b"));

@@ -126,8 +126,11 @@ impl Tracker {
         self.updates.push((ts, Update::Cgroup(Op::Upsert, c)));
     }
 
-    /// Reads every cgroup and process there is now, stamping the updates `ts`.
+    /// Reads every cgroup and process there is now, stamping the updates `ts`; they
+    /// start with a reset (a reader forgets what an earlier run left).
     pub(crate) fn scan(&mut self, ts: u64) {
+        self.updates
+            .push((ts, Update::Process(Op::Reset, Process::default())));
         if let Some(root) = self.sources.cgroup2.clone() {
             let limit = self.tables.cgroups().limit();
             let mut found = Vec::new();
@@ -365,16 +368,17 @@ impl Tracker {
         }
     }
 
-    /// Every entry as an upsert (cgroups, then processes, each in key order): what a
-    /// reader starting here needs.
+    /// A reset, then every entry as an upsert (cgroups, then processes, each in key
+    /// order): what a reader starting here needs, and all it keeps.
     pub(crate) fn snapshot(&self) -> Vec<Update> {
-        let mut out: Vec<Update> = self
-            .tables
-            .cgroups()
-            .sorted()
-            .into_iter()
-            .map(|(_, e)| Update::Cgroup(Op::Upsert, e.cgroup.clone()))
-            .collect();
+        let mut out = vec![Update::Process(Op::Reset, Process::default())];
+        out.extend(
+            self.tables
+                .cgroups()
+                .sorted()
+                .into_iter()
+                .map(|(_, e)| Update::Cgroup(Op::Upsert, e.cgroup.clone())),
+        );
         out.extend(
             self.tables
                 .processes()
