@@ -16,28 +16,32 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
     ensure_dir(dir)?;
     // A segment of another event ABI is refused, naming the file and the version.
     let stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;
-    let mut rows: Vec<(String, storage::StreamStats)> = stats
+    let mut rows: Vec<(String, storage::StreamStats, bool)> = stats
         .streams
         .iter()
         .map(|s| {
-            let name = if s.id == ENRICH_STREAM_ID {
-                format!(
-                    "stream {} (enrichment: process and cgroup table records, not events)",
-                    s.id
-                )
+            let table = s.id == ENRICH_STREAM_ID;
+            let name = if table {
+                format!("stream {} (enrichment: process and cgroup tables)", s.id)
             } else {
                 format!("stream {}", s.id)
             };
-            (name, s.clone())
+            (name, s.clone(), table)
         })
         .collect();
     // The total is of the event streams: table records are not events.
     let mut events_only = stats.clone();
     events_only.streams.retain(|s| s.id != ENRICH_STREAM_ID);
     if events_only.streams.len() > 1 {
-        rows.push(("total (event streams)".to_string(), events_only.total()));
+        rows.push((
+            "total (event streams)".to_string(),
+            events_only.total(),
+            false,
+        ));
     }
-    for (name, s) in &rows {
+    for (name, s, table) in &rows {
+        // Table records are not events: counted as records, never sampled.
+        let unit = if *table { "table records" } else { "events" };
         let off = s.mono_to_wall_ns as i128;
         writeln!(out, "{name}:")?;
         writeln!(
@@ -47,7 +51,7 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
         )?;
         writeln!(
             out,
-            "  events {}, bytes {} of records in {} on disk, ratio {:.1}x, {:.1} bytes/event",
+            "  {unit} {}, bytes {} of records in {} on disk, ratio {:.1}x, {:.1} bytes/{}",
             s.events,
             s.record_bytes,
             s.file_bytes,
@@ -56,7 +60,8 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
                 s.file_bytes as f64 / s.events as f64
             } else {
                 0.0
-            }
+            },
+            if *table { "record" } else { "event" }
         )?;
         if s.blocks > 0 {
             writeln!(
@@ -80,11 +85,13 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
             if lost.is_empty() { "" } else { ": " },
             lost.join(", ")
         )?;
-        writeln!(
-            out,
-            "  sampling: {} of {} events kept with weight > 1; estimated events {}",
-            s.sampled_records, s.events, s.weighted_events
-        )?;
+        if !*table {
+            writeln!(
+                out,
+                "  sampling: {} of {} events kept with weight > 1; estimated events {}",
+                s.sampled_records, s.events, s.weighted_events
+            )?;
+        }
         let kinds: Vec<String> = s
             .per_kind
             .iter()
