@@ -1,7 +1,7 @@
 //! The `engine` command line: clap structs, and one call per subcommand.
 //!
-//! Options of the main job (`--config`, `--data-dir`, `--duration`, `--quiet`) go before
-//! any subcommand; `--duration` is also an option of `tail` (where it means the same),
+//! Options of the main job (`--config`, `-o/--set`, `--data-dir`, `--duration`,
+//! `--quiet`) go before any subcommand (`-o` also before `validate`); `--duration` is also an option of `tail` (where it means the same),
 //! so both `engine tail --duration 10` and `engine --duration 10 tail` work. Options that
 //! mean nothing to a subcommand are refused rather than ignored: after it by clap, before
 //! it by [`run`].
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Override;
 use crate::error::{Error, Result};
 use crate::offline::replay::{Format, ReplayArgs};
 use crate::offline::time::TimeRange;
@@ -28,6 +29,11 @@ pub struct Cli {
     /// Where segments go (overrides storage.data_dir).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Override a config key by its dotted TOML path, after the file: `-o
+    /// semantic.min_importance=0.6` (repeatable; the value is TOML, or a string).
+    /// For the main job and `validate`.
+    #[arg(short = 'o', long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<Override>,
     #[command(flatten)]
     pub live: LiveArgs,
     /// No status lines on stderr.
@@ -153,8 +159,10 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Tail { .. } => "tail",
     };
     let tail = name == "tail";
+    let validate = name == "validate";
     let given: Vec<&'static str> = [
         ("--config", cli.config.is_some()),
+        ("-o/--set", !cli.set.is_empty() && !validate),
         ("--data-dir", cli.data_dir.is_some()),
         ("--duration", cli.live.duration.is_some() && !tail),
         ("--quiet", cli.quiet),
@@ -176,7 +184,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.cmd {
         Some(Cmd::Validate { file }) => {
-            crate::run::validate(&file)?;
+            crate::run::validate(&file, &cli.set)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Replay(r)) => replay(r),
@@ -190,6 +198,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         None => collect(
             cli.config.as_deref(),
+            &cli.set,
             cli.data_dir,
             cli.live.duration,
             cli.quiet,
@@ -235,11 +244,12 @@ fn tail(categories: &[String], duration: Option<Duration>) -> Result<ExitCode> {
 
 fn collect(
     config: Option<&Path>,
+    overrides: &[Override],
     data_dir: Option<PathBuf>,
     duration: Option<Duration>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    crate::run::main_job(config, data_dir, duration, quiet)?;
+    crate::run::main_job(config, overrides, data_dir, duration, quiet)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -29,6 +29,8 @@ pub const DEFAULT_DURABILITY_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 /// Longest partial-block flush interval accepted (what a crash may take with it).
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 3_600_000;
+/// How errors name the embedded default config.
+const EMBEDDED_ORIGIN: &str = "<embedded default.toml>";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kevent";
 
@@ -350,15 +352,152 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    #[error("-o {key}={value}: {message}")]
+    Override {
+        key: String,
+        value: String,
+        message: String,
+    },
+}
+
+/// One `-o KEY=VALUE` (`--set`): the config key by its dotted TOML path
+/// (`semantic.min_importance`), and the value as TOML (`0.6`, `true`, `["process"]`,
+/// `"text"`); a value that is not TOML is taken as a string (`/data/kev`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Override, String> {
+        let Some((key, value)) = s.split_once('=') else {
+            return Err(format!(
+                "{s:?} is not KEY=VALUE (e.g. -o semantic.min_importance=0.6)"
+            ));
+        };
+        let key = key.trim();
+        let ok = !key.is_empty()
+            && key.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !ok {
+            return Err(format!(
+                "{key:?} is not a config key (dotted names such as storage.data_dir)"
+            ));
+        }
+        Ok(Override {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+impl Override {
+    /// The value as TOML, or as a string when it is not TOML.
+    fn toml_value(&self) -> toml::Value {
+        match toml::from_str::<toml::Table>(&format!("v = {}", self.value)) {
+            Ok(t) if t.len() == 1 => t.get("v").cloned().unwrap_or_else(|| self.string()),
+            _ => self.string(),
+        }
+    }
+
+    fn string(&self) -> toml::Value {
+        toml::Value::String(self.value.clone())
+    }
+
+    /// Sets the value at the key's path in `doc`, making the tables on the way.
+    fn apply(&self, doc: &mut toml::Table) -> Result<(), String> {
+        let parts: Vec<&str> = self.key.split('.').collect();
+        let (last, tables) = parts.split_last().expect("a key has a part");
+        let mut at = doc;
+        for (i, part) in tables.iter().enumerate() {
+            let entry = at
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(format!("{} is a value, not a table", parts[..=i].join(".")));
+                }
+            };
+        }
+        at.insert(last.to_string(), self.toml_value());
+        Ok(())
+    }
 }
 
 impl Config {
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Config::parse_with(text, origin, &[])
+    }
+
+    /// Parses TOML text, then applies `overrides` in order; `origin` names the text in
+    /// errors, and an override that does not fit (an unknown key, a value of the wrong
+    /// type) is named with its key. Not validated (see [`Config::check`]).
+    pub fn parse_with(
+        text: &str,
+        origin: &Path,
+        overrides: &[Override],
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })
+            message: message.trim_end().replace('\n', "\n  "),
+        };
+        let config: Config = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        if overrides.is_empty() {
+            return Ok(config);
+        }
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut config = config;
+        // One at a time, so that the one that does not fit is the one named.
+        for o in overrides {
+            let err = |message: String| ConfigError::Override {
+                key: o.key.clone(),
+                value: o.value.clone(),
+                message,
+            };
+            o.apply(&mut doc).map_err(err)?;
+            config = Config::deserialize(toml::Value::Table(doc.clone()))
+                .map_err(|e| err(e.to_string().trim_end().replace('\n', " ")))?;
+        }
+        Ok(config)
+    }
+
+    /// Reads a file (or, without one, the embedded default), applies `overrides`, and
+    /// validates the result; errors name the file or the override.
+    pub fn load_with(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?,
+                p,
+            ),
+            None => (DEFAULT_TOML.to_string(), Path::new(EMBEDDED_ORIGIN)),
+        };
+        let config = Config::parse_with(&text, origin, overrides)?;
+        if overrides.is_empty() {
+            config.check(origin)?;
+        } else {
+            config.check(&PathBuf::from(format!(
+                "{} with -o {}",
+                origin.display(),
+                overrides
+                    .iter()
+                    .map(|o| format!("{}={}", o.key, o.value))
+                    .collect::<Vec<_>>()
+                    .join(" -o ")
+            )))?;
+        }
+        Ok(config)
     }
 
     /// Reads, parses and validates a file.
@@ -374,7 +513,7 @@ impl Config {
 
     /// The embedded default.
     pub fn embedded_default() -> Config {
-        Config::parse(DEFAULT_TOML, Path::new("<embedded default.toml>"))
+        Config::parse(DEFAULT_TOML, Path::new(EMBEDDED_ORIGIN))
             .expect("configs/default.toml parses (tested)")
     }
 
@@ -699,6 +838,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn overrides_set_keys_by_path_and_name_the_one_that_does_not_fit() {
+        let o = |s: &str| s.parse::<Override>().unwrap();
+        let c = Config::parse_with(
+            "[storage]\nzstd_level = 3\n",
+            Path::new("t.toml"),
+            &[
+                o("storage.zstd_level=5"),
+                o("semantic.min_importance=0.6"),
+                o("storage.data_dir=/data/kev"),
+                o(r#"capture.categories=["process", "net"]"#),
+                o("enrich.enabled=false"),
+                o("filter.comms=[]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.storage.zstd_level, 5);
+        assert_eq!(c.semantic.min_importance, 0.6);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/data/kev"));
+        assert_eq!(c.capture.categories, ["process", "net"]);
+        assert!(!c.enrich.enabled);
+        // The last of two overrides of one key wins.
+        let c = Config::parse_with(
+            "",
+            Path::new("t.toml"),
+            &[o("storage.zstd_level=1"), o("storage.zstd_level=2")],
+        )
+        .unwrap();
+        assert_eq!(c.storage.zstd_level, 2);
+        for (bad, names) in [
+            ("storage.bogus=1", "storage.bogus"),
+            ("bogus=1", "bogus"),
+            ("storage.zstd_level=fast", "storage.zstd_level"),
+            ("storage=1", "storage"),
+            ("storage.zstd_level.x=1", "storage.zstd_level.x"),
+        ] {
+            let e = Config::parse_with("", Path::new("t.toml"), &[o(bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
+        for bad in ["nokey", "=1", "a..b=1", "a b=1", ".a=1"] {
+            assert!(bad.parse::<Override>().is_err(), "{bad}");
+        }
+        // A value is TOML or else a string, never more than one key.
+        assert_eq!(
+            o("a=1\nb = 2").toml_value(),
+            toml::Value::String("1\nb = 2".into())
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT};
 use bpf::{CaptureConfig, Category, Collector, IdFilter, Kind, SyscallSet};
 use storage::{Durability, Loss, LossReason, StreamWriter, WriterConfig};
 
-use crate::config::{Config, DurabilityMode};
+use crate::config::{Config, DurabilityMode, Override};
 use crate::core::{CONTROL_QUEUE_CAPACITY, Core, CoreMsg, CoreReport, CoreShared};
 use crate::enrich::enricher::{ENRICH_STREAM_ID, EnrichReport, EnrichShared, Enricher};
 use crate::enrich::tap::tap;
@@ -848,23 +848,17 @@ fn print_status(
 /// identity does not hold or storage dropped anything.
 pub fn main_job(
     config: Option<&Path>,
+    overrides: &[Override],
     data_dir: Option<std::path::PathBuf>,
     duration: Option<Duration>,
     quiet: bool,
 ) -> Result<()> {
-    let (mut config, origin) = match config {
-        Some(path) => (Config::load(path)?, path.to_path_buf()),
-        None => (
-            Config::embedded_default(),
-            std::path::PathBuf::from("embedded default config"),
-        ),
-    };
+    let mut config = Config::load_with(config, overrides)?;
     if let Some(dir) = data_dir {
         config.storage.data_dir = dir;
+        // Again after --data-dir (checked against this machine).
+        config.check(Path::new("--data-dir"))?;
     }
-    // Again after the overrides (and for the embedded default: it is checked against
-    // this machine too).
-    config.check(&origin)?;
     let summary = run(&config, duration, !quiet)?;
     summary.write_report(&mut std::io::stderr())?;
     let (hooks, accounted) = summary.identity();
@@ -883,8 +877,16 @@ pub fn main_job(
 }
 
 /// `engine validate FILE`: parses and validates, printing every problem.
-pub fn validate(path: &Path) -> Result<()> {
-    Config::load(path)?;
-    println!("{}: valid", path.display());
+pub fn validate(path: &Path, overrides: &[Override]) -> Result<()> {
+    Config::load_with(Some(path), overrides)?;
+    if overrides.is_empty() {
+        println!("{}: valid", path.display());
+    } else {
+        println!(
+            "{} with {} override(s): valid",
+            path.display(),
+            overrides.len()
+        );
+    }
     Ok(())
 }

@@ -142,6 +142,48 @@ fn bad_configs_are_named_with_every_problem() {
 }
 
 #[test]
+fn overrides_set_any_key_and_name_the_one_that_is_wrong() {
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/default.toml");
+    let out = Command::new(ENGINE)
+        .args(["-o", "semantic.min_importance=0.6", "--set"])
+        .arg(r#"capture.categories=["process","file"]"#)
+        .args(["validate", cfg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("with 2 override(s): valid"));
+    // A value the validation refuses: named with its key and the override.
+    let e = fails_with(
+        &["-o", "storage.zstd_level=42", "validate", cfg],
+        "storage.zstd_level: 42 is not between",
+    );
+    assert!(e.contains("with -o storage.zstd_level=42"), "{e}");
+    // Unknown keys, wrong types, bad syntax; the main job refuses before loading BPF.
+    fails_with(
+        &["-o", "storage.bogus=1", "validate", cfg],
+        "-o storage.bogus=1: unknown field `bogus`",
+    );
+    fails_with(
+        &["-o", "storage.zstd_level=fast", "validate", cfg],
+        "-o storage.zstd_level=fast: invalid type",
+    );
+    fails_with(&["-o", "nokey", "validate", cfg], "is not KEY=VALUE");
+    fails_with(
+        &["-o", "enrich.processes_max=1", "--duration", "1"],
+        "enrich.processes_max: 1 is not between",
+    );
+    // Subcommands that read no config refuse it rather than ignore it.
+    fails_with(
+        &["-o", "storage.zstd_level=1", "inspect", "/tmp"],
+        "-o/--set has no effect on `engine inspect`",
+    );
+}
+
+#[test]
 fn a_missing_data_directory_is_named() {
     let cfg = temp(
         "nodir.toml",
