@@ -46,6 +46,11 @@ pub struct ReadOptions {
     /// updates: reading from `from_ns` still rebuilds the state at `from_ns`, with work
     /// bounded by one segment. `None`: no context (exactly the records wanted).
     pub context_kinds: Option<Vec<u16>>,
+    /// Hand out each block's records in file (write) order rather than by timestamp:
+    /// with one stream (`streams`), the order its writer appended them. For readers
+    /// whose result depends on where a record was written relative to another (the
+    /// semantic path's window markers).
+    pub file_order: bool,
 }
 
 impl Default for ReadOptions {
@@ -57,6 +62,7 @@ impl Default for ReadOptions {
             kinds: None,
             streams: None,
             context_kinds: None,
+            file_order: false,
         }
     }
 }
@@ -216,7 +222,9 @@ fn decode_worker(
             let entries = ready.block.entries();
             ready.order.clear();
             ready.order.extend(0..entries.len() as u32);
-            ready.order.sort_by_key(|&i| entries[i as usize].ts_ns);
+            if !opts.file_order {
+                ready.order.sort_by_key(|&i| entries[i as usize].ts_ns);
+            }
             if tx.send(Ok(ready)).is_err() {
                 return; // the reader is gone
             }
