@@ -71,6 +71,21 @@ pub enum Cmd {
         /// A data directory written by the engine (its stream-NNN/ folders).
         dir: PathBuf,
     },
+    /// The summary stream recomputed from segments: the JSON lines the live engine
+    /// wrote (semantic.jsonl_path) for those records, byte for byte.
+    Summarize {
+        /// A data directory written by the engine (its stream-NNN/ folders).
+        dir: PathBuf,
+        /// Regroup by windows of this length (ms) instead of the recorded ones.
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        window_ms: Option<u64>,
+        /// Windows starting at or after this time (RFC 3339 or ns since the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// Windows starting before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -156,6 +171,7 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Replay(_) => "replay",
         Cmd::Inspect { .. } => "inspect",
         Cmd::Verify { .. } => "verify",
+        Cmd::Summarize { .. } => "summarize",
         Cmd::Tail { .. } => "tail",
     };
     let tail = name == "tail";
@@ -193,6 +209,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Verify { dir }) => verify(&dir),
+        Some(Cmd::Summarize {
+            dir,
+            window_ms,
+            from,
+            to,
+        }) => {
+            let args = crate::offline::summarize::SummarizeArgs {
+                window_ms,
+                range: TimeRange::parse(from.as_deref(), to.as_deref())?,
+            };
+            let stdout = io::stdout();
+            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+            match crate::offline::summarize::summarize(&dir, &args, &mut out) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(e),
+            }
+        }
         Some(Cmd::Tail { categories, live }) => {
             tail(&categories, live.duration.or(cli.live.duration))
         }

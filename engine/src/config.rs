@@ -281,12 +281,41 @@ impl Default for Storage {
 pub struct Semantic {
     /// Events whose importance is at least this are notable.
     pub min_importance: f64,
+    /// Fold what the cores write into windows, mark them in-band, and run the semantic
+    /// thread (`engine summarize` recomputes the same from the segments).
+    pub enabled: bool,
+    /// Window length (ms); windows are aligned to wall-clock multiples of it.
+    pub window_ms: u64,
+    /// How long after its end a window stays open on a core for records still in
+    /// flight (ms); what comes later goes to the next window, counted as late.
+    pub lateness_ms: u64,
+    /// Entries in each top list of a window summary.
+    pub top_n: usize,
+    /// The live summary stream as JSON lines: empty = off, `-` = stdout, else a file.
+    pub jsonl_path: String,
+    /// Size at which the JSON-lines file is rotated (to `PATH.1`).
+    pub jsonl_bytes_max: u64,
 }
+
+/// Default window length.
+pub const DEFAULT_WINDOW_MS: u64 = 10_000;
+/// Default lateness a window waits for.
+pub const DEFAULT_LATENESS_MS: u64 = 2_000;
+/// Default top-N.
+pub const DEFAULT_TOP_N: usize = 10;
+/// Default rotation size of the JSON-lines file.
+pub const DEFAULT_JSONL_BYTES_MAX: u64 = 64 << 20;
 
 impl Default for Semantic {
     fn default() -> Self {
         Semantic {
             min_importance: DEFAULT_MIN_IMPORTANCE,
+            enabled: true,
+            window_ms: DEFAULT_WINDOW_MS,
+            lateness_ms: DEFAULT_LATENESS_MS,
+            top_n: DEFAULT_TOP_N,
+            jsonl_path: String::new(),
+            jsonl_bytes_max: DEFAULT_JSONL_BYTES_MAX,
         }
     }
 }
@@ -684,6 +713,34 @@ impl Config {
                 "semantic.min_importance: {} is not between 0 and 1",
                 self.semantic.min_importance
             ));
+        }
+        let sm = &self.semantic;
+        if !(100..=3_600_000).contains(&sm.window_ms) {
+            p.push(format!(
+                "semantic.window_ms: {} is not between 100 and 3600000",
+                sm.window_ms
+            ));
+        }
+        if sm.lateness_ms > 600_000 {
+            p.push(format!(
+                "semantic.lateness_ms: {} is above 600000 (ten minutes)",
+                sm.lateness_ms
+            ));
+        }
+        if !(1..=1000).contains(&sm.top_n) {
+            p.push(format!(
+                "semantic.top_n: {} is not between 1 and 1000",
+                sm.top_n
+            ));
+        }
+        if sm.jsonl_bytes_max < 4096 {
+            p.push(format!(
+                "semantic.jsonl_bytes_max: {} is below 4096",
+                sm.jsonl_bytes_max
+            ));
+        }
+        if !sm.jsonl_path.is_empty() && !sm.enabled {
+            p.push("semantic.jsonl_path: set, but semantic.enabled is false".into());
         }
         let e = &self.enrich;
         for (key, v) in [

@@ -15,6 +15,7 @@ pub mod config;
 mod core;
 mod enrich;
 mod error;
+mod export;
 mod filter;
 mod lock;
 mod offline;
@@ -23,6 +24,7 @@ mod output;
 mod pipeline;
 mod run;
 mod sampler;
+mod semantic;
 mod signals;
 mod tail;
 #[cfg(test)]

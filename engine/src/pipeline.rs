@@ -10,6 +10,8 @@ use crate::enrich::tap::TapProducer;
 use crate::filter::Filter;
 use crate::outage::{Outage, STORAGE_RETRY_INTERVAL};
 use crate::sampler::{Sampler, class_of, importance};
+use crate::semantic::core::{Closed, SemanticCore};
+use crate::semantic::marker::{KIND_WINDOW, Marker};
 
 /// Per-kind and per-reason counts of one core thread. Every record the thread read is
 /// counted in exactly one of `written`, `filtered`, `sampled_out`, `undecodable` or
@@ -37,6 +39,9 @@ pub struct PipelineStats {
     /// Lifecycle events whose copy for the enrichment tables found its queue full (the
     /// events themselves went on as usual).
     pub enrich_dropped: u64,
+    /// Window markers written (semantic path), and lost with failed blocks.
+    pub window_markers: u64,
+    pub window_markers_lost: u64,
 }
 
 impl Default for PipelineStats {
@@ -52,6 +57,8 @@ impl Default for PipelineStats {
             loss_records: 0,
             loss_records_lost: 0,
             enrich_dropped: 0,
+            window_markers: 0,
+            window_markers_lost: 0,
         }
     }
 }
@@ -71,6 +78,8 @@ impl PipelineStats {
         self.loss_records += o.loss_records;
         self.loss_records_lost += o.loss_records_lost;
         self.enrich_dropped += o.enrich_dropped;
+        self.window_markers += o.window_markers;
+        self.window_markers_lost += o.window_markers_lost;
     }
 }
 
@@ -135,6 +144,10 @@ pub struct Pipeline {
     /// Tap drops per kind already reported in-band, and since when.
     tap_reported: [u64; KIND_MAX],
     tap_since_ns: u64,
+    /// The semantic path's side on this core, if it is on.
+    semantic: Option<SemanticCore>,
+    /// Windows closed by the last tick, to mark (reused).
+    closed: Vec<Closed>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -184,7 +197,59 @@ impl Pipeline {
             tap: None,
             tap_reported: [0; KIND_MAX],
             tap_since_ns: 0,
+            semantic: None,
+            closed: Vec::with_capacity(8),
         }
+    }
+
+    /// Folds what this pipeline writes into windows for the semantic thread, from the
+    /// window holding `now_ns` (the start marker is written now).
+    pub(crate) fn set_semantic(&mut self, mut core: SemanticCore, now_ns: u64) {
+        let start = core.start(now_ns);
+        self.semantic = Some(core);
+        self.write_marker(&start, now_ns);
+    }
+
+    /// Writes a window marker in-band (not while storage is stopped: then it is lost
+    /// with the rest).
+    fn write_marker(&mut self, m: &Marker, now_ns: u64) {
+        if self.outage.is_some() {
+            self.stats.window_markers_lost += 1;
+            return;
+        }
+        let bytes = m.encode();
+        let rec = RecordRef {
+            ts_ns: now_ns,
+            kind: KIND_WINDOW,
+            weight: 1,
+            bytes: &bytes,
+        };
+        match self.writer.append(&rec) {
+            Ok(()) => self.stats.window_markers += 1,
+            Err(e) => {
+                self.stats.window_markers_lost += 1;
+                if self.writer.failure().is_some() {
+                    self.fail(e, now_ns);
+                }
+            }
+        }
+    }
+
+    /// Closes the windows due at `now_ns` (every open one with `stop`): each handed to
+    /// the semantic thread and marked in-band.
+    fn close_windows(&mut self, now_ns: u64, stop: bool) {
+        let Some(s) = &mut self.semantic else {
+            return;
+        };
+        let mut closed = std::mem::take(&mut self.closed);
+        s.close(now_ns, stop, &mut closed);
+        for (m, loss) in closed.drain(..) {
+            self.write_marker(&m, now_ns);
+            if let Some(l) = loss {
+                self.loss(&l);
+            }
+        }
+        self.closed = closed;
     }
 
     /// Copies lifecycle events into `tap` for the enrichment thread.
@@ -235,7 +300,12 @@ impl Pipeline {
             bytes: &bytes[..ev.header.len as usize],
         };
         match self.writer.append(&rec) {
-            Ok(()) => self.stats.written[k] += 1,
+            Ok(()) => {
+                self.stats.written[k] += 1;
+                if let Some(s) = &mut self.semantic {
+                    s.event(&ev, weight);
+                }
+            }
             Err(e) => {
                 // Not accepted: this one is dropped too.
                 self.stats.storage_dropped[k] += 1;
@@ -296,6 +366,11 @@ impl Pipeline {
                 self.stats.loss_records_lost += d;
                 continue;
             }
+            if k == KIND_WINDOW as usize {
+                self.stats.window_markers = self.stats.window_markers.saturating_sub(d);
+                self.stats.window_markers_lost += d;
+                continue;
+            }
             if k < KIND_MAX {
                 debug_assert!(d <= self.stats.written[k], "kind {k}: lost {d}");
                 self.stats.written[k] = self.stats.written[k].saturating_sub(d);
@@ -321,7 +396,12 @@ impl Pipeline {
             return;
         }
         match self.writer.append_loss(loss) {
-            Ok(()) => self.stats.loss_records += 1,
+            Ok(()) => {
+                self.stats.loss_records += 1;
+                if let Some(s) = &mut self.semantic {
+                    s.loss(loss);
+                }
+            }
             Err(e) => {
                 self.fail(e, loss.end_ns);
                 if let Some(o) = &mut self.outage {
@@ -373,6 +453,9 @@ impl Pipeline {
                 break;
             }
             self.stats.loss_records += 1;
+            if let Some(s) = &mut self.semantic {
+                s.loss(&l);
+            }
         }
         match written.and_then(|()| self.writer.settle()) {
             Ok(()) => {
@@ -407,6 +490,9 @@ impl Pipeline {
         let now = monotonic_ns();
         // A last try, whatever the retry interval: space may have come back just now.
         self.retry_storage(now, true);
+        // Every window closes (and is handed over) even if storage failed: the markers
+        // are then lost with the rest, and counted.
+        self.close_windows(now, true);
         if self.writer.failure().is_none() {
             self.tick_undecodable(now);
             self.tick_tap(now);
@@ -453,6 +539,7 @@ impl Pipeline {
         }
         self.tick_undecodable(now_ns);
         self.tick_tap(now_ns);
+        self.close_windows(now_ns, false);
         if self.flush_interval_ns > 0
             && now_ns.saturating_sub(self.last_flush_ns) >= self.flush_interval_ns
         {

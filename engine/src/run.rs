@@ -19,10 +19,14 @@ use crate::enrich::enricher::{ENRICH_STREAM_ID, EnrichReport, EnrichShared, Enri
 use crate::enrich::tap::tap;
 use crate::enrich::tracker::{Sources, Tracker};
 use crate::error::{Error, Result};
+use crate::export::Sink;
+use crate::export::jsonl::JsonlSink;
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
 use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
 use crate::sampler::{Class, Sampler};
+use crate::semantic::core::{CoreWindowsShared, SEMANTIC_QUEUE_WINDOWS, SemanticCore};
+use crate::semantic::thread::{CoreInput, SemanticReport, SemanticThread};
 use crate::signals;
 
 /// How often the control thread reads the kernel's counters into loss records.
@@ -146,6 +150,8 @@ pub struct Summary {
     pub cores: Vec<CoreReport>,
     /// The enrichment thread's report, when enrichment is on.
     pub enrich: Option<EnrichReport>,
+    /// The semantic thread's report, when the semantic path is on.
+    pub semantic: Option<SemanticReport>,
     pub elapsed: Duration,
 }
 
@@ -289,6 +295,20 @@ impl Summary {
             if let Some(err) = &e.storage_error {
                 writeln!(out, "enrichment stream: storage failed: {err}")?;
             }
+        }
+        if let Some(s) = &self.semantic {
+            writeln!(
+                out,
+                "semantic: {} windows summarized, {} lines to sinks{}; {} window markers written, {} lost",
+                s.windows,
+                s.lines,
+                match &s.sink_error {
+                    Some(e) => format!(" (a sink failed: {e}; {} lines dropped)", s.lines_dropped),
+                    None => String::new(),
+                },
+                self.user.window_markers,
+                self.user.window_markers_lost
+            )?;
         }
         Ok(())
     }
@@ -496,6 +516,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let mut controls = Vec::with_capacity(n);
     let mut shared = Vec::with_capacity(n);
     let mut taps = Vec::with_capacity(n);
+    let sem = &config.semantic;
+    let mut semantic_inputs = Vec::with_capacity(n);
+    let mut host = String::new();
     for (id, rings) in per_core.into_iter().enumerate() {
         let writer =
             StreamWriter::create(writer_config(config, id as u32, streams)).map_err(|source| {
@@ -526,6 +549,24 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             let (p, c) = tap(config.enrich.queue_bytes);
             pipeline.set_tap(p);
             taps.push(c);
+        }
+        if sem.enabled {
+            if host.is_empty() {
+                host = pipeline.writer.host().to_string();
+            }
+            let (p, c) = rtrb::RingBuffer::new(SEMANTIC_QUEUE_WINDOWS);
+            let shared = Arc::new(CoreWindowsShared::default());
+            let core = SemanticCore::new(
+                sem.window_ms.saturating_mul(1_000_000),
+                sem.top_n as u32,
+                sem.lateness_ms.saturating_mul(1_000_000),
+                pipeline.writer.mono_to_wall_ns(),
+                p,
+                shared.clone(),
+                id as u32,
+            );
+            pipeline.set_semantic(core, monotonic_ns());
+            semantic_inputs.push(CoreInput::new(c, shared));
         }
         let (producer, consumer) = rtrb::RingBuffer::new(CONTROL_QUEUE_CAPACITY);
         let sh = Arc::new(CoreShared::default());
@@ -572,6 +613,23 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         None
     };
     let enrich_shared = Arc::new(EnrichShared::default());
+    let semantic = if sem.enabled {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if !sem.jsonl_path.is_empty() {
+            let sink = JsonlSink::open(&sem.jsonl_path, sem.jsonl_bytes_max)
+                .map_err(Error::io("opening semantic.jsonl_path"))?;
+            sinks.push(Box::new(sink));
+        }
+        Some(SemanticThread::new(
+            semantic_inputs,
+            sem.window_ms.saturating_mul(1_000_000),
+            sem.top_n,
+            host,
+            sinks,
+        ))
+    } else {
+        None
+    };
     eprintln!(
         "engine: {} core thread(s) on CPUs {:?}, writing to {}; attached {}",
         n,
@@ -584,8 +642,13 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let started = Instant::now();
     let status_every = Duration::from_millis(config.engine.status_interval_ms);
     let cores_done = AtomicBool::new(false);
-    let (reports, enrich_report) = std::thread::scope(
-        |scope| -> Result<(Vec<CoreReport>, Option<EnrichReport>)> {
+    type Reports = (
+        Vec<CoreReport>,
+        Option<EnrichReport>,
+        Option<SemanticReport>,
+    );
+    let (reports, enrich_report, semantic_report) = std::thread::scope(
+        |scope| -> Result<Reports> {
             let enrich_handle = match enricher {
                 Some(e) => {
                     let (done, sh) = (&cores_done, enrich_shared.clone());
@@ -598,7 +661,20 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 }
                 None => None,
             };
-            // However this closure ends, the enrichment thread is told the cores are done.
+            let semantic_handle = match semantic {
+                Some(t) => {
+                    let done = &cores_done;
+                    Some(
+                        std::thread::Builder::new()
+                            .name("semantic".into())
+                            .spawn_scoped(scope, move || t.run(done))
+                            .map_err(Error::io("spawning the semantic thread"))?,
+                    )
+                }
+                None => None,
+            };
+            // However this closure ends, the enrichment and semantic threads are told the
+            // cores are done.
             let _enrich_done = StopOnDrop(&cores_done);
             let handles: Vec<_> = cores
                 .into_iter()
@@ -698,7 +774,11 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 Some(h) => Some(h.join().map_err(|_| Error::CorePanicked)?),
                 None => None,
             };
-            Ok((reports, enrich_report))
+            let semantic_report = match semantic_handle {
+                Some(h) => Some(h.join().map_err(|_| Error::CorePanicked)?),
+                None => None,
+            };
+            Ok((reports, enrich_report, semantic_report))
         },
     )?;
     let kernel = collector
@@ -713,6 +793,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         user,
         cores: reports,
         enrich: enrich_report,
+        semantic: semantic_report,
         elapsed: started.elapsed(),
     })
 }

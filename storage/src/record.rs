@@ -36,6 +36,9 @@ pub enum LossReason {
     /// The copy of a lifecycle event for the enrichment tables did not fit in its queue
     /// (the event itself was kept): enrichment may be missing after this.
     EnrichQueueFull = 7,
+    /// A window's partial aggregate could not be handed to the semantic thread (its
+    /// queue was full): the records it held are missing from that window's summary.
+    SemanticQueueFull = 8,
 }
 
 impl LossReason {
@@ -49,6 +52,7 @@ impl LossReason {
             LossReason::StorageError => "storage_error",
             LossReason::KernelRateLimited => "kernel_rate_limited",
             LossReason::EnrichQueueFull => "enrich_queue_full",
+            LossReason::SemanticQueueFull => "semantic_queue_full",
         }
     }
 
@@ -62,6 +66,7 @@ impl LossReason {
             5 => LossReason::StorageError,
             6 => LossReason::KernelRateLimited,
             7 => LossReason::EnrichQueueFull,
+            8 => LossReason::SemanticQueueFull,
             _ => return None,
         })
     }
@@ -145,7 +150,7 @@ mod tests {
         assert_eq!(Loss::decode(&l.encode()), Some(l));
         assert_eq!(Loss::decode(&[0; 39]), None);
         assert_eq!(l.known_reason(), Some(LossReason::KernelRingFull));
-        for id in 1..=7 {
+        for id in 1..=8 {
             assert_eq!(LossReason::from_id(id).map(|r| r as u16), Some(id));
         }
     }

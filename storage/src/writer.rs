@@ -398,6 +398,16 @@ impl StreamWriter {
         self.seg.as_ref().map_or(self.next_seq, |s| s.name.seq)
     }
 
+    /// The monotonic-to-wall-clock offset this writer records in its segments.
+    pub fn mono_to_wall_ns(&self) -> i64 {
+        self.cfg.mono_to_wall_ns
+    }
+
+    /// The host name this writer records in its segments.
+    pub fn host(&self) -> &str {
+        &self.cfg.host
+    }
+
     /// The stream directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -10,7 +10,9 @@ fn file_order_gives_write_order_and_the_default_gives_time_order() {
     let dir = TempDir::new("order");
     let mut w = StreamWriter::create(config(dir.path(), 0, IoBackend::Portable)).unwrap();
     // Out of time order within blocks and across a rotation.
-    let written: Vec<u64> = (0..3000u64).map(|i| 1_000_000 - (i % 7) * 1000 + i * 10).collect();
+    let written: Vec<u64> = (0..3000u64)
+        .map(|i| 1_000_000 - (i % 7) * 1000 + i * 10)
+        .collect();
     for &ts in &written {
         w.append(&RecordRef {
             ts_ns: ts,

@@ -1,9 +1,11 @@
-//! The offline tools: `engine replay`, `engine inspect`, `engine verify`, one file per
+//! The offline tools: `engine replay`, `engine inspect`, `engine verify`, `engine
+//! summarize`, one file per
 //! command. They only read a data directory (no lock, nothing changed), so they run
 //! beside a live engine. The storage-side checks live in `storage`.
 
 pub mod inspect;
 pub mod replay;
+pub mod summarize;
 pub mod time;
 pub mod verify;
 

@@ -22,6 +22,7 @@ use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
 use crate::output::text::{WallTime, write_loss, write_replay};
+use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -99,6 +100,7 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
         // The table records, whatever the kinds asked for, from the head of the segment
         // that covers `--from` (it starts with a snapshot): the tables at `--from`.
         context_kinds: Some(vec![KIND_PROCESS, KIND_CGROUP]),
+        file_order: false,
     })
 }
 
@@ -148,7 +150,8 @@ pub fn replay<W: Write, D: Write>(
                 Ok(_) => continue,
                 Err(e) => e.to_string(),
             }
-        } else if loc.context {
+        } else if loc.context || rec.kind == KIND_WINDOW {
+            // Window markers belong to the semantic path (`engine summarize`).
             continue;
         } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {

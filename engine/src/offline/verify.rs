@@ -9,6 +9,7 @@ use storage::{VerifyOptions, VerifyReport, verify_dir};
 
 use super::{ensure_dir, write_skipped};
 use crate::error::Result;
+use crate::semantic::marker::{KIND_WINDOW, Marker};
 
 /// `engine verify`: checks `dir` and writes the report to `out`. Returns whether every
 /// block is sound (skipped entries are listed but are not problems).
@@ -18,14 +19,17 @@ pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
         abi_version: Some(bpf::abi::ABI_VERSION),
         ..VerifyOptions::default()
     };
-    let report = verify_dir(
-        dir,
-        &opts,
-        &mut |r| match crate::enrich::record::check(r.kind, r.bytes) {
+    let report = verify_dir(dir, &opts, &mut |r| {
+        if r.kind == KIND_WINDOW {
+            return Marker::decode(r.bytes)
+                .map(drop)
+                .ok_or_else(|| format!("not a window marker ({} bytes)", r.bytes.len()));
+        }
+        match crate::enrich::record::check(r.kind, r.bytes) {
             Some(table_record) => table_record.map_err(|e| e.to_string()),
             None => bpf::decode(r.bytes).map(drop).map_err(|e| e.to_string()),
-        },
-    )?;
+        }
+    })?;
     write_report(dir, &report, out)?;
     Ok(report.is_sound())
 }

@@ -96,9 +96,33 @@ impl JsonWriter {
         self.buf.extend_from_slice(b);
     }
 
+    /// Opens an object or array (`bracket` `{` or `[`), as the value of `key` or, without
+    /// one, as an array element; a comma first unless right after an opening bracket.
+    pub(crate) fn open(&mut self, key: Option<&str>, bracket: u8) {
+        if !matches!(self.buf.last(), None | Some(b'{') | Some(b'[')) {
+            self.buf.push(b',');
+        }
+        if let Some(key) = key {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(key.as_bytes());
+            self.buf.extend_from_slice(b"\":");
+        }
+        self.buf.push(bracket);
+    }
+
+    /// Closes what [`JsonWriter::open`] opened (`}` or `]`).
+    pub(crate) fn close(&mut self, bracket: u8) {
+        self.buf.push(bracket);
+    }
+
+    /// Ends the line.
+    pub(crate) fn newline(&mut self) {
+        self.buf.push(b'\n');
+    }
+
     /// `,"key":value` (or `"key":value` right after `{`).
     pub fn field(&mut self, key: &str, v: impl JsonValue) {
-        if self.buf.last() != Some(&b'{') {
+        if !matches!(self.buf.last(), None | Some(b'{')) {
             self.buf.push(b',');
         }
         self.buf.push(b'"');

@@ -34,6 +34,7 @@ pub fn record_kind_name(id: u16) -> Cow<'static, str> {
         storage::KIND_LOSS => "loss".into(),
         crate::enrich::record::KIND_PROCESS => "enrich.process".into(),
         crate::enrich::record::KIND_CGROUP => "enrich.cgroup".into(),
+        crate::semantic::marker::KIND_WINDOW => "semantic.window".into(),
         _ => kind_name(id),
     }
 }

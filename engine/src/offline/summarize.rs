@@ -1,0 +1,221 @@
+//! `engine summarize`: the summary stream recomputed from the segments, the same JSON
+//! lines the live engine wrote for those records (docs/semantic.md).
+//!
+//! Each core stream is read on its own, in write order, through the same window state
+//! machine the core thread ran: its markers say where each window closed, whether the
+//! partial reached the semantic thread, and with which window length and top-N. The
+//! windows are then merged and written exactly as the semantic thread does. With a
+//! `--window-ms` other than the recorded one, records are regrouped by their time
+//! alone (no lateness: the live engine never made those windows).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use storage::{KIND_LOSS, Loss, ReadOptions, Reader, SkipList};
+
+use super::ensure_dir;
+use super::time::TimeRange;
+use crate::config::{DEFAULT_TOP_N, DEFAULT_WINDOW_MS};
+use crate::enrich::enricher::ENRICH_STREAM_ID;
+use crate::error::{Error, Result};
+use crate::output::json::JsonWriter;
+use crate::semantic::marker::{KIND_WINDOW, Marker, MarkerOp, window_of};
+use crate::semantic::partial::Partial;
+use crate::semantic::summary::Window;
+use crate::semantic::windows::Windows;
+
+/// What `engine summarize` recomputes.
+#[derive(Debug, Clone, Default)]
+pub struct SummarizeArgs {
+    /// Window length to regroup by; `None`: the recorded windows.
+    pub window_ms: Option<u64>,
+    /// Windows whose start is in this range.
+    pub range: TimeRange,
+}
+
+/// Keys per top map of a regrouped window (all cores together).
+const REGROUP_KEYS_MAX: usize = 1 << 16;
+
+/// Per window: the merged summary being built.
+type Merged = BTreeMap<u64, Window>;
+
+/// One stream, read in write order through its markers.
+struct StreamFold {
+    windows: Option<Windows>,
+    /// The first window not closed yet (None before a start marker).
+    next_open: Option<u64>,
+    start: Option<u64>,
+}
+
+/// `engine summarize DIR`: the summary lines to `out`.
+pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Result<()> {
+    ensure_dir(dir)?;
+    let mut skipped = SkipList::default();
+    let streams: Vec<u32> = storage::list_streams(dir, &mut skipped)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|&id| id != ENRICH_STREAM_ID)
+        .collect();
+    let mut merged: Merged = BTreeMap::new();
+    let mut host = String::new();
+    let mut recorded: Option<(u64, u32)> = None;
+    let mut ready: Option<u64> = None;
+    let mut first: Option<u64> = None;
+    let regroup_ns = args.window_ms.map(|ms| ms.saturating_mul(1_000_000));
+    let mut regrouped: BTreeMap<u64, (Partial, u32)> = BTreeMap::new();
+    for id in streams {
+        let opts = ReadOptions {
+            streams: Some(vec![id]),
+            file_order: true,
+            ..ReadOptions::default()
+        };
+        let mut reader = Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
+        let mut s = StreamFold {
+            windows: None,
+            next_open: None,
+            start: None,
+        };
+        let mut seen_in: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+        while let Some(loc) = reader.next_located()? {
+            if host.is_empty()
+                && let Ok(seg) = storage::Segment::open(loc.path)
+            {
+                host = seg.header().host.clone();
+            }
+            let rec = loc.record;
+            let wall = i128::from(rec.ts_ns) + i128::from(loc.mono_to_wall_ns);
+            if rec.kind == KIND_WINDOW {
+                let Some(m) = Marker::decode(rec.bytes) else {
+                    continue;
+                };
+                recorded.get_or_insert((m.window_ns, m.top_n));
+                if regroup_ns.is_some() {
+                    continue;
+                }
+                marker(&mut s, &m, &mut merged);
+                continue;
+            }
+            if let Some(ns) = regroup_ns {
+                let w = window_of(wall, ns);
+                let entry = regrouped
+                    .entry(w)
+                    .or_insert_with(|| (Partial::growing(w, REGROUP_KEYS_MAX), 0));
+                if seen_in.insert(w) {
+                    entry.1 += 1;
+                }
+                fold(&mut entry.0, rec.kind, rec.bytes, rec.weight, false);
+                continue;
+            }
+            if let Some(ws) = &mut s.windows {
+                if rec.kind == KIND_LOSS {
+                    if let Some(l) = Loss::decode(rec.bytes) {
+                        ws.loss(&l, wall);
+                    }
+                } else if let Ok(ev) = bpf::decode(rec.bytes) {
+                    ws.event(&ev, rec.weight, wall);
+                }
+            }
+        }
+        if let (Some(st), Some(next)) = (s.start, s.next_open) {
+            first = Some(first.map_or(st, |f| f.min(st)));
+            ready = Some(ready.map_or(next, |r| r.min(next)));
+        }
+    }
+    let mut json = JsonWriter::default();
+    let in_range = |w: u64, ns: u64| {
+        let start = i128::from(w) * i128::from(ns);
+        args.range.from_unix_ns.is_none_or(|f| start >= f)
+            && args.range.to_unix_ns.is_none_or(|t| start < t)
+    };
+    if let Some(ns) = regroup_ns {
+        let top_n = recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize);
+        for (w, (p, cores)) in regrouped {
+            if !in_range(w, ns) {
+                continue;
+            }
+            let mut win = Window::new(w, ns, top_n);
+            win.merged = p;
+            win.cores = cores;
+            win.write_json(&host, &mut json);
+            out.write_all(json.bytes())?;
+        }
+    } else {
+        let Some((window_ns, _)) = recorded else {
+            return Err(Error::Invalid(format!(
+                "{}: no window markers (the semantic path was off when it was recorded); \
+                 `engine summarize --window-ms {DEFAULT_WINDOW_MS} {}` regroups the events by time",
+                dir.display(),
+                dir.display()
+            )));
+        };
+        // As live: the windows every core had closed, from the first core's start.
+        if let (Some(first), Some(ready)) = (first, ready) {
+            for w in first..ready {
+                let win = merged.remove(&w).unwrap_or_else(|| {
+                    Window::new(
+                        w,
+                        window_ns,
+                        recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize),
+                    )
+                });
+                if in_range(w, window_ns) {
+                    win.write_json(&host, &mut json);
+                    out.write_all(json.bytes())?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Applies a marker to a stream's fold.
+fn marker(s: &mut StreamFold, m: &Marker, merged: &mut Merged) {
+    match m.op {
+        MarkerOp::Start => {
+            // A new run: what an earlier one left open was never handed over.
+            let mut ws = Windows::new(m.window_ns, m.top_n as usize);
+            ws.start(m.window);
+            s.windows = Some(ws);
+            s.start = Some(s.start.map_or(m.window, |st| st.min(m.window)));
+            s.next_open = Some(m.window);
+        }
+        MarkerOp::Close => {
+            let Some(ws) = &mut s.windows else {
+                return;
+            };
+            // Windows before the marked one closed without a marker (cannot happen
+            // from one engine; a torn stream): not handed over.
+            while ws.first().is_some_and(|f| f < m.window) {
+                ws.close_first();
+            }
+            if ws.first() != Some(m.window) {
+                return;
+            }
+            let Some(p) = ws.close_first() else {
+                return;
+            };
+            s.next_open = Some(m.window + 1);
+            let win = merged
+                .entry(m.window)
+                .or_insert_with(|| Window::new(m.window, m.window_ns, m.top_n as usize));
+            if m.delivered {
+                win.add(&p);
+            } else {
+                win.lost(m.records);
+            }
+        }
+    }
+}
+
+/// Folds a record into a regrouped window.
+fn fold(p: &mut Partial, kind: u16, bytes: &[u8], weight: u32, late: bool) {
+    if kind == KIND_LOSS {
+        if let Some(l) = Loss::decode(bytes) {
+            p.loss(&l, late);
+        }
+    } else if let Ok(ev) = bpf::decode(bytes) {
+        p.event(&ev, weight, late);
+    }
+}

@@ -1,0 +1,132 @@
+//! One core's open windows, folded in its write order: the same state machine runs on
+//! the core thread (live: the clock closes windows and markers record it) and in
+//! `engine summarize` (offline: the markers close them). A record whose window has
+//! closed is late: it goes to the first open window, counted as late.
+
+use std::collections::VecDeque;
+
+use bpf::Event;
+use storage::Loss;
+
+use super::marker::window_of;
+use super::partial::Partial;
+
+/// Windows open at once at most; a record further ahead goes to the last of them.
+pub(crate) const OPEN_WINDOWS_MAX: usize = 4;
+
+/// Keys per top map of a core's partial, for `top_n` shown: enough that the top of the
+/// merged window is exact in all but adversarial spreads.
+pub(crate) fn keys_per_partial(top_n: usize) -> usize {
+    (top_n * 32).clamp(64, 4096)
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Windows {
+    window_ns: u64,
+    cap: usize,
+    /// The first open window; `None` before the start.
+    first: Option<u64>,
+    /// Partials of `first`, `first + 1`, ... (as far as records reached).
+    open: VecDeque<Partial>,
+    /// Made ahead (not on the per-event path): a window a record opens takes one.
+    spare: Vec<Partial>,
+}
+
+impl Windows {
+    pub(crate) fn new(window_ns: u64, top_n: usize) -> Windows {
+        Windows {
+            window_ns,
+            cap: keys_per_partial(top_n),
+            first: None,
+            open: VecDeque::with_capacity(OPEN_WINDOWS_MAX),
+            spare: Vec::with_capacity(OPEN_WINDOWS_MAX),
+        }
+    }
+
+    pub(crate) fn window_ns(&self) -> u64 {
+        self.window_ns
+    }
+
+    /// Windows open from `window` on (what an earlier start left is dropped).
+    pub(crate) fn start(&mut self, window: u64) {
+        self.first = Some(window);
+        self.open.clear();
+        self.refill();
+    }
+
+    /// Makes the spare partials (call off the per-event path: after a close, at a tick).
+    pub(crate) fn refill(&mut self) {
+        while self.spare.len() < OPEN_WINDOWS_MAX {
+            self.spare.push(Partial::new(0, self.cap));
+        }
+    }
+
+    /// The first open window.
+    pub(crate) fn first(&self) -> Option<u64> {
+        self.first
+    }
+
+    /// The partial a record at `wall_ns` folds into, and whether it is late; `None`
+    /// before the start.
+    fn slot(&mut self, wall_ns: i128) -> Option<(&mut Partial, bool)> {
+        let first = self.first?;
+        let w = window_of(wall_ns, self.window_ns);
+        let (i, late) = if w < first {
+            (0, true)
+        } else {
+            (((w - first) as usize).min(OPEN_WINDOWS_MAX - 1), false)
+        };
+        while self.open.len() <= i {
+            let mut p = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Partial::new(0, self.cap));
+            p.window = first + self.open.len() as u64;
+            self.open.push_back(p);
+        }
+        Some((&mut self.open[i], late))
+    }
+
+    pub(crate) fn event(&mut self, ev: &Event<'_>, weight: u32, wall_ns: i128) {
+        if let Some((p, late)) = self.slot(wall_ns) {
+            p.event(ev, weight, late);
+        }
+    }
+
+    pub(crate) fn loss(&mut self, l: &Loss, wall_ns: i128) {
+        if let Some((p, late)) = self.slot(wall_ns) {
+            p.loss(l, late);
+        }
+    }
+
+    /// Closes the first open window: its partial (empty if nothing fell in it).
+    pub(crate) fn close_first(&mut self) -> Option<Partial> {
+        let first = self.first?;
+        self.first = Some(first + 1);
+        Some(match self.open.pop_front() {
+            Some(p) => p,
+            None => {
+                let mut p = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Partial::new(0, self.cap));
+                p.window = first;
+                p
+            }
+        })
+    }
+
+    /// Whether the first open window ends (plus `lateness_ns`) at or before `wall_ns`.
+    pub(crate) fn due(&self, wall_ns: i128, lateness_ns: u64) -> bool {
+        self.first.is_some_and(|f| {
+            (i128::from(f) + 1) * i128::from(self.window_ns) + i128::from(lateness_ns) <= wall_ns
+        })
+    }
+
+    /// Whether any window past the first holds records (a stop closes up to there).
+    pub(crate) fn last_open(&self) -> Option<u64> {
+        self.first
+            .map(|f| f + self.open.len().saturating_sub(1) as u64)
+    }
+}

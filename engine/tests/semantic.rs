@@ -1,0 +1,96 @@
+//! The semantic path on the real kernel: the live summary stream (JSON lines) and
+//! `engine summarize` over the same data directory are byte-identical, with both cores
+//! busy; and the windows hold what the workload did.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+
+use common::{
+    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, privileged, start_engine,
+    stop_engine,
+};
+
+/// Opens a unique file 300 times from each of two processes pinned to different CPUs.
+const WORKLOAD: &str = r#"
+import os, sys
+path = sys.argv[1]
+open(path, "w").close()
+kids = []
+for cpu in (0, 1):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass
+        for _ in range(300):
+            open(path).close()
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+"#;
+
+#[test]
+fn live_summary_and_summarize_are_byte_identical() {
+    if !privileged("live_summary_and_summarize_are_byte_identical") {
+        return;
+    }
+    let jsonl = std::env::temp_dir().join(format!("semantic-live-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
+    let config = format!(
+        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 500\nlateness_ms = 200\ntop_n = 5\njsonl_path = \"{}\"\n",
+        jsonl.display()
+    );
+    let (dir, cfg) = data_dir_and_config("semantic", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _kill = KillOnDrop(engine.id());
+    let target = std::env::temp_dir().join(format!("semantic-target-{}", std::process::id()));
+    for _ in 0..3 {
+        let ok = Command::new("python3")
+            .args(["-c", WORKLOAD])
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let report = stop_engine(engine, lines);
+    assert!(report.contains("semantic: "), "{report}");
+
+    let live = std::fs::read_to_string(&jsonl).expect("the live summary stream");
+    let out = Command::new(ENGINE)
+        .args(["summarize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offline = String::from_utf8(out.stdout).unwrap();
+    assert!(live.lines().count() >= 3, "{live}");
+    assert_eq!(live, offline, "live and offline summaries differ");
+
+    // The windows hold the workload: its opens of the target, counted exactly.
+    let windows: Vec<Value> = live.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let target = target.to_str().unwrap();
+    let opens: u64 = windows
+        .iter()
+        .flat_map(|w| w["top_files"].as_array().unwrap().iter())
+        .filter(|f| f["path"] == target)
+        .map(|f| f["events"].as_u64().unwrap())
+        .sum();
+    // 3 runs x (1 create + 2 x 300 opens), all kept (no sampling at this rate).
+    assert_eq!(opens, 3 * 601, "{live}");
+    for w in &windows {
+        assert_eq!(w["type"], "window");
+        assert_eq!(w["cores_lost"], 0, "{w}");
+        assert_eq!(w["window_ms"], 500);
+        assert!(w["host"].as_str().is_some_and(|h| !h.is_empty()));
+    }
+    let starts: Vec<&str> = windows.iter().map(|w| w["start"].as_str().unwrap()).collect();
+    assert!(starts.windows(2).all(|p| p[0] < p[1]), "in order: {starts:?}");
+    let _ = std::fs::remove_file(&jsonl);
+    let _ = std::fs::remove_dir_all(&dir);
+}
