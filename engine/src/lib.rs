@@ -45,4 +45,41 @@ pub mod internals {
     pub use crate::pipeline::Pipeline;
     pub use crate::run::writer_config;
     pub use crate::sampler::{Sampler, class_of};
+
+    /// The semantic thread's end of a pipeline's window queue (for the benchmarks).
+    pub struct SemanticDrain(rtrb::Consumer<Box<crate::semantic::partial::Partial>>);
+
+    impl std::fmt::Debug for SemanticDrain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("SemanticDrain").finish()
+        }
+    }
+
+    impl SemanticDrain {
+        /// Drops the partials handed over so far; how many.
+        pub fn drain(&mut self) -> usize {
+            let mut n = 0;
+            while self.0.pop().is_ok() {
+                n += 1;
+            }
+            n
+        }
+    }
+
+    /// Turns on `config`'s semantic path in `p` (windows from the one holding `now_ns`).
+    pub fn attach_semantic(p: &mut Pipeline, config: &crate::Config, now_ns: u64) -> SemanticDrain {
+        let s = &config.semantic;
+        let (tx, rx) = rtrb::RingBuffer::new(crate::semantic::core::SEMANTIC_QUEUE_WINDOWS);
+        let core = crate::semantic::core::SemanticCore::new(
+            s.window_ms * 1_000_000,
+            s.top_n as u32,
+            s.lateness_ms * 1_000_000,
+            p.writer.mono_to_wall_ns(),
+            tx,
+            std::sync::Arc::default(),
+            0,
+        );
+        p.set_semantic(core, now_ns);
+        SemanticDrain(rx)
+    }
 }

@@ -212,3 +212,23 @@ fn the_enrichment_tap_allocates_nothing() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_semantic_fold_allocates_nothing() {
+    let dir = std::env::temp_dir().join(format!("engine-noalloc-sem-{}", std::process::id()));
+    let (mut p, hot) = warmed_up(&dir, |c| c.storage.block_bytes = 256 << 10);
+    let config = Config::embedded_default();
+    let mut drain = engine::internals::attach_semantic(&mut p, &config, 1_000_000);
+    let before = ALLOCS.with(Cell::get);
+    for r in &hot {
+        p.process(bytemuck::cast_slice(r));
+    }
+    let allocations = ALLOCS.with(Cell::get) - before;
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for 200000 events folded into windows"
+    );
+    assert_eq!(drain.drain(), 0, "no window closed without a tick");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}

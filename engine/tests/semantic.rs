@@ -9,8 +9,7 @@ use serde_json::Value;
 mod common;
 
 use common::{
-    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, privileged, start_engine,
-    stop_engine,
+    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, privileged, start_engine, stop_engine,
 };
 
 /// Opens a unique file 300 times from each of two processes pinned to different CPUs.
@@ -67,13 +66,20 @@ fn live_summary_and_summarize_are_byte_identical() {
         .args(["summarize", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let offline = String::from_utf8(out.stdout).unwrap();
     assert!(live.lines().count() >= 3, "{live}");
     assert_eq!(live, offline, "live and offline summaries differ");
 
     // The windows hold the workload: its opens of the target, counted exactly.
-    let windows: Vec<Value> = live.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let windows: Vec<Value> = live
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let target = target.to_str().unwrap();
     let opens: u64 = windows
         .iter()
@@ -89,8 +95,14 @@ fn live_summary_and_summarize_are_byte_identical() {
         assert_eq!(w["window_ms"], 500);
         assert!(w["host"].as_str().is_some_and(|h| !h.is_empty()));
     }
-    let starts: Vec<&str> = windows.iter().map(|w| w["start"].as_str().unwrap()).collect();
-    assert!(starts.windows(2).all(|p| p[0] < p[1]), "in order: {starts:?}");
+    let starts: Vec<&str> = windows
+        .iter()
+        .map(|w| w["start"].as_str().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|p| p[0] < p[1]),
+        "in order: {starts:?}"
+    );
     let _ = std::fs::remove_file(&jsonl);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -31,12 +31,72 @@ pub(crate) struct ProcessKey {
     pub comm: [u8; 16],
 }
 
-/// A file path as a key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A file path as a key (hashed and compared by its bytes up to `len` only).
+#[derive(Clone, Copy)]
 pub(crate) struct PathKey {
     pub len: u16,
     pub bytes: [u8; PATH_KEY_LEN],
 }
+
+impl PartialEq for PathKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.path() == o.path()
+    }
+}
+impl Eq for PathKey {}
+impl Hash for PathKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write(self.path());
+    }
+}
+impl PartialOrd for PathKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for PathKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.path().cmp(o.path())
+    }
+}
+
+/// A fast, non-keyed hasher for the fold's maps (FxHash's multiply-rotate): the keys
+/// come from the kernel and the maps are bounded, so flooding cannot grow them; the
+/// output never depends on hash order (lists are sorted).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FoldHasher(u64);
+
+const FOLD_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl std::hash::Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(FOLD_SEED);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(FOLD_SEED);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(FOLD_SEED);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type FoldMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FoldHasher>>;
 
 impl std::fmt::Debug for PathKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +131,7 @@ pub(crate) struct PeerKey {
 /// Counts per key, at most `cap` keys; the rest go to `other`.
 #[derive(Debug, Clone)]
 pub(crate) struct TopMap<K> {
-    pub counts: HashMap<K, u64>,
+    pub counts: FoldMap<K, u64>,
     cap: usize,
     /// Events of keys that did not fit.
     pub other: u64,
@@ -82,7 +142,7 @@ pub(crate) struct TopMap<K> {
 impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
     pub(crate) fn new(cap: usize) -> TopMap<K> {
         TopMap {
-            counts: HashMap::with_capacity(cap),
+            counts: FoldMap::with_capacity_and_hasher(cap, Default::default()),
             cap,
             other: 0,
             overflow: 0,
@@ -92,7 +152,7 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
     /// A map bounded at `cap` keys that grows as keys come (off the per-event path).
     pub(crate) fn growing(cap: usize) -> TopMap<K> {
         TopMap {
-            counts: HashMap::new(),
+            counts: FoldMap::default(),
             cap,
             other: 0,
             overflow: 0,
@@ -129,6 +189,72 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
     }
 }
 
+/// Counts per file path: the hot map is keyed by the path's 64-bit hash (16-byte
+/// entries, not 260), and the path itself is kept once, when its key is admitted.
+/// (Two paths with one hash would share a row: about 1 in 10^17 per pair.)
+#[derive(Debug, Clone)]
+pub(crate) struct PathTop {
+    pub counts: TopMap<u64>,
+    names: FoldMap<u64, PathKey>,
+}
+
+fn path_hash(path: &[u8]) -> u64 {
+    let mut h = FoldHasher::default();
+    std::hash::Hasher::write(&mut h, path);
+    std::hash::Hasher::write_usize(&mut h, path.len());
+    std::hash::Hasher::finish(&h)
+}
+
+impl PathTop {
+    fn new(cap: usize) -> PathTop {
+        PathTop {
+            counts: TopMap::new(cap),
+            names: FoldMap::with_capacity_and_hasher(cap, Default::default()),
+        }
+    }
+
+    fn growing(cap: usize) -> PathTop {
+        PathTop {
+            counts: TopMap::growing(cap),
+            names: FoldMap::default(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, path: &[u8], n: u64) {
+        let h = path_hash(path);
+        let before = self.counts.counts.len();
+        self.counts.add(h, n);
+        if self.counts.counts.len() > before {
+            self.names.insert(h, PathKey::new(path));
+        }
+    }
+
+    fn absorb(&mut self, o: &PathTop) {
+        self.counts.absorb(&o.counts);
+        for (h, k) in &o.names {
+            self.names.entry(*h).or_insert(*k);
+        }
+    }
+
+    /// The `n` largest (by count, then path), and the count of all the others.
+    pub(crate) fn top(&self, n: usize) -> (Vec<(PathKey, u64)>, u64) {
+        let mut v: Vec<(PathKey, u64)> = self
+            .counts
+            .counts
+            .iter()
+            .filter_map(|(h, c)| Some((*self.names.get(h)?, *c)))
+            .collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let rest: u64 = v.iter().skip(n).map(|(_, c)| c).sum();
+        v.truncate(n);
+        (v, rest + self.counts.other)
+    }
+
+    pub(crate) fn overflow(&self) -> u64 {
+        self.counts.overflow
+    }
+}
+
 /// One core's aggregate of one window.
 #[derive(Debug, Clone)]
 pub(crate) struct Partial {
@@ -143,7 +269,7 @@ pub(crate) struct Partial {
     pub losses: HashMap<(u16, u16), u64>,
     pub processes: TopMap<ProcessKey>,
     pub cgroups: TopMap<u64>,
-    pub files: TopMap<PathKey>,
+    pub files: PathTop,
     pub peers: TopMap<PeerKey>,
 }
 
@@ -161,7 +287,7 @@ impl Partial {
             losses: HashMap::with_capacity(LOSS_KEYS_MAX),
             processes: TopMap::new(cap),
             cgroups: TopMap::new(cap),
-            files: TopMap::new(cap),
+            files: PathTop::new(cap),
             peers: TopMap::new(cap),
         }
     }
@@ -172,7 +298,7 @@ impl Partial {
         Partial {
             processes: TopMap::growing(cap),
             cgroups: TopMap::growing(cap),
-            files: TopMap::growing(cap),
+            files: PathTop::growing(cap),
             peers: TopMap::growing(cap),
             ..Partial::new(window, 0)
         }
@@ -197,12 +323,8 @@ impl Partial {
         );
         self.cgroups.add(h.cgroup_id, w);
         match ev.payload {
-            Payload::FileOp(p) => self
-                .files
-                .add(PathKey::new(str_bytes(&p.path, p.path_len)), w),
-            Payload::FileRename(p) => self
-                .files
-                .add(PathKey::new(str_bytes(&p.new_path, p.new_path_len)), w),
+            Payload::FileOp(p) => self.files.add(str_bytes(&p.path, p.path_len), w),
+            Payload::FileRename(p) => self.files.add(str_bytes(&p.new_path, p.new_path_len), w),
             Payload::Tcp(t) => self.peers.add(
                 PeerKey {
                     family: t.family,

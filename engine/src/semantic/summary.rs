@@ -95,9 +95,17 @@ impl Window {
         top(json, "cgroups", &m.cgroups, self.top_n, |j, k| {
             j.field("cgroup_id", *k);
         });
-        top(json, "files", &m.files, self.top_n, |j, k| {
-            j.field("path", Str(k.path()));
-        });
+        let (files, other) = m.files.top(self.top_n);
+        json.open(Some("top_files"), b'[');
+        for (k, count) in files {
+            json.open(None, b'{');
+            json.field("path", Str(k.path()));
+            json.field("events", count);
+            json.close(b'}');
+        }
+        json.close(b']');
+        json.field("top_files_other", other);
+        json.field("top_files_overflow", m.files.overflow());
         top(json, "peers", &m.peers, self.top_n, |j, k| {
             j.field("addr", AddrValue(k.family, &k.addr));
             j.field("port", k.port);
@@ -126,4 +134,63 @@ fn top<K: Copy + Eq + std::hash::Hash + Ord>(
     json.close(b']');
     json.field(&format!("top_{name}_other"), other);
     json.field(&format!("top_{name}_overflow"), map.overflow);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semantic::partial::ProcessKey;
+
+    fn partial(seed: u32) -> Partial {
+        let mut p = Partial::new(7, 64);
+        p.records = 10;
+        p.kinds[10].stored = 3;
+        p.kinds[10].events = 6;
+        p.kinds[10].max_weight = 2;
+        for i in 0..20u32 {
+            let mut comm = [0u8; 16];
+            comm[0] = b'a' + (i % 26) as u8;
+            p.processes.add(
+                ProcessKey {
+                    pid: i * seed,
+                    comm,
+                },
+                u64::from(i % 3 + 1),
+            );
+        }
+        p.files.add(b"/x", 4);
+        p.losses.insert((1, 10), 5);
+        p
+    }
+
+    #[test]
+    fn the_line_does_not_depend_on_the_order_partials_arrive_in() {
+        let (a, b) = (partial(1), partial(3));
+        let line = |first: &Partial, second: &Partial| {
+            let mut w = Window::new(7, 1_000_000_000, 5);
+            w.add(first);
+            w.add(second);
+            let mut j = JsonWriter::default();
+            w.write_json("h", &mut j);
+            String::from_utf8(j.bytes().to_vec()).unwrap()
+        };
+        let one = line(&a, &b);
+        assert_eq!(one, line(&b, &a));
+        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(v["records"], 20);
+        assert_eq!(v["kinds"]["file.open"]["events"], 12);
+        assert_eq!(v["top_processes"].as_array().unwrap().len(), 5);
+        // Ties broken by key: the list is sorted by count, then pid.
+        let counts: Vec<u64> = v["top_processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["events"].as_u64().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|c| c[0] >= c[1]));
+        assert_eq!(v["top_files"][0]["path"], "/x");
+        assert_eq!(v["top_files"][0]["events"], 8);
+        assert_eq!(v["losses"][0]["count"], 10);
+        assert_eq!(v["start"], "1970-01-01T00:00:07.000000000Z");
+    }
 }

@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use bpf::Event;
 use storage::Loss;
 
-use super::marker::window_of;
 use super::partial::Partial;
 
 /// Windows open at once at most; a record further ahead goes to the last of them.
@@ -31,6 +30,9 @@ pub(crate) struct Windows {
     open: VecDeque<Partial>,
     /// Made ahead (not on the per-event path): a window a record opens takes one.
     spare: Vec<Partial>,
+    /// Where the first open window starts (wall ns): the per-record window is then a
+    /// u64 division from here, not a 128-bit one.
+    first_start: i128,
 }
 
 impl Windows {
@@ -41,6 +43,7 @@ impl Windows {
             first: None,
             open: VecDeque::with_capacity(OPEN_WINDOWS_MAX),
             spare: Vec::with_capacity(OPEN_WINDOWS_MAX),
+            first_start: 0,
         }
     }
 
@@ -51,6 +54,7 @@ impl Windows {
     /// Windows open from `window` on (what an earlier start left is dropped).
     pub(crate) fn start(&mut self, window: u64) {
         self.first = Some(window);
+        self.first_start = i128::from(window) * i128::from(self.window_ns);
         self.open.clear();
         self.refill();
     }
@@ -71,11 +75,14 @@ impl Windows {
     /// before the start.
     fn slot(&mut self, wall_ns: i128) -> Option<(&mut Partial, bool)> {
         let first = self.first?;
-        let w = window_of(wall_ns, self.window_ns);
-        let (i, late) = if w < first {
+        let (i, late) = if wall_ns < self.first_start {
             (0, true)
         } else {
-            (((w - first) as usize).min(OPEN_WINDOWS_MAX - 1), false)
+            let ahead = (wall_ns - self.first_start).min(i128::from(u64::MAX)) as u64;
+            (
+                ((ahead / self.window_ns) as usize).min(OPEN_WINDOWS_MAX - 1),
+                false,
+            )
         };
         while self.open.len() <= i {
             let mut p = self
@@ -104,6 +111,7 @@ impl Windows {
     pub(crate) fn close_first(&mut self) -> Option<Partial> {
         let first = self.first?;
         self.first = Some(first + 1);
+        self.first_start += i128::from(self.window_ns);
         Some(match self.open.pop_front() {
             Some(p) => p,
             None => {
@@ -128,5 +136,60 @@ impl Windows {
     pub(crate) fn last_open(&self) -> Option<u64> {
         self.first
             .map(|f| f + self.open.len().saturating_sub(1) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bpf::Kind;
+    use bpf::abi::EventHeader;
+
+    use super::*;
+
+    const W: u64 = 1_000;
+
+    fn event(ts: u64) -> Vec<u64> {
+        let len = Kind::SecurityCapability.record_len();
+        let mut words = vec![0u64; len / 8];
+        let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let h: &mut EventHeader = bytemuck::from_bytes_mut(&mut b[..64]);
+        h.ts_ns = ts;
+        h.kind = Kind::SecurityCapability as u16;
+        h.len = len as u32;
+        h.pid = 7;
+        words
+    }
+
+    fn fold(ws: &mut Windows, ts: u64) {
+        let words = event(ts);
+        let ev = bpf::decode(bytemuck::cast_slice(&words)).unwrap();
+        ws.event(&ev, 2, i128::from(ts));
+    }
+
+    #[test]
+    fn late_records_go_to_the_first_open_window_and_far_ones_to_the_last() {
+        let mut ws = Windows::new(W, 10);
+        fold(&mut ws, 500); // before the start: nothing is open yet
+        ws.start(1);
+        fold(&mut ws, 1_500);
+        fold(&mut ws, 2_100);
+        assert!(!ws.due(1_999, 0) && ws.due(2_000, 0) && !ws.due(2_000, 1));
+        let p = ws.close_first().unwrap();
+        assert_eq!((p.window, p.records, p.late), (1, 1, 0));
+        assert_eq!(p.kinds[Kind::SecurityCapability as usize].events, 2);
+        // Window 1 is closed: a record of it now is late, in window 2.
+        fold(&mut ws, 1_900);
+        // Far ahead: into the last window that may be open (2 + 3 = 5).
+        fold(&mut ws, 99_000);
+        assert_eq!(ws.last_open(), Some(5));
+        let p = ws.close_first().unwrap();
+        assert_eq!((p.window, p.records, p.late), (2, 2, 1));
+        // Windows nothing fell in close empty.
+        let p = ws.close_first().unwrap();
+        assert_eq!((p.window, p.records), (3, 0));
+        ws.close_first();
+        let p = ws.close_first().unwrap();
+        assert_eq!((p.window, p.records), (5, 1));
+        assert_eq!(ws.first(), Some(6));
     }
 }
