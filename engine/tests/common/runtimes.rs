@@ -21,6 +21,21 @@ pub fn cgroup2_root() -> PathBuf {
         .expect("cgroup v2 is mounted")
 }
 
+/// Every cgroup hierarchy's mount point (v2 and v1).
+fn cgroup_roots() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            left.split(' ').nth(4).map(PathBuf::from)
+        })
+        .collect()
+}
+
 /// A fresh 64-hex container id.
 pub fn container_id(tag: &str) -> String {
     let seed = format!(
@@ -154,15 +169,19 @@ impl CgroupPath {
         CgroupPath { made, dir }
     }
 
-    /// Also removes, at drop, the directories of `path` that a runtime made below the
-    /// ones made here (runc removes its leaf, not the slices above it).
+    /// Removes, at drop, the directories of `path` that a runtime made, in the cgroup2
+    /// hierarchy and in every v1 one (runc removes its leaf, not the slices above it,
+    /// and makes them in every hierarchy); only those that do not exist now.
     pub fn adopt(path: &str) -> CgroupPath {
-        let root = cgroup2_root();
         let mut made = Vec::new();
-        let mut dir = root;
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            dir.push(part);
-            made.push(dir.clone());
+        for root in cgroup_roots() {
+            let mut dir = root;
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                dir.push(part);
+                if !dir.exists() {
+                    made.push(dir.clone());
+                }
+            }
         }
         CgroupPath {
             made,
@@ -183,7 +202,10 @@ impl CgroupPath {
 
 impl Drop for CgroupPath {
     fn drop(&mut self) {
-        for d in self.made.iter().rev() {
+        // Deepest first (the list holds each hierarchy's path top down).
+        let mut dirs = self.made.clone();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
             let _ = std::fs::remove_dir(d);
         }
     }
