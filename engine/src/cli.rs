@@ -205,8 +205,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Cmd::Replay(r)) => replay(r),
         Some(Cmd::Inspect { dir }) => {
-            crate::offline::inspect::inspect(&dir, &mut io::stdout().lock())?;
-            Ok(ExitCode::SUCCESS)
+            match crate::offline::inspect::inspect(&dir, &mut io::stdout().lock()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                // `engine inspect DIR | head`: what was asked for was written.
+                Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(e),
+            }
         }
         Some(Cmd::Verify { dir }) => verify(&dir),
         Some(Cmd::Summarize {

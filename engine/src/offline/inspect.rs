@@ -10,13 +10,23 @@ use crate::enrich::enricher::ENRICH_STREAM_ID;
 use crate::error::Result;
 use crate::output::text::WallTime;
 use crate::output::{reason_name, record_kind_name};
+use crate::semantic::marker::KIND_WINDOW;
 
 /// `engine inspect`: what a data directory holds.
 pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
     ensure_dir(dir)?;
     // A segment of another event ABI is refused, naming the file and the version.
-    let stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;
-    let mut rows: Vec<(String, storage::StreamStats, bool)> = stats
+    let mut stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;
+    // Window markers (the semantic path's) are not events: counted apart.
+    let mut markers = std::collections::HashMap::new();
+    for s in &mut stats.streams {
+        let m = s.per_kind.remove(&KIND_WINDOW).unwrap_or(0);
+        s.events = s.events.saturating_sub(m);
+        s.weighted_events = s.weighted_events.saturating_sub(m);
+        markers.insert(s.id, m);
+    }
+    let total_markers: u64 = markers.values().sum();
+    let mut rows: Vec<(String, storage::StreamStats, bool, u64)> = stats
         .streams
         .iter()
         .map(|s| {
@@ -26,7 +36,12 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
             } else {
                 format!("stream {}", s.id)
             };
-            (name, s.clone(), table)
+            (
+                name,
+                s.clone(),
+                table,
+                markers.get(&s.id).copied().unwrap_or(0),
+            )
         })
         .collect();
     // The total is of the event streams: table records are not events.
@@ -37,9 +52,10 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
             "total (event streams)".to_string(),
             events_only.total(),
             false,
+            total_markers,
         ));
     }
-    for (name, s, table) in &rows {
+    for (name, s, table, markers) in &rows {
         // Table records are not events: counted as records, never sampled.
         let unit = if *table { "table records" } else { "events" };
         let off = s.mono_to_wall_ns as i128;
@@ -98,6 +114,12 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
             .map(|(k, c)| format!("{} {c}", record_kind_name(*k)))
             .collect();
         writeln!(out, "  kinds: {}", kinds.join(", "))?;
+        if *markers > 0 {
+            writeln!(
+                out,
+                "  window markers: {markers} (semantic path, not events)"
+            )?;
+        }
         if s.saturated {
             writeln!(
                 out,
