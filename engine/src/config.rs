@@ -295,6 +295,10 @@ pub struct Semantic {
     pub jsonl_path: String,
     /// Size at which the JSON-lines file is rotated (to `PATH.1`).
     pub jsonl_bytes_max: u64,
+    /// Closed windows in flight from each core to the semantic thread at most; a core
+    /// whose queue is full drops the window's partial (counted, in-band as
+    /// `semantic_queue_full`), it never waits.
+    pub queue_windows: usize,
 }
 
 /// Default window length.
@@ -303,6 +307,8 @@ pub const DEFAULT_WINDOW_MS: u64 = 10_000;
 pub const DEFAULT_LATENESS_MS: u64 = 2_000;
 /// Default top-N.
 pub const DEFAULT_TOP_N: usize = 10;
+/// Default closed windows in flight per core.
+pub const DEFAULT_QUEUE_WINDOWS: usize = 64;
 /// Default rotation size of the JSON-lines file.
 pub const DEFAULT_JSONL_BYTES_MAX: u64 = 64 << 20;
 
@@ -316,6 +322,7 @@ impl Default for Semantic {
             top_n: DEFAULT_TOP_N,
             jsonl_path: String::new(),
             jsonl_bytes_max: DEFAULT_JSONL_BYTES_MAX,
+            queue_windows: DEFAULT_QUEUE_WINDOWS,
         }
     }
 }
@@ -737,6 +744,12 @@ impl Config {
             p.push(format!(
                 "semantic.jsonl_bytes_max: {} is below 4096",
                 sm.jsonl_bytes_max
+            ));
+        }
+        if !(1..=4096).contains(&sm.queue_windows) {
+            p.push(format!(
+                "semantic.queue_windows: {} is not between 1 and 4096",
+                sm.queue_windows
             ));
         }
         if !sm.jsonl_path.is_empty() && !sm.enabled {

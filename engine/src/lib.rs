@@ -69,7 +69,7 @@ pub mod internals {
     /// Turns on `config`'s semantic path in `p` (windows from the one holding `now_ns`).
     pub fn attach_semantic(p: &mut Pipeline, config: &crate::Config, now_ns: u64) -> SemanticDrain {
         let s = &config.semantic;
-        let (tx, rx) = rtrb::RingBuffer::new(crate::semantic::core::SEMANTIC_QUEUE_WINDOWS);
+        let (tx, rx) = rtrb::RingBuffer::new(s.queue_windows);
         let core = crate::semantic::core::SemanticCore::new(
             s.window_ms * 1_000_000,
             s.top_n as u32,

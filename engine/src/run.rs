@@ -25,7 +25,7 @@ use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
 use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
 use crate::sampler::{Class, Sampler};
-use crate::semantic::core::{CoreWindowsShared, SEMANTIC_QUEUE_WINDOWS, SemanticCore};
+use crate::semantic::core::{CoreWindowsShared, SemanticCore};
 use crate::semantic::thread::{CoreInput, SemanticReport, SemanticThread};
 use crate::signals;
 
@@ -554,7 +554,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             if host.is_empty() {
                 host = pipeline.writer.host().to_string();
             }
-            let (p, c) = rtrb::RingBuffer::new(SEMANTIC_QUEUE_WINDOWS);
+            let (p, c) = rtrb::RingBuffer::new(sem.queue_windows);
             let shared = Arc::new(CoreWindowsShared::default());
             let core = SemanticCore::new(
                 sem.window_ms.saturating_mul(1_000_000),

@@ -106,3 +106,80 @@ fn live_summary_and_summarize_are_byte_identical() {
     let _ = std::fs::remove_file(&jsonl);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_stalled_semantic_thread_costs_the_cores_nothing_and_the_loss_is_counted() {
+    if !privileged("a_stalled_semantic_thread_costs_the_cores_nothing_and_the_loss_is_counted") {
+        return;
+    }
+    // The summary goes to stdout, a one-page pipe nobody reads for a while: the
+    // semantic thread blocks on it, the one-window queues fill, the cores go on.
+    let config = format!(
+        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 100\nlateness_ms = 0\ntop_n = 1\nqueue_windows = 1\njsonl_path = \"-\"\n"
+    );
+    let (dir, cfg) = data_dir_and_config("semantic-stall", &config);
+    let mut cmd = Command::new(ENGINE);
+    cmd.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::piped());
+    let (mut engine, lines) = common::spawn_attached_lines(&mut cmd);
+    let _kill = KillOnDrop(engine.id());
+    let mut stdout = engine.stdout.take().unwrap();
+    // SAFETY: fcntl on a pipe descriptor we own; F_SETPIPE_SZ takes a size.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&stdout),
+            libc::F_SETPIPE_SZ,
+            4096,
+        )
+    };
+    let target = std::env::temp_dir().join(format!("semantic-stall-{}", std::process::id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        assert!(
+            Command::new("python3")
+                .args(["-c", WORKLOAD])
+                .arg(&target)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    // SAFETY: kill with the pid of a child we own.
+    unsafe { libc::kill(engine.id() as i32, libc::SIGINT) };
+    let mut summary = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut summary).unwrap();
+    let status = engine.wait().unwrap();
+    let report = common::rest(&lines);
+    assert!(status.success(), "{report}");
+    assert!(
+        common::accounting_line(&report).contains("[holds]"),
+        "{report}"
+    );
+    let lost_windows: u64 = summary
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["cores_lost"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        lost_windows > 0,
+        "no window says it lost a partial:\n{summary}"
+    );
+    let in_band = common::in_band_losses(&dir, "semantic_queue_full");
+    assert!(in_band > 0, "no semantic_queue_full loss record in-band");
+    // Offline, the same windows say the same.
+    let out = Command::new(ENGINE)
+        .args(["summarize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), summary);
+    let _ = std::fs::remove_file(&target);
+    let _ = std::fs::remove_dir_all(&dir);
+}

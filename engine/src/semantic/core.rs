@@ -15,8 +15,6 @@ use super::marker::{Marker, MarkerOp, window_of};
 use super::partial::Partial;
 use super::windows::Windows;
 
-/// Partials in flight from one core to the semantic thread at most.
-pub(crate) const SEMANTIC_QUEUE_WINDOWS: usize = 64;
 /// Lost-window notices kept per core (beyond, they are merged into the last).
 const LOST_NOTICES_MAX: usize = 1024;
 
