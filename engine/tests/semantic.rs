@@ -183,3 +183,108 @@ fn a_stalled_semantic_thread_costs_the_cores_nothing_and_the_loss_is_counted() {
     let _ = std::fs::remove_file(&target);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Exits with codes, a crash, a refused-connect burst and failed opens.
+const FACTS: &str = r#"
+import os, signal, socket, subprocess, sys
+d = sys.argv[1]
+for code in (3, 3, 7):
+    subprocess.run(["/bin/sh", "-c", "exit %d" % code])
+subprocess.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+for _ in range(5):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+    except OSError:
+        pass
+for i in range(4):
+    try:
+        open(os.path.join(d, "missing-%d" % i))
+    except FileNotFoundError:
+        pass
+print(port)
+"#;
+
+/// The sum over `windows` of the `events` of the entries of list `path` (e.g.
+/// `["net", "failed_connects"]`) that `pick` accepts.
+fn sum(windows: &[Value], path: &[&str], pick: impl Fn(&Value) -> bool) -> u64 {
+    windows
+        .iter()
+        .filter_map(|w| path.iter().try_fold(w, |v, k| v.get(*k)))
+        .filter_map(|list| list.as_array())
+        .flatten()
+        .filter(|e| pick(e))
+        .map(|e| e["events"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn windows_hold_the_facts_of_a_scripted_workload() {
+    if !privileged("windows_hold_the_facts_of_a_scripted_workload") {
+        return;
+    }
+    let jsonl = std::env::temp_dir().join(format!("semantic-facts-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
+    let config = format!(
+        "[capture]\ncategories = [\"process\", \"file\", \"net\", \"container\"]\n[engine]\nstatus_interval_ms = 0\n[storage]\ndurability = \"none\"\nflush_interval_ms = 100\n[semantic]\nwindow_ms = 1000\nlateness_ms = 300\ntop_n = 50\njsonl_path = \"{}\"\n",
+        jsonl.display()
+    );
+    let (dir, cfg) = data_dir_and_config("semantic-facts", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _kill = KillOnDrop(engine.id());
+    let work = std::env::temp_dir().join(format!("semantic-facts-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new("python3")
+        .args(["-c", FACTS])
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    stop_engine(engine, lines);
+    let live = std::fs::read_to_string(&jsonl).unwrap();
+    let out = Command::new(ENGINE)
+        .args(["summarize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), live);
+    let w: Vec<Value> = live
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let code = |c: i64| sum(&w, &["process", "exit_codes"], |e| e["code"] == c);
+    assert!(code(3) >= 2 && code(7) >= 1, "exit codes:\n{live}");
+    assert!(
+        sum(&w, &["process", "exit_signals"], |e| e["signal"] == 11) >= 1,
+        "the SIGSEGV:\n{live}"
+    );
+    assert_eq!(
+        sum(&w, &["net", "failed_connects"], |e| e["addr"]
+            == "127.0.0.1"
+            && e["port"] == port),
+        5,
+        "the refused connects:\n{live}"
+    );
+    assert!(
+        sum(&w, &["file", "errnos"], |e| e["errno"] == 2) >= 4,
+        "ENOENT:\n{live}"
+    );
+    assert!(
+        sum(&w, &["process", "execs"], |e| e["exe"]
+            .as_str()
+            .is_some_and(|x| x.ends_with("sh")))
+            >= 3,
+        "the shells' execs:\n{live}"
+    );
+    let _ = std::fs::remove_file(&jsonl);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&dir);
+}

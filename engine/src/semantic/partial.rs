@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use bpf::abi::{KIND_MAX, str_bytes};
-use bpf::{Event, Payload};
+use bpf::{Event, Kind, Payload};
 use storage::Loss;
 
 /// Longest path kept as a file key (the kernel's bound).
@@ -271,7 +271,28 @@ pub(crate) struct Partial {
     pub cgroups: TopMap<u64>,
     pub files: PathTop,
     pub peers: TopMap<PeerKey>,
+    /// Per category (docs/semantic.md): execs by executable, exits by code and by
+    /// killing signal, file calls failed by errno, connects that failed, retransmits
+    /// and resets per peer, packet drops by reason, OOM victims by command, reclaim
+    /// stalls (count and total ns), capability checks denied.
+    pub execs: PathTop,
+    pub exit_codes: TopMap<i32>,
+    pub exit_signals: TopMap<u32>,
+    pub file_errnos: TopMap<i64>,
+    pub failed_connects: TopMap<PeerKey>,
+    pub retransmits: TopMap<PeerKey>,
+    pub resets: TopMap<PeerKey>,
+    pub drop_reasons: TopMap<u32>,
+    pub oom_victims: TopMap<[u8; 16]>,
+    pub reclaim_stalls: u64,
+    pub reclaim_ns: u64,
+    pub capability_denied: u64,
 }
+
+/// Keys of the small maps (exit codes, signals, errnos, drop reasons, OOM victims).
+const SMALL_KEYS: usize = 256;
+/// `TCP_SYN_SENT`: a close from this state is a connect that failed.
+const TCP_SYN_SENT: u32 = 2;
 
 /// Loss (reason, kind) pairs kept per window; more are summed under reason 0.
 const LOSS_KEYS_MAX: usize = 256;
@@ -289,6 +310,18 @@ impl Partial {
             cgroups: TopMap::new(cap),
             files: PathTop::new(cap),
             peers: TopMap::new(cap),
+            execs: PathTop::new(cap),
+            exit_codes: TopMap::new(SMALL_KEYS),
+            exit_signals: TopMap::new(SMALL_KEYS),
+            file_errnos: TopMap::new(SMALL_KEYS),
+            failed_connects: TopMap::new(cap),
+            retransmits: TopMap::new(cap),
+            resets: TopMap::new(cap),
+            drop_reasons: TopMap::new(SMALL_KEYS),
+            oom_victims: TopMap::new(SMALL_KEYS),
+            reclaim_stalls: 0,
+            reclaim_ns: 0,
+            capability_denied: 0,
         }
     }
 
@@ -300,6 +333,10 @@ impl Partial {
             cgroups: TopMap::growing(cap),
             files: PathTop::growing(cap),
             peers: TopMap::growing(cap),
+            execs: PathTop::growing(cap),
+            failed_connects: TopMap::growing(cap),
+            retransmits: TopMap::growing(cap),
+            resets: TopMap::growing(cap),
             ..Partial::new(window, 0)
         }
     }
@@ -323,16 +360,46 @@ impl Partial {
         );
         self.cgroups.add(h.cgroup_id, w);
         match ev.payload {
-            Payload::FileOp(p) => self.files.add(str_bytes(&p.path, p.path_len), w),
-            Payload::FileRename(p) => self.files.add(str_bytes(&p.new_path, p.new_path_len), w),
-            Payload::Tcp(t) => self.peers.add(
-                PeerKey {
+            Payload::FileOp(p) => {
+                self.files.add(str_bytes(&p.path, p.path_len), w);
+                if p.ret < 0 {
+                    self.file_errnos.add(-p.ret, w);
+                }
+            }
+            Payload::FileRename(p) => {
+                self.files.add(str_bytes(&p.new_path, p.new_path_len), w);
+                if p.ret < 0 {
+                    self.file_errnos.add(-p.ret, w);
+                }
+            }
+            Payload::Tcp(t) => {
+                let peer = PeerKey {
                     family: t.family,
                     addr: t.daddr,
                     port: t.dport,
-                },
-                w,
-            ),
+                };
+                self.peers.add(peer, w);
+                match ev.kind {
+                    Kind::NetTcpClose if t.old_state == TCP_SYN_SENT => {
+                        self.failed_connects.add(peer, w)
+                    }
+                    Kind::NetTcpRetransmit => self.retransmits.add(peer, w),
+                    Kind::NetTcpResetSent | Kind::NetTcpResetReceived => self.resets.add(peer, w),
+                    _ => {}
+                }
+            }
+            Payload::ProcessExec(x) => self.execs.add(str_bytes(&x.exe, x.exe_len), w),
+            Payload::ProcessExit(x) if x.signal != 0 => self.exit_signals.add(x.signal, w),
+            Payload::ProcessExit(x) => self.exit_codes.add(x.exit_code, w),
+            Payload::PacketDrop(d) => self.drop_reasons.add(d.reason, w),
+            Payload::OomKill(o) => self.oom_victims.add(o.victim_comm, w),
+            Payload::DirectReclaim(r) => {
+                self.reclaim_stalls += w;
+                self.reclaim_ns = self
+                    .reclaim_ns
+                    .saturating_add(r.duration_ns.saturating_mul(w));
+            }
+            Payload::Capability(c) if c.ret != 0 => self.capability_denied += w,
             _ => {}
         }
     }
@@ -368,5 +435,17 @@ impl Partial {
         self.cgroups.absorb(&o.cgroups);
         self.files.absorb(&o.files);
         self.peers.absorb(&o.peers);
+        self.execs.absorb(&o.execs);
+        self.exit_codes.absorb(&o.exit_codes);
+        self.exit_signals.absorb(&o.exit_signals);
+        self.file_errnos.absorb(&o.file_errnos);
+        self.failed_connects.absorb(&o.failed_connects);
+        self.retransmits.absorb(&o.retransmits);
+        self.resets.absorb(&o.resets);
+        self.drop_reasons.absorb(&o.drop_reasons);
+        self.oom_victims.absorb(&o.oom_victims);
+        self.reclaim_stalls += o.reclaim_stalls;
+        self.reclaim_ns = self.reclaim_ns.saturating_add(o.reclaim_ns);
+        self.capability_denied += o.capability_denied;
     }
 }

@@ -6,7 +6,7 @@
 use crate::output::json::{AddrValue, JsonWriter, Str};
 use crate::output::{kind_name, reason_name};
 
-use super::partial::{Partial, TopMap};
+use super::partial::{Partial, PathTop, PeerKey, TopMap};
 
 /// What is known of one window once every core has closed it.
 #[derive(Debug, Clone)]
@@ -88,43 +88,77 @@ impl Window {
             json.close(b'}');
         }
         json.close(b']');
-        top(json, "processes", &m.processes, self.top_n, |j, k| {
-            j.field("pid", k.pid);
-            j.field("comm", Str(bpf::abi::cstr_bytes(&k.comm)));
-        });
-        top(json, "cgroups", &m.cgroups, self.top_n, |j, k| {
+        top(
+            json,
+            "top_processes",
+            &m.processes,
+            self.top_n,
+            true,
+            |j, k| {
+                j.field("pid", k.pid);
+                j.field("comm", Str(bpf::abi::cstr_bytes(&k.comm)));
+            },
+        );
+        top(json, "top_cgroups", &m.cgroups, self.top_n, true, |j, k| {
             j.field("cgroup_id", *k);
         });
-        let (files, other) = m.files.top(self.top_n);
-        json.open(Some("top_files"), b'[');
-        for (k, count) in files {
-            json.open(None, b'{');
-            json.field("path", Str(k.path()));
-            json.field("events", count);
-            json.close(b'}');
-        }
-        json.close(b']');
-        json.field("top_files_other", other);
-        json.field("top_files_overflow", m.files.overflow());
-        top(json, "peers", &m.peers, self.top_n, |j, k| {
-            j.field("addr", AddrValue(k.family, &k.addr));
-            j.field("port", k.port);
+        paths(json, "top_files", "path", &m.files, self.top_n, true);
+        top(json, "top_peers", &m.peers, self.top_n, true, peer);
+        let n = self.top_n;
+        json.open(Some("process"), b'{');
+        paths(json, "execs", "exe", &m.execs, n, false);
+        top(json, "exit_codes", &m.exit_codes, n, false, |j, c| {
+            j.field("code", *c)
         });
+        top(json, "exit_signals", &m.exit_signals, n, false, |j, s| {
+            j.field("signal", *s)
+        });
+        json.close(b'}');
+        json.open(Some("file"), b'{');
+        top(json, "errnos", &m.file_errnos, n, false, |j, e| {
+            j.field("errno", *e)
+        });
+        json.close(b'}');
+        json.open(Some("net"), b'{');
+        top(json, "failed_connects", &m.failed_connects, n, false, peer);
+        top(json, "retransmits", &m.retransmits, n, false, peer);
+        top(json, "resets", &m.resets, n, false, peer);
+        top(json, "drop_reasons", &m.drop_reasons, n, false, |j, r| {
+            j.field("reason", *r)
+        });
+        json.close(b'}');
+        json.open(Some("memory"), b'{');
+        top(json, "oom_victims", &m.oom_victims, n, false, |j, c| {
+            j.field("comm", Str(bpf::abi::cstr_bytes(c)))
+        });
+        json.field("reclaim_stalls", m.reclaim_stalls);
+        json.field("reclaim_ns", m.reclaim_ns);
+        json.close(b'}');
+        json.open(Some("security"), b'{');
+        json.field("capability_denied", m.capability_denied);
+        json.close(b'}');
         json.close(b'}');
         json.newline();
     }
 }
 
-/// `"top_NAME":[{...,"events":N}],"top_NAME_other":N,"top_NAME_overflow":N`.
+fn peer(j: &mut JsonWriter, k: &PeerKey) {
+    j.field("addr", AddrValue(k.family, &k.addr));
+    j.field("port", k.port);
+}
+
+/// `"NAME":[{...,"events":N}],"NAME_other":N` and, with `overflow`,
+/// `"NAME_overflow":N` (records whose key did not fit a core's map).
 fn top<K: Copy + Eq + std::hash::Hash + Ord>(
     json: &mut JsonWriter,
     name: &str,
     map: &TopMap<K>,
     n: usize,
+    overflow: bool,
     key: impl Fn(&mut JsonWriter, &K),
 ) {
     let (items, other) = map.top(n);
-    json.open(Some(&format!("top_{name}")), b'[');
+    json.open(Some(name), b'[');
     for (k, count) in items {
         json.open(None, b'{');
         key(json, &k);
@@ -132,8 +166,27 @@ fn top<K: Copy + Eq + std::hash::Hash + Ord>(
         json.close(b'}');
     }
     json.close(b']');
-    json.field(&format!("top_{name}_other"), other);
-    json.field(&format!("top_{name}_overflow"), map.overflow);
+    json.field(&format!("{name}_other"), other);
+    if overflow {
+        json.field(&format!("{name}_overflow"), map.overflow);
+    }
+}
+
+/// [`top`] for paths: `"NAME":[{"FIELD":"/path","events":N}]`, ...
+fn paths(json: &mut JsonWriter, name: &str, field: &str, map: &PathTop, n: usize, overflow: bool) {
+    let (items, other) = map.top(n);
+    json.open(Some(name), b'[');
+    for (k, count) in items {
+        json.open(None, b'{');
+        json.field(field, Str(k.path()));
+        json.field("events", count);
+        json.close(b'}');
+    }
+    json.close(b']');
+    json.field(&format!("{name}_other"), other);
+    if overflow {
+        json.field(&format!("{name}_overflow"), map.overflow());
+    }
 }
 
 #[cfg(test)]
