@@ -41,7 +41,7 @@ fn live_summary_and_summarize_are_byte_identical() {
     let jsonl = std::env::temp_dir().join(format!("semantic-live-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&jsonl);
     let config = format!(
-        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 500\nlateness_ms = 200\ntop_n = 5\njsonl_path = \"{}\"\n",
+        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 500\nlateness_ms = 200\ntop_n = 20\njsonl_path = \"{}\"\n",
         jsonl.display()
     );
     let (dir, cfg) = data_dir_and_config("semantic", &config);
@@ -87,8 +87,11 @@ fn live_summary_and_summarize_are_byte_identical() {
         .filter(|f| f["path"] == target)
         .map(|f| f["events"].as_u64().unwrap())
         .sum();
-    // 3 runs x (1 create + 2 x 300 opens), all kept (no sampling at this rate).
-    assert_eq!(opens, 3 * 601, "{live}");
+    // 3 runs x (1 create + 2 x 300 opens), all kept (no sampling at this rate). A
+    // core's bounded map may have dropped the path while it was new (a burst of
+    // one-off library paths from python's start), losing its first counts to "other":
+    // never more than it counted, and almost all of it.
+    assert!((3 * 601 - 30..=3 * 601).contains(&opens), "{opens}: {live}");
     for w in &windows {
         assert_eq!(w["type"], "window");
         assert_eq!(w["cores_lost"], 0, "{w}");

@@ -128,15 +128,21 @@ pub(crate) struct PeerKey {
     pub port: u16,
 }
 
-/// Counts per key, at most `cap` keys; the rest go to `other`.
+/// Counts per key, at most `cap` keys. When a new key finds the map full, the lower
+/// half of the keys by count (ties by key) is dropped into `other`, and the new key
+/// gets a slot: a key heavy enough to matter gets in even if it comes late (a core's
+/// first records often are hundreds of one-off paths), at an amortized O(log cap) per
+/// drop, without allocating (the scratch is made with the map). The dropped keys'
+/// events stay counted in `other`; a dropped key that comes back starts again from 0.
 #[derive(Debug, Clone)]
 pub(crate) struct TopMap<K> {
     pub counts: FoldMap<K, u64>,
     cap: usize,
-    /// Events of keys that did not fit.
+    /// Events of keys not in `counts` (dropped to make room).
     pub other: u64,
-    /// Records whose key did not fit.
+    /// Keys dropped to make room.
     pub overflow: u64,
+    scratch: Vec<(u64, K)>,
 }
 
 impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
@@ -146,6 +152,7 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
             cap,
             other: 0,
             overflow: 0,
+            scratch: Vec::with_capacity(cap),
         }
     }
 
@@ -156,18 +163,52 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
             cap,
             other: 0,
             overflow: 0,
+            scratch: Vec::new(),
         }
     }
 
+    /// Adds `n` to `key`.
     pub(crate) fn add(&mut self, key: K, n: u64) {
+        self.add_dropping(key, n);
+    }
+
+    /// Adds `n` to `key`; true when keys were dropped to make room for it.
+    pub(crate) fn add_dropping(&mut self, key: K, n: u64) -> bool {
         if let Some(c) = self.counts.get_mut(&key) {
             *c += n;
-        } else if self.counts.len() < self.cap {
+            return false;
+        }
+        let dropped = self.counts.len() >= self.cap && self.cap > 0;
+        if dropped {
+            self.drop_lower_half();
+        }
+        if self.counts.len() < self.cap {
             self.counts.insert(key, n);
         } else {
             self.other += n;
+        }
+        dropped
+    }
+
+    /// Drops the lower half of the keys by (count, key) into `other`.
+    fn drop_lower_half(&mut self) {
+        self.scratch.clear();
+        self.scratch
+            .extend(self.counts.iter().map(|(k, c)| (*c, *k)));
+        let half = self.scratch.len() / 2;
+        if half == 0 {
+            return;
+        }
+        self.scratch.select_nth_unstable(half - 1);
+        for &(c, k) in &self.scratch[..half] {
+            self.counts.remove(&k);
+            self.other += c;
             self.overflow += 1;
         }
+    }
+
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.counts.contains_key(key)
     }
 
     /// Adds `o` into `self` without a bound (merging is not on the per-event path).
@@ -222,9 +263,16 @@ impl PathTop {
 
     pub(crate) fn add(&mut self, path: &[u8], n: u64) {
         let h = path_hash(path);
-        let before = self.counts.counts.len();
-        self.counts.add(h, n);
-        if self.counts.counts.len() > before {
+        // The common case, a path already counted: one lookup.
+        if let Some(c) = self.counts.counts.get_mut(&h) {
+            *c += n;
+            return;
+        }
+        if self.counts.add_dropping(h, n) {
+            let counts = &self.counts;
+            self.names.retain(|k, _| counts.contains(k));
+        }
+        if self.counts.contains(&h) {
             self.names.insert(h, PathKey::new(path));
         }
     }
@@ -447,5 +495,47 @@ impl Partial {
         self.reclaim_stalls += o.reclaim_stalls;
         self.reclaim_ns = self.reclaim_ns.saturating_add(o.reclaim_ns);
         self.capability_denied += o.capability_denied;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heavy_key_that_comes_late_gets_in_and_nothing_is_lost() {
+        let mut t: TopMap<u32> = TopMap::new(64);
+        let mut total = 0;
+        // 1000 one-off keys fill the map many times over...
+        for k in 0..1000 {
+            t.add(k, 1);
+            total += 1;
+        }
+        // ...then a heavy one comes.
+        for _ in 0..300 {
+            t.add(5000, 1);
+            total += 1;
+        }
+        let (top, other) = t.top(5);
+        assert_eq!(top[0], (5000, 300), "the late heavy key counted in full");
+        let listed: u64 = top.iter().map(|(_, c)| c).sum();
+        assert_eq!(listed + other, total, "every event is listed or other");
+        assert!(t.counts.len() <= 64);
+        assert!(t.overflow > 0);
+    }
+
+    #[test]
+    fn paths_dropped_from_the_map_lose_their_names_too() {
+        let mut p = PathTop::new(8);
+        for i in 0..100 {
+            p.add(format!("/one-off/{i}").as_bytes(), 1);
+        }
+        for _ in 0..10 {
+            p.add(b"/heavy", 1);
+        }
+        let (top, other) = p.top(1);
+        assert_eq!(top[0].0.path(), b"/heavy");
+        assert_eq!(top[0].1 + other, 110);
+        assert!(p.names.len() <= 8);
     }
 }
