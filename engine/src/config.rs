@@ -295,6 +295,9 @@ pub struct Semantic {
     pub jsonl_path: String,
     /// Size at which the JSON-lines file is rotated (to `PATH.1`).
     pub jsonl_bytes_max: u64,
+    /// Bytes of notable events each core keeps per window (their records); beyond,
+    /// they are counted as dropped in the window.
+    pub notable_bytes_max: usize,
     /// Closed windows in flight from each core to the semantic thread at most; a core
     /// whose queue is full drops the window's partial (counted, in-band as
     /// `semantic_queue_full`), it never waits.
@@ -307,6 +310,8 @@ pub const DEFAULT_WINDOW_MS: u64 = 10_000;
 pub const DEFAULT_LATENESS_MS: u64 = 2_000;
 /// Default top-N.
 pub const DEFAULT_TOP_N: usize = 10;
+/// Default bytes of notable events per window and core.
+pub const DEFAULT_NOTABLE_BYTES_MAX: usize = 65_536;
 /// Default closed windows in flight per core.
 pub const DEFAULT_QUEUE_WINDOWS: usize = 64;
 /// Default rotation size of the JSON-lines file.
@@ -323,6 +328,7 @@ impl Default for Semantic {
             jsonl_path: String::new(),
             jsonl_bytes_max: DEFAULT_JSONL_BYTES_MAX,
             queue_windows: DEFAULT_QUEUE_WINDOWS,
+            notable_bytes_max: DEFAULT_NOTABLE_BYTES_MAX,
         }
     }
 }
@@ -744,6 +750,13 @@ impl Config {
             p.push(format!(
                 "semantic.jsonl_bytes_max: {} is below 4096",
                 sm.jsonl_bytes_max
+            ));
+        }
+        if sm.notable_bytes_max > 64 << 20 {
+            p.push(format!(
+                "semantic.notable_bytes_max: {} is above {} (64 MiB)",
+                sm.notable_bytes_max,
+                64 << 20
             ));
         }
         if !(1..=4096).contains(&sm.queue_windows) {

@@ -73,6 +73,8 @@ pub mod internals {
         let core = crate::semantic::core::SemanticCore::new(
             s.window_ms * 1_000_000,
             s.top_n as u32,
+            s.min_importance,
+            s.notable_bytes_max,
             s.lateness_ms * 1_000_000,
             p.writer.mono_to_wall_ns(),
             tx,

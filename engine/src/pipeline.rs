@@ -285,7 +285,8 @@ impl Pipeline {
             self.stats.sampled_out[k] += 1;
             return;
         };
-        if importance(&ev, class) >= self.min_importance {
+        let notable = importance(&ev, class) >= self.min_importance;
+        if notable {
             self.stats.notable += 1;
         }
         if let Some(o) = &mut self.outage {
@@ -303,7 +304,7 @@ impl Pipeline {
             Ok(()) => {
                 self.stats.written[k] += 1;
                 if let Some(s) = &mut self.semantic {
-                    s.event(&ev, weight);
+                    s.event(&ev, weight, notable.then_some(rec.bytes));
                 }
             }
             Err(e) => {

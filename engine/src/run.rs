@@ -559,6 +559,8 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             let core = SemanticCore::new(
                 sem.window_ms.saturating_mul(1_000_000),
                 sem.top_n as u32,
+                sem.min_importance,
+                sem.notable_bytes_max,
                 sem.lateness_ms.saturating_mul(1_000_000),
                 pipeline.writer.mono_to_wall_ns(),
                 p,

@@ -78,7 +78,8 @@ fn live_summary_and_summarize_are_byte_identical() {
     // The windows hold the workload: its opens of the target, counted exactly.
     let windows: Vec<Value> = live
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "window")
         .collect();
     let target = target.to_str().unwrap();
     let opens: u64 = windows
@@ -165,11 +166,9 @@ fn a_stalled_semantic_thread_costs_the_cores_nothing_and_the_loss_is_counted() {
     );
     let lost_windows: u64 = summary
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["cores_lost"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "window")
+        .map(|v| v["cores_lost"].as_u64().unwrap())
         .sum();
     assert!(
         lost_windows > 0,
@@ -259,10 +258,37 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), live);
-    let w: Vec<Value> = live
+    let all: Vec<Value> = live
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let w: Vec<Value> = all
+        .iter()
+        .filter(|v| v["type"] == "window")
+        .cloned()
+        .collect();
+    let notables: Vec<&Value> = all.iter().filter(|v| v["type"] == "notable").collect();
+    // Every window says how many notable events follow it, and they do.
+    let announced: u64 = w.iter().map(|v| v["notables"].as_u64().unwrap()).sum();
+    assert_eq!(announced, notables.len() as u64, "{live}");
+    assert!(
+        notables
+            .iter()
+            .any(|n| n["kind"] == "process.exit" && n["signal"] == 11),
+        "the SIGSEGV exit is notable:\n{live}"
+    );
+    assert_eq!(
+        notables
+            .iter()
+            .filter(|n| n["kind"] == "net.tcp_close" && n["dport"] == port)
+            .count(),
+        5,
+        "each failed connect is notable:\n{live}"
+    );
+    for n in &notables {
+        assert!(n["importance"].as_f64().unwrap() >= 0.8, "{n}");
+        assert!(n["ts"].is_string() && n["pid"].is_u64(), "{n}");
+    }
     let code = |c: i64| sum(&w, &["process", "exit_codes"], |e| e["code"] == c);
     assert!(code(3) >= 2 && code(7) >= 1, "exit codes:\n{live}");
     assert!(

@@ -318,8 +318,13 @@ impl StreamWriter {
         let pool = IoPool::new(&dir, cfg.io, cfg.inflight_max, buffer_bytes)?;
         Ok(StreamWriter {
             builder: BlockBuilder::new(cfg.block_bytes),
-            zstd: Compressor::new(cfg.zstd_level)
-                .map_err(|e| StorageError::Config(format!("zstd_level: {e}")))?,
+            zstd: {
+                let mut z = Compressor::new(cfg.zstd_level)
+                    .map_err(|e| StorageError::Config(format!("zstd_level: {e}")))?;
+                // Staging room for the largest block, made now, not when one first comes.
+                z.reserve(cfg.block_bytes);
+                z
+            },
             pool,
             seg: None,
             blocks: Vec::with_capacity(BLOCKS_PER_SEGMENT_TYPICAL),

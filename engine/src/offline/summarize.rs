@@ -20,6 +20,7 @@ use crate::config::{DEFAULT_TOP_N, DEFAULT_WINDOW_MS};
 use crate::enrich::enricher::ENRICH_STREAM_ID;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
+use crate::sampler::{class_of, importance};
 use crate::semantic::marker::{KIND_WINDOW, Marker, MarkerOp, window_of};
 use crate::semantic::partial::Partial;
 use crate::semantic::summary::Window;
@@ -42,7 +43,10 @@ type Merged = BTreeMap<u64, Window>;
 
 /// One stream, read in write order through its markers.
 struct StreamFold {
+    id: u32,
     windows: Option<Windows>,
+    /// Events at or above this are notable (from the start marker).
+    min_importance: f64,
     /// The first window not closed yet (None before a start marker).
     next_open: Option<u64>,
     start: Option<u64>,
@@ -72,7 +76,9 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         };
         let mut reader = Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
         let mut s = StreamFold {
+            id,
             windows: None,
+            min_importance: f64::INFINITY,
             next_open: None,
             start: None,
         };
@@ -113,7 +119,8 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                         ws.loss(&l, wall);
                     }
                 } else if let Ok(ev) = bpf::decode(rec.bytes) {
-                    ws.event(&ev, rec.weight, wall);
+                    let notable = importance(&ev, class_of(&ev)) >= s.min_importance;
+                    ws.event(&ev, rec.weight, wall, notable.then_some(rec.bytes));
                 }
             }
         }
@@ -152,7 +159,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         // As live: the windows every core had closed, from the first core's start.
         if let (Some(first), Some(ready)) = (first, ready) {
             for w in first..ready {
-                let win = merged.remove(&w).unwrap_or_else(|| {
+                let mut win = merged.remove(&w).unwrap_or_else(|| {
                     Window::new(
                         w,
                         window_ns,
@@ -162,6 +169,11 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                 if in_range(w, window_ns) {
                     win.write_json(&host, &mut json);
                     out.write_all(json.bytes())?;
+                    let mut lines = Vec::new();
+                    win.write_notables(&host, &mut json, |l| lines.push(l.to_vec()));
+                    for l in lines {
+                        out.write_all(&l)?;
+                    }
                 }
             }
         }
@@ -175,9 +187,10 @@ fn marker(s: &mut StreamFold, m: &Marker, merged: &mut Merged) {
     match m.op {
         MarkerOp::Start => {
             // A new run: what an earlier one left open was never handed over.
-            let mut ws = Windows::new(m.window_ns, m.top_n as usize);
+            let mut ws = Windows::new(m.window_ns, m.top_n as usize, m.notable_bytes as usize);
             ws.start(m.window);
             s.windows = Some(ws);
+            s.min_importance = m.min_importance;
             s.start = Some(s.start.map_or(m.window, |st| st.min(m.window)));
             s.next_open = Some(m.window);
         }
@@ -201,7 +214,7 @@ fn marker(s: &mut StreamFold, m: &Marker, merged: &mut Merged) {
                 .entry(m.window)
                 .or_insert_with(|| Window::new(m.window, m.window_ns, m.top_n as usize));
             if m.delivered {
-                win.add(&p);
+                win.add(s.id, &p);
             } else {
                 win.lost(m.records);
             }

@@ -115,6 +115,11 @@ impl JsonWriter {
         self.buf.push(bracket);
     }
 
+    /// A number already formatted (digits, sign, point).
+    pub(crate) fn raw_number(&mut self, s: &str) {
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
     /// Ends the line.
     pub(crate) fn newline(&mut self) {
         self.buf.push(b'\n');

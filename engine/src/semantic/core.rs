@@ -34,6 +34,8 @@ pub(crate) struct CoreWindowsShared {
 pub(crate) struct SemanticCore {
     windows: Windows,
     top_n: u32,
+    min_importance: f64,
+    notable_bytes: usize,
     lateness_ns: u64,
     mono_to_wall_ns: i64,
     queue: rtrb::Producer<Box<Partial>>,
@@ -56,9 +58,15 @@ pub(crate) type Closed = (Marker, Option<Loss>);
 impl SemanticCore {
     /// The core side; `mono_to_wall_ns` must be the offset its writer records, so that
     /// offline windows are the same.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is one setting of the core's side, set once"
+    )]
     pub(crate) fn new(
         window_ns: u64,
         top_n: u32,
+        min_importance: f64,
+        notable_bytes: usize,
         lateness_ns: u64,
         mono_to_wall_ns: i64,
         queue: rtrb::Producer<Box<Partial>>,
@@ -66,8 +74,10 @@ impl SemanticCore {
         stream_id: u32,
     ) -> SemanticCore {
         SemanticCore {
-            windows: Windows::new(window_ns, top_n as usize),
+            windows: Windows::new(window_ns, top_n as usize, notable_bytes),
             top_n,
+            min_importance,
+            notable_bytes,
             lateness_ns,
             mono_to_wall_ns,
             queue,
@@ -89,6 +99,8 @@ impl SemanticCore {
             window_ns: self.windows.window_ns(),
             records: 0,
             late: 0,
+            min_importance: self.min_importance,
+            notable_bytes: self.notable_bytes as u64,
         }
     }
 
@@ -101,10 +113,10 @@ impl SemanticCore {
         self.marker(MarkerOp::Start, w)
     }
 
-    /// Folds an event the writer accepted.
-    pub(crate) fn event(&mut self, ev: &Event<'_>, weight: u32) {
+    /// Folds an event the writer accepted; `notable`: its bytes, when it is notable.
+    pub(crate) fn event(&mut self, ev: &Event<'_>, weight: u32, notable: Option<&[u8]>) {
         let wall = self.wall(ev.header.ts_ns);
-        self.windows.event(ev, weight, wall);
+        self.windows.event(ev, weight, wall, notable);
     }
 
     /// Folds a loss record the writer accepted (stamped with its end).

@@ -4,7 +4,7 @@
 //! window ended in the core's write order, so a record written after its window closed
 //! is late by the same rule live and offline.
 //!
-//! Storage kind [`KIND_WINDOW`], 48 bytes, little-endian:
+//! Storage kind [`KIND_WINDOW`], 56 bytes, little-endian:
 //!
 //! | offset | size | field |
 //! | ---: | ---: | --- |
@@ -17,12 +17,13 @@
 //! | 16 | 8 | window_ns |
 //! | 24 | 8 | records folded into the window |
 //! | 32 | 8 | of which late |
-//! | 40 | 8 | zero |
+//! | 40 | 8 | min_importance in force (f64 bits; notable events are at or above it) |
+//! | 48 | 8 | notable_bytes: room for notable events per window and core |
 
 /// Storage kind of window markers (below the enrichment records' 62 and 63).
 pub(crate) const KIND_WINDOW: u16 = 61;
 /// Bytes of an encoded marker.
-pub(crate) const MARKER_LEN: usize = 48;
+pub(crate) const MARKER_LEN: usize = 56;
 const VERSION: u8 = 1;
 
 /// What a marker says.
@@ -33,7 +34,7 @@ pub(crate) enum MarkerOp {
 }
 
 /// A window marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Marker {
     pub op: MarkerOp,
     pub delivered: bool,
@@ -42,6 +43,8 @@ pub(crate) struct Marker {
     pub window_ns: u64,
     pub records: u64,
     pub late: u64,
+    pub min_importance: f64,
+    pub notable_bytes: u64,
 }
 
 impl Marker {
@@ -55,6 +58,8 @@ impl Marker {
         b[16..24].copy_from_slice(&self.window_ns.to_le_bytes());
         b[24..32].copy_from_slice(&self.records.to_le_bytes());
         b[32..40].copy_from_slice(&self.late.to_le_bytes());
+        b[40..48].copy_from_slice(&self.min_importance.to_bits().to_le_bytes());
+        b[48..56].copy_from_slice(&self.notable_bytes.to_le_bytes());
         b
     }
 
@@ -70,7 +75,8 @@ impl Marker {
         };
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let window_ns = u64_at(16);
-        if window_ns == 0 {
+        let min_importance = f64::from_bits(u64_at(40));
+        if window_ns == 0 || !(0.0..=1.0).contains(&min_importance) {
             return None;
         }
         Some(Marker {
@@ -81,6 +87,8 @@ impl Marker {
             window_ns,
             records: u64_at(24),
             late: u64_at(32),
+            min_importance,
+            notable_bytes: u64_at(48),
         })
     }
 }
@@ -104,6 +112,8 @@ mod tests {
             window_ns: 10_000_000_000,
             records: 5,
             late: 1,
+            min_importance: 0.8,
+            notable_bytes: 65536,
         };
         assert_eq!(Marker::decode(&m.encode()), Some(m));
         let mut b = m.encode();
@@ -112,7 +122,10 @@ mod tests {
         let mut b = m.encode();
         b[16..24].fill(0);
         assert_eq!(Marker::decode(&b), None, "window_ns 0");
-        assert_eq!(Marker::decode(&b[..47]), None);
+        assert_eq!(Marker::decode(&b[..55]), None);
+        let mut b = m.encode();
+        b[40..48].copy_from_slice(&f64::NAN.to_bits().to_le_bytes());
+        assert_eq!(Marker::decode(&b), None, "min_importance NaN");
         assert_eq!(window_of(25_000_000_000, 10_000_000_000), 2);
         assert_eq!(window_of(-5, 10), 0);
     }

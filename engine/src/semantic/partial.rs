@@ -303,6 +303,19 @@ impl PathTop {
     }
 }
 
+/// A notable event of the window: where its bytes are in the partial's arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Notable {
+    /// Kernel time (monotonic), and the wall-clock time through the core's offset.
+    pub ts_ns: u64,
+    pub wall_ns: i128,
+    /// The core's count of notable events before this one (its write order).
+    pub seq: u64,
+    pub weight: u32,
+    offset: u32,
+    len: u32,
+}
+
 /// One core's aggregate of one window.
 #[derive(Debug, Clone)]
 pub(crate) struct Partial {
@@ -335,7 +348,16 @@ pub(crate) struct Partial {
     pub reclaim_stalls: u64,
     pub reclaim_ns: u64,
     pub capability_denied: u64,
+    /// Notable events, in write order: their bytes in one arena made with the partial
+    /// (bounded: what does not fit is counted in `notables_dropped`).
+    notable_bytes: Vec<u8>,
+    pub notables: Vec<Notable>,
+    pub notables_dropped: u64,
 }
+
+/// The smallest event record (header and the smallest payload): bounds the number of
+/// notable events an arena can hold.
+const NOTABLE_BYTES_MIN: usize = 88;
 
 /// Keys of the small maps (exit codes, signals, errnos, drop reasons, OOM victims).
 const SMALL_KEYS: usize = 256;
@@ -346,8 +368,14 @@ const TCP_SYN_SENT: u32 = 2;
 const LOSS_KEYS_MAX: usize = 256;
 
 impl Partial {
-    /// An empty partial of `window` whose maps hold `cap` keys each.
+    /// An empty partial of `window` whose maps hold `cap` keys each, and no notable
+    /// events.
     pub(crate) fn new(window: u64, cap: usize) -> Partial {
+        Partial::with_notables(window, cap, 0)
+    }
+
+    /// [`Partial::new`] with room for `notable_bytes` of notable events.
+    pub(crate) fn with_notables(window: u64, cap: usize, notable_bytes: usize) -> Partial {
         Partial {
             window,
             records: 0,
@@ -370,7 +398,42 @@ impl Partial {
             reclaim_stalls: 0,
             reclaim_ns: 0,
             capability_denied: 0,
+            notable_bytes: Vec::with_capacity(notable_bytes),
+            notables: Vec::with_capacity(notable_bytes / NOTABLE_BYTES_MIN),
+            notables_dropped: 0,
         }
+    }
+
+    /// Keeps a notable event's bytes (or counts it dropped when the arena is full).
+    pub(crate) fn notable(
+        &mut self,
+        bytes: &[u8],
+        ts_ns: u64,
+        wall_ns: i128,
+        seq: u64,
+        weight: u32,
+    ) {
+        let offset = self.notable_bytes.len();
+        if offset + bytes.len() > self.notable_bytes.capacity()
+            || self.notables.len() == self.notables.capacity()
+        {
+            self.notables_dropped += 1;
+            return;
+        }
+        self.notable_bytes.extend_from_slice(bytes);
+        self.notables.push(Notable {
+            ts_ns,
+            wall_ns,
+            seq,
+            weight,
+            offset: offset as u32,
+            len: bytes.len() as u32,
+        });
+    }
+
+    /// The bytes of notable event `n` (one of [`Partial::notables`]).
+    pub(crate) fn notable_record(&self, n: &Notable) -> &[u8] {
+        &self.notable_bytes[n.offset as usize..(n.offset + n.len) as usize]
     }
 
     /// An empty partial bounded at `cap` keys per map whose maps grow as keys come:

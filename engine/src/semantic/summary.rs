@@ -8,6 +8,10 @@ use crate::output::{kind_name, reason_name};
 
 use super::partial::{Partial, PathTop, PeerKey, TopMap};
 
+/// A notable event held for its window's lines: (ts, core, seq) for the order, then
+/// the wall time, weight and record bytes.
+type HeldNotable = ((u64, u32, u64), i128, u32, Vec<u8>);
+
 /// What is known of one window once every core has closed it.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
@@ -21,6 +25,10 @@ pub(crate) struct Window {
     pub cores: u32,
     pub cores_lost: u32,
     pub records_lost: u64,
+    /// The notable events of every delivered partial: (ts, core, seq) for the order,
+    /// then the wall time, weight and record bytes.
+    notables: Vec<HeldNotable>,
+    pub notables_dropped: u64,
 }
 
 impl Window {
@@ -34,13 +42,55 @@ impl Window {
             cores: 0,
             cores_lost: 0,
             records_lost: 0,
+            notables: Vec::new(),
+            notables_dropped: 0,
         }
     }
 
-    /// Adds a core's delivered partial.
-    pub(crate) fn add(&mut self, p: &Partial) {
+    /// Adds core `core`'s delivered partial.
+    pub(crate) fn add(&mut self, core: u32, p: &Partial) {
         self.cores += 1;
         self.merged.absorb(p);
+        self.notables_dropped += p.notables_dropped;
+        for n in &p.notables {
+            self.notables.push((
+                (n.ts_ns, core, n.seq),
+                n.wall_ns,
+                n.weight,
+                p.notable_record(n).to_vec(),
+            ));
+        }
+    }
+
+    /// The window's notable events as JSON lines, in (timestamp, core, sequence) order:
+    /// `{"type":"notable","host":...,"core":K,"seq":N,"importance":0.90,` then the
+    /// event as `engine replay --format json` writes it (without enrichment yet).
+    pub(crate) fn write_notables(
+        &mut self,
+        host: &str,
+        json: &mut JsonWriter,
+        mut line: impl FnMut(&[u8]),
+    ) {
+        self.notables.sort_unstable_by_key(|n| n.0);
+        let mut head = JsonWriter::default();
+        for ((_, core, seq), wall, weight, bytes) in &self.notables {
+            let Ok(ev) = bpf::decode(bytes) else {
+                continue;
+            };
+            head.clear();
+            head.open(None, b'{');
+            head.field("type", Str(b"notable"));
+            head.field("host", Str(host.as_bytes()));
+            head.field("core", *core);
+            head.field("seq", *seq);
+            let imp = crate::sampler::importance(&ev, crate::sampler::class_of(&ev));
+            head.field("importance", Fixed2(imp));
+            json.event(&ev, *weight, *wall);
+            let mut out = head.bytes().to_vec();
+            out.push(b',');
+            out.extend_from_slice(&json.bytes()[1..]);
+            line(&out);
+        }
     }
 
     /// Counts a core whose partial of `records` records was lost.
@@ -65,6 +115,8 @@ impl Window {
         let m = &self.merged;
         json.field("records", m.records);
         json.field("late", m.late);
+        json.field("notables", self.notables.len() as u64);
+        json.field("notables_dropped", self.notables_dropped);
         json.open(Some("kinds"), b'{');
         for (id, k) in m.kinds.iter().enumerate() {
             if k.stored == 0 {
@@ -139,6 +191,15 @@ impl Window {
         json.close(b'}');
         json.close(b'}');
         json.newline();
+    }
+}
+
+/// A number with two decimals (the same bytes on every machine).
+struct Fixed2(f64);
+
+impl crate::output::json::JsonValue for Fixed2 {
+    fn write_to(&self, w: &mut JsonWriter) {
+        w.raw_number(&format!("{:.2}", self.0));
     }
 }
 
@@ -221,8 +282,8 @@ mod tests {
         let (a, b) = (partial(1), partial(3));
         let line = |first: &Partial, second: &Partial| {
             let mut w = Window::new(7, 1_000_000_000, 5);
-            w.add(first);
-            w.add(second);
+            w.add(0, first);
+            w.add(1, second);
             let mut j = JsonWriter::default();
             w.write_json("h", &mut j);
             String::from_utf8(j.bytes().to_vec()).unwrap()

@@ -108,12 +108,12 @@ impl SemanticThread {
 
     fn emit(&mut self, w: u64) {
         let mut win = Window::new(w, self.window_ns, self.top_n);
-        for c in &mut self.inputs {
+        for (i, c) in self.inputs.iter_mut().enumerate() {
             if w < c.shared.start.load(Ordering::Acquire) {
                 continue; // the core had not started
             }
             match c.pending.remove(&w) {
-                Some(p) => win.add(&p),
+                Some(p) => win.add(i as u32, &p),
                 None => {
                     let lost = c
                         .shared
@@ -127,14 +127,18 @@ impl SemanticThread {
         }
         win.write_json(&self.host, &mut self.json);
         self.report.windows += 1;
-        let line = self.json.bytes();
+        let mut lines = vec![self.json.bytes().to_vec()];
+        win.write_notables(&self.host, &mut self.json, |l| lines.push(l.to_vec()));
         let mut failed = Vec::new();
         for (i, s) in self.sinks.iter_mut().enumerate() {
-            if let Err(e) = s.line(line) {
-                failed.push((i, e));
+            for line in &lines {
+                if let Err(e) = s.line(line) {
+                    failed.push((i, e));
+                    break;
+                }
             }
         }
-        self.report.lines += 1;
+        self.report.lines += lines.len() as u64;
         for (i, e) in failed.into_iter().rev() {
             eprintln!(
                 "engine: summary sink failed: {e}; it is closed, the next lines are counted as dropped"

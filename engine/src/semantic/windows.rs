@@ -24,6 +24,9 @@ pub(crate) fn keys_per_partial(top_n: usize) -> usize {
 pub(crate) struct Windows {
     window_ns: u64,
     cap: usize,
+    notable_bytes: usize,
+    /// Notable events folded since the start (the next one's sequence number).
+    notable_seq: u64,
     /// The first open window; `None` before the start.
     first: Option<u64>,
     /// Partials of `first`, `first + 1`, ... (as far as records reached).
@@ -36,10 +39,14 @@ pub(crate) struct Windows {
 }
 
 impl Windows {
-    pub(crate) fn new(window_ns: u64, top_n: usize) -> Windows {
+    /// Windows of `window_ns`, top lists of `top_n`, `notable_bytes` of notable events
+    /// per window.
+    pub(crate) fn new(window_ns: u64, top_n: usize, notable_bytes: usize) -> Windows {
         Windows {
             window_ns,
             cap: keys_per_partial(top_n),
+            notable_bytes,
+            notable_seq: 0,
             first: None,
             open: VecDeque::with_capacity(OPEN_WINDOWS_MAX),
             spare: Vec::with_capacity(OPEN_WINDOWS_MAX),
@@ -54,6 +61,7 @@ impl Windows {
     /// Windows open from `window` on (what an earlier start left is dropped).
     pub(crate) fn start(&mut self, window: u64) {
         self.first = Some(window);
+        self.notable_seq = 0;
         self.first_start = i128::from(window) * i128::from(self.window_ns);
         self.open.clear();
         self.refill();
@@ -62,7 +70,8 @@ impl Windows {
     /// Makes the spare partials (call off the per-event path: after a close, at a tick).
     pub(crate) fn refill(&mut self) {
         while self.spare.len() < OPEN_WINDOWS_MAX {
-            self.spare.push(Partial::new(0, self.cap));
+            self.spare
+                .push(Partial::with_notables(0, self.cap, self.notable_bytes));
         }
     }
 
@@ -88,16 +97,28 @@ impl Windows {
             let mut p = self
                 .spare
                 .pop()
-                .unwrap_or_else(|| Partial::new(0, self.cap));
+                .unwrap_or_else(|| Partial::with_notables(0, self.cap, self.notable_bytes));
             p.window = first + self.open.len() as u64;
             self.open.push_back(p);
         }
         Some((&mut self.open[i], late))
     }
 
-    pub(crate) fn event(&mut self, ev: &Event<'_>, weight: u32, wall_ns: i128) {
+    /// Folds an event; `notable`: its bytes, when it is notable.
+    pub(crate) fn event(
+        &mut self,
+        ev: &Event<'_>,
+        weight: u32,
+        wall_ns: i128,
+        notable: Option<&[u8]>,
+    ) {
+        let seq = self.notable_seq;
         if let Some((p, late)) = self.slot(wall_ns) {
             p.event(ev, weight, late);
+            if let Some(bytes) = notable {
+                p.notable(bytes, ev.header.ts_ns, wall_ns, seq, weight);
+                self.notable_seq += 1;
+            }
         }
     }
 
@@ -118,7 +139,7 @@ impl Windows {
                 let mut p = self
                     .spare
                     .pop()
-                    .unwrap_or_else(|| Partial::new(0, self.cap));
+                    .unwrap_or_else(|| Partial::with_notables(0, self.cap, self.notable_bytes));
                 p.window = first;
                 p
             }
@@ -163,12 +184,13 @@ mod tests {
     fn fold(ws: &mut Windows, ts: u64) {
         let words = event(ts);
         let ev = bpf::decode(bytemuck::cast_slice(&words)).unwrap();
-        ws.event(&ev, 2, i128::from(ts));
+        let bytes: &[u8] = bytemuck::cast_slice(&words);
+        ws.event(&ev, 2, i128::from(ts), Some(bytes));
     }
 
     #[test]
     fn late_records_go_to_the_first_open_window_and_far_ones_to_the_last() {
-        let mut ws = Windows::new(W, 10);
+        let mut ws = Windows::new(W, 10, 4096);
         fold(&mut ws, 500); // before the start: nothing is open yet
         ws.start(1);
         fold(&mut ws, 1_500);
@@ -176,6 +198,8 @@ mod tests {
         assert!(!ws.due(1_999, 0) && ws.due(2_000, 0) && !ws.due(2_000, 1));
         let p = ws.close_first().unwrap();
         assert_eq!((p.window, p.records, p.late), (1, 1, 0));
+        // Every event here is notable: kept with its sequence in write order.
+        assert_eq!(p.notables.iter().map(|n| n.seq).collect::<Vec<_>>(), [0]);
         assert_eq!(p.kinds[Kind::SecurityCapability as usize].events, 2);
         // Window 1 is closed: a record of it now is late, in window 2.
         fold(&mut ws, 1_900);
