@@ -26,8 +26,13 @@ use crate::lock::DataDirLock;
 use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
 use crate::sampler::{Class, Sampler};
 use crate::semantic::core::{CoreWindowsShared, SemanticCore};
+use crate::semantic::tables::FedTables;
 use crate::semantic::thread::{CoreInput, SemanticReport, SemanticThread};
 use crate::signals;
+
+/// Bytes of the queue of enrichment records to the semantic thread (the enrichment
+/// thread waits when it is full: the semantic thread must see every one).
+const ENRICH_FEED_BYTES: usize = 16 << 20;
 
 /// How often the control thread reads the kernel's counters into loss records.
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
@@ -519,6 +524,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let sem = &config.semantic;
     let mut semantic_inputs = Vec::with_capacity(n);
     let mut host = String::new();
+    let mut core0_offset = 0i64;
     for (id, rings) in per_core.into_iter().enumerate() {
         let writer =
             StreamWriter::create(writer_config(config, id as u32, streams)).map_err(|source| {
@@ -553,6 +559,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         if sem.enabled {
             if host.is_empty() {
                 host = pipeline.writer.host().to_string();
+                core0_offset = pipeline.writer.mono_to_wall_ns();
             }
             let (p, c) = rtrb::RingBuffer::new(sem.queue_windows);
             let shared = Arc::new(CoreWindowsShared::default());
@@ -586,6 +593,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             publish_every: Duration::from_millis(config.engine.status_interval_ms.clamp(100, 1000)),
         });
     }
+    let mut enrich_feed = None;
     let enricher = if enrich {
         let e = &config.enrich;
         let writer = StreamWriter::create(writer_config(config, ENRICH_STREAM_ID, streams))
@@ -602,13 +610,21 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             e.exit_grace_ms.saturating_mul(1_000_000),
             Sources::host(),
         );
-        let enricher = Enricher::start(
+        let mut enricher = Enricher::start(
             tracker,
             writer,
             taps,
             start_ns,
             config.storage.flush_interval_ms,
         );
+        let start_log = enricher.take_start_log();
+        if sem.enabled {
+            // The semantic thread keeps the same tables, from the same records, to
+            // enrich notable events as replay would.
+            let (p, c) = tap(ENRICH_FEED_BYTES);
+            enricher.set_feed(p, &start_log);
+            enrich_feed = Some(c);
+        }
         eprintln!("engine: enrichment: {}", enricher.describe());
         Some(enricher)
     } else {
@@ -622,13 +638,17 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 .map_err(Error::io("opening semantic.jsonl_path"))?;
             sinks.push(Box::new(sink));
         }
-        Some(SemanticThread::new(
+        let mut t = SemanticThread::new(
             semantic_inputs,
             sem.window_ms.saturating_mul(1_000_000),
             sem.top_n,
             host,
             sinks,
-        ))
+        );
+        if let Some(feed) = enrich_feed.take() {
+            t.set_tables(FedTables::new(feed, enrich_shared.clone()), core0_offset);
+        }
+        Some(t)
     } else {
         None
     };

@@ -289,6 +289,24 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
         assert!(n["importance"].as_f64().unwrap() >= 0.8, "{n}");
         assert!(n["ts"].is_string() && n["pid"].is_u64(), "{n}");
     }
+    // Enriched as replay enriches: the crashing python's executable, its parent (the
+    // workload's python), user and container.
+    let crash = notables
+        .iter()
+        .find(|n| n["kind"] == "process.exit" && n["signal"] == 11)
+        .unwrap();
+    assert!(
+        crash["exe"].as_str().is_some_and(|e| e.contains("python")),
+        "{crash}"
+    );
+    assert!(
+        crash["ancestors"][0]["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains("python")),
+        "{crash}"
+    );
+    assert_eq!(crash["user"], "root", "{crash}");
+    assert_eq!(crash["container"]["id"], "host", "{crash}");
     let code = |c: i64| sum(&w, &["process", "exit_codes"], |e| e["code"] == c);
     assert!(code(3) >= 2 && code(7) >= 1, "exit codes:\n{live}");
     assert!(

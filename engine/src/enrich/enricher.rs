@@ -13,7 +13,7 @@ use std::time::Duration;
 use storage::{RecordRef, StorageError, StreamWriter};
 
 use super::record::{KIND_CGROUP, KIND_PROCESS};
-use super::tap::TapConsumer;
+use super::tap::{TapConsumer, TapProducer};
 use super::tracker::{Tracker, TrackerStats, Update};
 use crate::outage::STORAGE_RETRY_INTERVAL;
 use crate::pipeline::monotonic_ns;
@@ -46,6 +46,9 @@ pub(crate) struct EnrichShared {
     pub error: Mutex<Option<String>>,
     /// Set by the control thread on SIGHUP: seal the current segment.
     pub reopen: AtomicBool,
+    /// Every record with a timestamp below this has been written and fed to the
+    /// semantic thread (`u64::MAX` once the thread has finished).
+    pub written_through: AtomicU64,
 }
 
 /// The enrichment thread's final report.
@@ -107,6 +110,12 @@ pub(crate) struct Enricher {
     flush_interval_ns: u64,
     next_retry_ns: u64,
     report: EnrichReport,
+    /// Every record written, also to the semantic thread (which keeps the same tables
+    /// to enrich notable events), in the same order.
+    feed: Option<TapProducer>,
+    feed_buf: Vec<u8>,
+    /// The records written before a feed was set (the start scan), to feed it then.
+    start_log: Option<Vec<(u64, u16, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for Enricher {
@@ -146,6 +155,9 @@ impl Enricher {
             buf: Vec::with_capacity(1024),
             flush_interval_ns: flush_interval_ms.saturating_mul(1_000_000),
             next_retry_ns: 0,
+            feed: None,
+            feed_buf: Vec::with_capacity(1024),
+            start_log: Some(Vec::new()),
             report: EnrichReport {
                 tracker: TrackerStats::default(),
                 processes: 0,
@@ -163,6 +175,36 @@ impl Enricher {
         e.snapshot_segment = e.writer.head_segment();
         e.write_updates();
         e
+    }
+
+    /// The records written so far (the start scan), for [`Enricher::set_feed`]; from
+    /// now on nothing more is kept.
+    pub(crate) fn take_start_log(&mut self) -> Vec<(u64, u16, Vec<u8>)> {
+        self.start_log.take().unwrap_or_default()
+    }
+
+    /// Also hands every record written to `feed` (the semantic thread), in order. Set
+    /// before [`Enricher::start`]'s records are fed: call right after it, before `run`.
+    pub(crate) fn set_feed(&mut self, feed: TapProducer, written_so_far: &[(u64, u16, Vec<u8>)]) {
+        self.feed = Some(feed);
+        for (ts, kind, bytes) in written_so_far {
+            self.feed_record(*ts, *kind, bytes);
+        }
+    }
+
+    /// Hands a written record to the semantic thread; waits while its queue is full (it
+    /// must see every record, in order, to hold the same tables as a reader).
+    fn feed_record(&mut self, ts: u64, kind: u16, bytes: &[u8]) {
+        let Some(feed) = &mut self.feed else {
+            return;
+        };
+        self.feed_buf.clear();
+        self.feed_buf.extend_from_slice(&ts.to_le_bytes());
+        self.feed_buf.extend_from_slice(&kind.to_le_bytes());
+        self.feed_buf.extend_from_slice(bytes);
+        while !feed.push(0, &self.feed_buf) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// What the start scan found, for the start-up line.
@@ -212,7 +254,17 @@ impl Enricher {
             bytes: &self.buf,
         };
         match self.writer.append(&rec) {
-            Ok(()) => self.report.records += 1,
+            Ok(()) => {
+                self.report.records += 1;
+                if self.feed.is_some() {
+                    let bytes = std::mem::take(&mut self.buf);
+                    self.feed_record(ts, kind, &bytes);
+                    self.buf = bytes;
+                }
+                if let Some(log) = &mut self.start_log {
+                    log.push((ts, kind, self.buf.clone()));
+                }
+            }
             Err(e) => {
                 self.report.records_lost += 1;
                 if self.writer.failure().is_some() {
@@ -336,6 +388,15 @@ impl Enricher {
                 },
                 PENDING_BYTES_MAX,
             );
+            // Everything before the reorder watermark is applied and written; what comes
+            // later is stamped at or after it (a straggler is stamped when applied).
+            if !done {
+                let wm = now.saturating_sub(REORDER_NS);
+                self.last_ts = self.last_ts.max(wm);
+                shared
+                    .written_through
+                    .store(self.last_ts, Ordering::Release);
+            }
             if now >= next_expire {
                 next_expire = now + EXPIRE_EVERY_NS;
                 // Stamped with the reorder watermark: every event before it is applied,
@@ -382,7 +443,9 @@ impl Enricher {
             }
         }
         self.publish(&shared);
-        self.finish()
+        let report = self.finish();
+        shared.written_through.store(u64::MAX, Ordering::Release);
+        report
     }
 
     /// After a storage failure: reopen the stream and write a full snapshot first.

@@ -24,6 +24,8 @@ use crate::sampler::{class_of, importance};
 use crate::semantic::marker::{KIND_WINDOW, Marker, MarkerOp, window_of};
 use crate::semantic::partial::Partial;
 use crate::semantic::summary::Window;
+use crate::semantic::tables::{StoredTables, TablesAt};
+use crate::semantic::thread::window_end_mono;
 use crate::semantic::windows::Windows;
 
 /// What `engine summarize` recomputes.
@@ -63,6 +65,8 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         .collect();
     let mut merged: Merged = BTreeMap::new();
     let mut host = String::new();
+    // Core 0's monotonic-to-wall offset (the first stream's), as the live thread uses.
+    let mut core0_offset: Option<i64> = None;
     let mut recorded: Option<(u64, u32)> = None;
     let mut ready: Option<u64> = None;
     let mut first: Option<u64> = None;
@@ -90,6 +94,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                 host = seg.header().host.clone();
             }
             let rec = loc.record;
+            core0_offset.get_or_insert(loc.mono_to_wall_ns);
             let wall = i128::from(rec.ts_ns) + i128::from(loc.mono_to_wall_ns);
             if rec.kind == KIND_WINDOW {
                 let Some(m) = Marker::decode(rec.bytes) else {
@@ -130,6 +135,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         }
     }
     let mut json = JsonWriter::default();
+    let mut tables = StoredTables::open(dir)?;
     let in_range = |w: u64, ns: u64| {
         let start = i128::from(w) * i128::from(ns);
         args.range.from_unix_ns.is_none_or(|f| start >= f)
@@ -170,10 +176,18 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                     win.write_json(&host, &mut json);
                     out.write_all(json.bytes())?;
                     let mut lines = Vec::new();
-                    win.write_notables(&host, &mut json, |l| lines.push(l.to_vec()));
+                    win.write_notables(
+                        &host,
+                        &mut json,
+                        tables.as_mut().map(|t| t as &mut dyn TablesAt),
+                        |l| lines.push(l.to_vec()),
+                    );
                     for l in lines {
                         out.write_all(&l)?;
                     }
+                }
+                if let Some(t) = &mut tables {
+                    t.at(window_end_mono(w, window_ns, core0_offset.unwrap_or(0)));
                 }
             }
         }

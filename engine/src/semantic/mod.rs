@@ -9,11 +9,14 @@
 //! - [`marker`]: the in-band record that says where a core closed a window.
 //! - [`core`]: the core thread's side (fold, close on the clock, hand over, mark).
 //! - [`summary`]: merged windows and their JSON lines.
+//! - [`tables`]: the enrichment tables notable events are looked up in, live and
+//!   offline.
 //! - [`thread`]: the semantic thread.
 
 pub(crate) mod core;
 pub(crate) mod marker;
 pub(crate) mod partial;
 pub(crate) mod summary;
+pub(crate) mod tables;
 pub(crate) mod thread;
 pub(crate) mod windows;

@@ -7,6 +7,7 @@ use crate::output::json::{AddrValue, JsonWriter, Str};
 use crate::output::{kind_name, reason_name};
 
 use super::partial::{Partial, PathTop, PeerKey, TopMap};
+use super::tables::TablesAt;
 
 /// A notable event held for its window's lines: (ts, core, seq) for the order, then
 /// the wall time, weight and record bytes.
@@ -64,16 +65,18 @@ impl Window {
 
     /// The window's notable events as JSON lines, in (timestamp, core, sequence) order:
     /// `{"type":"notable","host":...,"core":K,"seq":N,"importance":0.90,` then the
-    /// event as `engine replay --format json` writes it (without enrichment yet).
+    /// event as `engine replay --format json` writes it, enrichment included when
+    /// `tables` are given.
     pub(crate) fn write_notables(
         &mut self,
         host: &str,
         json: &mut JsonWriter,
+        mut tables: Option<&mut dyn TablesAt>,
         mut line: impl FnMut(&[u8]),
     ) {
         self.notables.sort_unstable_by_key(|n| n.0);
         let mut head = JsonWriter::default();
-        for ((_, core, seq), wall, weight, bytes) in &self.notables {
+        for ((ts, core, seq), wall, weight, bytes) in &self.notables {
             let Ok(ev) = bpf::decode(bytes) else {
                 continue;
             };
@@ -86,6 +89,10 @@ impl Window {
             let imp = crate::sampler::importance(&ev, crate::sampler::class_of(&ev));
             head.field("importance", Fixed2(imp));
             json.event(&ev, *weight, *wall);
+            if let Some(t) = tables.as_deref_mut() {
+                let e = t.at(*ts).lookup(ev.header);
+                json.enrichment(&ev, &e);
+            }
             let mut out = head.bytes().to_vec();
             out.push(b',');
             out.extend_from_slice(&json.bytes()[1..]);

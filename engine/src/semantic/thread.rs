@@ -11,11 +11,22 @@ use std::time::Duration;
 use super::core::CoreWindowsShared;
 use super::partial::Partial;
 use super::summary::Window;
+use super::tables::{FedTables, TablesAt};
 use crate::export::Sink;
 use crate::output::json::JsonWriter;
 
+/// How long the stop waits for the enrichment thread's last records.
+const FINAL_WAIT: Duration = Duration::from_secs(30);
 /// Idle wait between passes.
 const IDLE: Duration = Duration::from_millis(20);
+
+/// Where window `w` ends, in the records' monotonic clock (through `mono_to_wall_ns`):
+/// after a window, the enrichment records before its end are applied (live and
+/// offline alike), so the tables never hold more than a window's worth unapplied.
+pub(crate) fn window_end_mono(w: u64, window_ns: u64, mono_to_wall_ns: i64) -> u64 {
+    let end = (i128::from(w) + 1) * i128::from(window_ns) - i128::from(mono_to_wall_ns);
+    end.clamp(0, i128::from(u64::MAX)) as u64
+}
 
 /// One core as the semantic thread sees it.
 pub(crate) struct CoreInput {
@@ -67,6 +78,11 @@ pub(crate) struct SemanticThread {
     next: Option<u64>,
     json: JsonWriter,
     report: SemanticReport,
+    /// The enrichment tables notable events are looked up in (when enrichment is on).
+    tables: Option<FedTables>,
+    /// The enrichment thread did not finish in time at the stop: emit regardless.
+    waited_out: bool,
+    mono_to_wall_ns: i64,
 }
 
 impl std::fmt::Debug for SemanticThread {
@@ -94,7 +110,33 @@ impl SemanticThread {
             next: None,
             json: JsonWriter::default(),
             report: SemanticReport::default(),
+            tables: None,
+            waited_out: false,
+            mono_to_wall_ns: 0,
         }
+    }
+
+    /// Enriches notable events from the records the enrichment thread feeds;
+    /// `mono_to_wall_ns` is core 0's offset (its segments record it), by which a
+    /// window's end is a time of the records'.
+    pub(crate) fn set_tables(&mut self, tables: FedTables, mono_to_wall_ns: i64) {
+        self.tables = Some(tables);
+        self.mono_to_wall_ns = mono_to_wall_ns;
+    }
+
+    /// Whether window `w`'s notable events can be enriched now: every enrichment
+    /// record stamped before the latest of them has been fed.
+    fn enrichment_ready(&self, w: u64) -> bool {
+        let Some(t) = &self.tables else {
+            return true;
+        };
+        let latest = self
+            .inputs
+            .iter()
+            .filter_map(|c| c.pending.get(&w))
+            .flat_map(|p| p.notables.iter().map(|n| n.ts_ns))
+            .max();
+        latest.is_none_or(|ts| t.fed_through() > ts)
     }
 
     /// The first window every core has closed up to (exclusive).
@@ -128,7 +170,15 @@ impl SemanticThread {
         win.write_json(&self.host, &mut self.json);
         self.report.windows += 1;
         let mut lines = vec![self.json.bytes().to_vec()];
-        win.write_notables(&self.host, &mut self.json, |l| lines.push(l.to_vec()));
+        win.write_notables(
+            &self.host,
+            &mut self.json,
+            self.tables.as_mut().map(|t| t as &mut dyn TablesAt),
+            |l| lines.push(l.to_vec()),
+        );
+        if let Some(t) = &mut self.tables {
+            t.at(window_end_mono(w, self.window_ns, self.mono_to_wall_ns));
+        }
         let mut failed = Vec::new();
         for (i, s) in self.sinks.iter_mut().enumerate() {
             for line in &lines {
@@ -168,7 +218,7 @@ impl SemanticThread {
                 .unwrap_or(ready)
         });
         let mut w = first;
-        while w < ready {
+        while w < ready && (self.enrichment_ready(w) || self.waited_out) {
             self.emit(w);
             w += 1;
         }
@@ -182,12 +232,32 @@ impl SemanticThread {
     }
 
     /// Runs until `cores_done` is set (every core has closed all its windows), then
-    /// emits what is left.
+    /// emits what is left (once the enrichment thread has fed its last records).
     pub(crate) fn run(mut self, cores_done: &AtomicBool) -> SemanticReport {
         loop {
             let done = cores_done.load(Ordering::Acquire);
             let emitted = self.pass();
             if done {
+                let deadline = std::time::Instant::now() + FINAL_WAIT;
+                while self
+                    .tables
+                    .as_ref()
+                    .is_some_and(|t| t.fed_through() != u64::MAX)
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(IDLE);
+                }
+                if self
+                    .tables
+                    .as_ref()
+                    .is_some_and(|t| t.fed_through() != u64::MAX)
+                {
+                    eprintln!(
+                        "engine: semantic: the enrichment thread did not finish within {} s; the last notable events are written without waiting for it",
+                        FINAL_WAIT.as_secs()
+                    );
+                    self.waited_out = true;
+                }
                 self.pass();
                 break;
             }
