@@ -298,6 +298,17 @@ pub struct Semantic {
     /// Bytes of notable events each core keeps per window (their records); beyond,
     /// they are counted as dropped in the window.
     pub notable_bytes_max: usize,
+    /// Correlation `crash_loop`: this many crashes of one executable...
+    pub crash_loop_count: u32,
+    /// ...within this long (ms).
+    pub crash_loop_ms: u32,
+    /// Correlation `tcp_trouble`: failed connects + retransmits + resets to one peer in
+    /// one window.
+    pub tcp_trouble_count: u32,
+    /// Correlation `priv_exec`: an exec at most this long (ms) after becoming uid/gid 0.
+    pub priv_exec_ms: u32,
+    /// Correlation `exec_connect_write`: exec, connect and write within this long (ms).
+    pub chain_ms: u32,
     /// Closed windows in flight from each core to the semantic thread at most; a core
     /// whose queue is full drops the window's partial (counted, in-band as
     /// `semantic_queue_full`), it never waits.
@@ -310,6 +321,29 @@ pub const DEFAULT_WINDOW_MS: u64 = 10_000;
 pub const DEFAULT_LATENESS_MS: u64 = 2_000;
 /// Default top-N.
 pub const DEFAULT_TOP_N: usize = 10;
+/// Default correlation thresholds.
+pub(crate) const DEFAULT_THRESHOLDS: crate::semantic::correlate::Thresholds =
+    crate::semantic::correlate::Thresholds {
+        crash_loop_count: 3,
+        crash_loop_ms: 60_000,
+        tcp_trouble_count: 5,
+        priv_exec_ms: 10_000,
+        chain_ms: 60_000,
+    };
+
+impl Semantic {
+    /// The correlation thresholds.
+    pub(crate) fn thresholds(&self) -> crate::semantic::correlate::Thresholds {
+        crate::semantic::correlate::Thresholds {
+            crash_loop_count: self.crash_loop_count,
+            crash_loop_ms: self.crash_loop_ms,
+            tcp_trouble_count: self.tcp_trouble_count,
+            priv_exec_ms: self.priv_exec_ms,
+            chain_ms: self.chain_ms,
+        }
+    }
+}
+
 /// Default bytes of notable events per window and core.
 pub const DEFAULT_NOTABLE_BYTES_MAX: usize = 65_536;
 /// Default closed windows in flight per core.
@@ -329,6 +363,11 @@ impl Default for Semantic {
             jsonl_bytes_max: DEFAULT_JSONL_BYTES_MAX,
             queue_windows: DEFAULT_QUEUE_WINDOWS,
             notable_bytes_max: DEFAULT_NOTABLE_BYTES_MAX,
+            crash_loop_count: DEFAULT_THRESHOLDS.crash_loop_count,
+            crash_loop_ms: DEFAULT_THRESHOLDS.crash_loop_ms,
+            tcp_trouble_count: DEFAULT_THRESHOLDS.tcp_trouble_count,
+            priv_exec_ms: DEFAULT_THRESHOLDS.priv_exec_ms,
+            chain_ms: DEFAULT_THRESHOLDS.chain_ms,
         }
     }
 }
@@ -751,6 +790,14 @@ impl Config {
                 "semantic.jsonl_bytes_max: {} is below 4096",
                 sm.jsonl_bytes_max
             ));
+        }
+        for (key, v) in [
+            ("crash_loop_count", sm.crash_loop_count),
+            ("tcp_trouble_count", sm.tcp_trouble_count),
+        ] {
+            if v == 0 {
+                p.push(format!("semantic.{key}: must be at least 1"));
+            }
         }
         if sm.notable_bytes_max > 64 << 20 {
             p.push(format!(

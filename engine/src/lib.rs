@@ -75,6 +75,7 @@ pub mod internals {
             s.top_n as u32,
             s.min_importance,
             s.notable_bytes_max,
+            s.thresholds(),
             s.lateness_ms * 1_000_000,
             p.writer.mono_to_wall_ns(),
             tx,

@@ -568,6 +568,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 sem.top_n as u32,
                 sem.min_importance,
                 sem.notable_bytes_max,
+                sem.thresholds(),
                 sem.lateness_ms.saturating_mul(1_000_000),
                 pipeline.writer.mono_to_wall_ns(),
                 p,
@@ -644,6 +645,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             sem.top_n,
             host,
             sinks,
+            sem.thresholds(),
         );
         if let Some(feed) = enrich_feed.take() {
             t.set_tables(FedTables::new(feed, enrich_shared.clone()), core0_offset);

@@ -21,6 +21,7 @@ use crate::enrich::enricher::ENRICH_STREAM_ID;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
 use crate::sampler::{class_of, importance};
+use crate::semantic::correlate::{Correlator, Thresholds};
 use crate::semantic::marker::{KIND_WINDOW, Marker, MarkerOp, window_of};
 use crate::semantic::partial::Partial;
 use crate::semantic::summary::Window;
@@ -36,6 +37,10 @@ pub struct SummarizeArgs {
     /// Windows whose start is in this range.
     pub range: TimeRange,
 }
+
+/// Thresholds when no marker says (regrouping a recording made without the semantic
+/// path): the config defaults.
+const DEFAULT_THRESHOLDS: Thresholds = crate::config::DEFAULT_THRESHOLDS;
 
 /// Keys per top map of a regrouped window (all cores together).
 const REGROUP_KEYS_MAX: usize = 1 << 16;
@@ -68,6 +73,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
     // Core 0's monotonic-to-wall offset (the first stream's), as the live thread uses.
     let mut core0_offset: Option<i64> = None;
     let mut recorded: Option<(u64, u32)> = None;
+    let mut thresholds: Option<Thresholds> = None;
     let mut ready: Option<u64> = None;
     let mut first: Option<u64> = None;
     let regroup_ns = args.window_ms.map(|ms| ms.saturating_mul(1_000_000));
@@ -101,6 +107,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                     continue;
                 };
                 recorded.get_or_insert((m.window_ns, m.top_n));
+                thresholds.get_or_insert(m.thresholds);
                 if regroup_ns.is_some() {
                     continue;
                 }
@@ -136,6 +143,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
     }
     let mut json = JsonWriter::default();
     let mut tables = StoredTables::open(dir)?;
+    let mut correlator = Correlator::new(thresholds.unwrap_or(DEFAULT_THRESHOLDS));
     let in_range = |w: u64, ns: u64| {
         let start = i128::from(w) * i128::from(ns);
         args.range.from_unix_ns.is_none_or(|f| start >= f)
@@ -180,6 +188,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                         &host,
                         &mut json,
                         tables.as_mut().map(|t| t as &mut dyn TablesAt),
+                        &mut correlator,
                         |l| lines.push(l.to_vec()),
                     );
                     for l in lines {

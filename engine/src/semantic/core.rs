@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bpf::Event;
 use storage::{Loss, LossReason};
 
+use super::correlate::Thresholds;
 use super::marker::{Marker, MarkerOp, window_of};
 use super::partial::Partial;
 use super::windows::Windows;
@@ -36,6 +37,7 @@ pub(crate) struct SemanticCore {
     top_n: u32,
     min_importance: f64,
     notable_bytes: usize,
+    thresholds: Thresholds,
     lateness_ns: u64,
     mono_to_wall_ns: i64,
     queue: rtrb::Producer<Box<Partial>>,
@@ -67,6 +69,7 @@ impl SemanticCore {
         top_n: u32,
         min_importance: f64,
         notable_bytes: usize,
+        thresholds: Thresholds,
         lateness_ns: u64,
         mono_to_wall_ns: i64,
         queue: rtrb::Producer<Box<Partial>>,
@@ -78,6 +81,7 @@ impl SemanticCore {
             top_n,
             min_importance,
             notable_bytes,
+            thresholds,
             lateness_ns,
             mono_to_wall_ns,
             queue,
@@ -101,6 +105,7 @@ impl SemanticCore {
             late: 0,
             min_importance: self.min_importance,
             notable_bytes: self.notable_bytes as u64,
+            thresholds: self.thresholds,
         }
     }
 

@@ -4,7 +4,7 @@
 //! window ended in the core's write order, so a record written after its window closed
 //! is late by the same rule live and offline.
 //!
-//! Storage kind [`KIND_WINDOW`], 56 bytes, little-endian:
+//! Storage kind [`KIND_WINDOW`], 80 bytes, little-endian:
 //!
 //! | offset | size | field |
 //! | ---: | ---: | --- |
@@ -19,11 +19,19 @@
 //! | 32 | 8 | of which late |
 //! | 40 | 8 | min_importance in force (f64 bits; notable events are at or above it) |
 //! | 48 | 8 | notable_bytes: room for notable events per window and core |
+//! | 56 | 4 | crash_loop_count |
+//! | 60 | 4 | crash_loop_ms |
+//! | 64 | 4 | tcp_trouble_count |
+//! | 68 | 4 | priv_exec_ms |
+//! | 72 | 4 | chain_ms |
+//! | 76 | 4 | zero |
+
+use super::correlate::Thresholds;
 
 /// Storage kind of window markers (below the enrichment records' 62 and 63).
 pub(crate) const KIND_WINDOW: u16 = 61;
 /// Bytes of an encoded marker.
-pub(crate) const MARKER_LEN: usize = 56;
+pub(crate) const MARKER_LEN: usize = 80;
 const VERSION: u8 = 1;
 
 /// What a marker says.
@@ -45,6 +53,7 @@ pub(crate) struct Marker {
     pub late: u64,
     pub min_importance: f64,
     pub notable_bytes: u64,
+    pub thresholds: Thresholds,
 }
 
 impl Marker {
@@ -60,6 +69,19 @@ impl Marker {
         b[32..40].copy_from_slice(&self.late.to_le_bytes());
         b[40..48].copy_from_slice(&self.min_importance.to_bits().to_le_bytes());
         b[48..56].copy_from_slice(&self.notable_bytes.to_le_bytes());
+        let t = &self.thresholds;
+        for (i, v) in [
+            t.crash_loop_count,
+            t.crash_loop_ms,
+            t.tcp_trouble_count,
+            t.priv_exec_ms,
+            t.chain_ms,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b[56 + 4 * i..60 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
         b
     }
 
@@ -74,6 +96,7 @@ impl Marker {
             _ => return None,
         };
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let window_ns = u64_at(16);
         let min_importance = f64::from_bits(u64_at(40));
         if window_ns == 0 || !(0.0..=1.0).contains(&min_importance) {
@@ -89,6 +112,13 @@ impl Marker {
             late: u64_at(32),
             min_importance,
             notable_bytes: u64_at(48),
+            thresholds: Thresholds {
+                crash_loop_count: u32_at(56),
+                crash_loop_ms: u32_at(60),
+                tcp_trouble_count: u32_at(64),
+                priv_exec_ms: u32_at(68),
+                chain_ms: u32_at(72),
+            },
         })
     }
 }
@@ -114,6 +144,13 @@ mod tests {
             late: 1,
             min_importance: 0.8,
             notable_bytes: 65536,
+            thresholds: Thresholds {
+                crash_loop_count: 3,
+                crash_loop_ms: 60_000,
+                tcp_trouble_count: 5,
+                priv_exec_ms: 10_000,
+                chain_ms: 60_000,
+            },
         };
         assert_eq!(Marker::decode(&m.encode()), Some(m));
         let mut b = m.encode();
@@ -122,7 +159,7 @@ mod tests {
         let mut b = m.encode();
         b[16..24].fill(0);
         assert_eq!(Marker::decode(&b), None, "window_ns 0");
-        assert_eq!(Marker::decode(&b[..55]), None);
+        assert_eq!(Marker::decode(&b[..79]), None);
         let mut b = m.encode();
         b[40..48].copy_from_slice(&f64::NAN.to_bits().to_le_bytes());
         assert_eq!(Marker::decode(&b), None, "min_importance NaN");

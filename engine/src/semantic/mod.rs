@@ -11,9 +11,11 @@
 //! - [`summary`]: merged windows and their JSON lines.
 //! - [`tables`]: the enrichment tables notable events are looked up in, live and
 //!   offline.
+//! - [`correlate`]: correlations over notable events and window facts.
 //! - [`thread`]: the semantic thread.
 
 pub(crate) mod core;
+pub(crate) mod correlate;
 pub(crate) mod marker;
 pub(crate) mod partial;
 pub(crate) mod summary;

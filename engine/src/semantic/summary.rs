@@ -6,8 +6,10 @@
 use crate::output::json::{AddrValue, JsonWriter, Str};
 use crate::output::{kind_name, reason_name};
 
+use super::correlate::Correlator;
 use super::partial::{Partial, PathTop, PeerKey, TopMap};
 use super::tables::TablesAt;
+use crate::enrich::tables::Enrichment;
 
 /// A notable event held for its window's lines: (ts, core, seq) for the order, then
 /// the wall time, weight and record bytes.
@@ -72,8 +74,10 @@ impl Window {
         host: &str,
         json: &mut JsonWriter,
         mut tables: Option<&mut dyn TablesAt>,
+        correlator: &mut Correlator,
         mut line: impl FnMut(&[u8]),
     ) {
+        let mut fired = Vec::new();
         self.notables.sort_unstable_by_key(|n| n.0);
         let mut head = JsonWriter::default();
         for ((ts, core, seq), wall, weight, bytes) in &self.notables {
@@ -89,14 +93,43 @@ impl Window {
             let imp = crate::sampler::importance(&ev, crate::sampler::class_of(&ev));
             head.field("importance", Fixed2(imp));
             json.event(&ev, *weight, *wall);
-            if let Some(t) = tables.as_deref_mut() {
-                let e = t.at(*ts).lookup(ev.header);
-                json.enrichment(&ev, &e);
+            match tables.as_deref_mut() {
+                Some(t) => {
+                    let e = t.at(*ts).lookup(ev.header);
+                    json.enrichment(&ev, &e);
+                    correlator.notable((*core, *seq), &ev, &e, *wall, &self.merged, &mut fired);
+                }
+                None => {
+                    let e = Enrichment::default();
+                    correlator.notable((*core, *seq), &ev, &e, *wall, &self.merged, &mut fired);
+                }
             }
             let mut out = head.bytes().to_vec();
             out.push(b',');
             out.extend_from_slice(&json.bytes()[1..]);
             line(&out);
+        }
+        let end = (i128::from(self.window) + 1) * i128::from(self.window_ns);
+        correlator.end_window(&self.merged, end, &mut fired);
+        for f in fired {
+            json.clear();
+            json.open(None, b'{');
+            json.field("type", Str(b"correlation"));
+            json.field("rule", Str(f.rule.as_bytes()));
+            json.field("host", Str(host.as_bytes()));
+            json.time("ts", f.wall_ns);
+            json.open(Some("members"), b'[');
+            for (core, seq) in &f.members {
+                json.open(None, b'{');
+                json.field("core", *core);
+                json.field("seq", *seq);
+                json.close(b'}');
+            }
+            json.close(b']');
+            json.field("description", Str(f.description.as_bytes()));
+            json.close(b'}');
+            json.newline();
+            line(json.bytes());
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::core::CoreWindowsShared;
+use super::correlate::{Correlator, Thresholds};
 use super::partial::Partial;
 use super::summary::Window;
 use super::tables::{FedTables, TablesAt};
@@ -83,6 +84,7 @@ pub(crate) struct SemanticThread {
     /// The enrichment thread did not finish in time at the stop: emit regardless.
     waited_out: bool,
     mono_to_wall_ns: i64,
+    correlator: Correlator,
 }
 
 impl std::fmt::Debug for SemanticThread {
@@ -100,6 +102,7 @@ impl SemanticThread {
         top_n: usize,
         host: String,
         sinks: Vec<Box<dyn Sink>>,
+        thresholds: Thresholds,
     ) -> SemanticThread {
         SemanticThread {
             inputs,
@@ -113,6 +116,7 @@ impl SemanticThread {
             tables: None,
             waited_out: false,
             mono_to_wall_ns: 0,
+            correlator: Correlator::new(thresholds),
         }
     }
 
@@ -174,6 +178,7 @@ impl SemanticThread {
             &self.host,
             &mut self.json,
             self.tables.as_mut().map(|t| t as &mut dyn TablesAt),
+            &mut self.correlator,
             |l| lines.push(l.to_vec()),
         );
         if let Some(t) = &mut self.tables {
