@@ -323,6 +323,13 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     assert_eq!(crash["user"], "root", "{crash}");
     assert_eq!(crash["container"]["id"], "host", "{crash}");
 
+    assert!(
+        sum(&w, &["security", "signals"], |e| e["signal"] == 11
+            && e["name"] == "SIGSEGV")
+            >= 5,
+        "the SIGSEGVs sent, named:\n{live}"
+    );
+
     // Correlations: each fires on its shape, not on the near misses.
     let fired = |rule: &str| -> Vec<&Value> {
         all.iter()

@@ -24,11 +24,18 @@ pub(crate) struct KindCount {
     pub max_weight: u32,
 }
 
-/// A process as a key: pid and comm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A process as a key: pid and comm (hashed by pid alone: an exec's new comm lands in
+/// the same bucket, and equality still tells them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ProcessKey {
     pub pid: u32,
     pub comm: [u8; 16],
+}
+
+impl Hash for ProcessKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u32(self.pid);
+    }
 }
 
 /// A file path as a key (hashed and compared by its bytes up to `len` only).
@@ -348,11 +355,99 @@ pub(crate) struct Partial {
     pub reclaim_stalls: u64,
     pub reclaim_ns: u64,
     pub capability_denied: u64,
+    /// Direct reclaim stall durations (ns).
+    pub reclaim: Latency,
+    /// Signals generated, by number; page faults by process.
+    pub signals: TopMap<u32>,
+    pub page_faults: TopMap<ProcessKey>,
+    /// Generic syscalls: count and latency per id, for the first `SYSCALL_IDS_MAX` ids
+    /// of the window (the rest counted in `syscalls_other`).
+    pub syscalls: Vec<(u32, u64, Latency)>,
+    pub syscalls_other: u64,
+    /// Histograms made with the partial for the syscall ids it will see.
+    latency_spares: Vec<Latency>,
+    /// For ids below its length: 1 + the id's index in `syscalls`, 0 when it has none.
+    syscall_slot: Vec<u8>,
     /// Notable events, in write order: their bytes in one arena made with the partial
     /// (bounded: what does not fit is counted in `notables_dropped`).
     notable_bytes: Vec<u8>,
     pub notables: Vec<Notable>,
     pub notables_dropped: u64,
+}
+
+/// Syscall ids with their own count and latency per window and core.
+pub(crate) const SYSCALL_IDS_MAX: usize = 32;
+/// Syscall ids found by direct index (x86-64 has fewer).
+const SYSCALL_SLOT_IDS: usize = 512;
+
+/// A latency histogram (ns): log-linear buckets, 8 per power of two (values within
+/// 12.5%), 2 KiB, made before it is needed; recording is a few instructions (the
+/// per-event path), and every quantile is the bucket's upper bound, an integer, the
+/// same on every machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Latency {
+    counts: Vec<u32>,
+}
+
+const LAT_SUB_BITS: u32 = 3;
+const LAT_BUCKETS: usize = 512;
+
+fn lat_index(v: u64) -> usize {
+    let v = v.max(1);
+    let msb = 63 - v.leading_zeros();
+    if msb < LAT_SUB_BITS {
+        return v as usize;
+    }
+    let sub = (v >> (msb - LAT_SUB_BITS)) & ((1 << LAT_SUB_BITS) - 1);
+    (((msb - LAT_SUB_BITS + 1) << LAT_SUB_BITS) as u64 + sub) as usize
+}
+
+/// The largest value that falls in bucket `i`.
+fn lat_upper(i: usize) -> u64 {
+    let per = 1usize << LAT_SUB_BITS;
+    if i < per {
+        return i as u64;
+    }
+    let msb = (i / per) as u32 + LAT_SUB_BITS - 1;
+    let sub = (i % per) as u64;
+    let step = 1u64 << (msb - LAT_SUB_BITS);
+    ((per as u64 + sub) << (msb - LAT_SUB_BITS)).saturating_add(step - 1)
+}
+
+impl Latency {
+    fn new() -> Latency {
+        Latency {
+            counts: vec![0; LAT_BUCKETS],
+        }
+    }
+
+    fn record(&mut self, ns: u64, n: u64) {
+        let c = &mut self.counts[lat_index(ns)];
+        *c = c.saturating_add(n.min(u64::from(u32::MAX)) as u32);
+    }
+
+    fn absorb(&mut self, o: &Latency) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// The value at quantile `num / den` (the upper bound of its bucket; 0 when empty).
+    pub(crate) fn at(&self, num: u64, den: u64) -> u64 {
+        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = (total * num).div_ceil(den).max(1);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return lat_upper(i);
+            }
+        }
+        lat_upper(LAT_BUCKETS - 1)
+    }
 }
 
 /// The smallest event record (header and the smallest payload): bounds the number of
@@ -398,6 +493,21 @@ impl Partial {
             reclaim_stalls: 0,
             reclaim_ns: 0,
             capability_denied: 0,
+            reclaim: Latency::new(),
+            signals: TopMap::new(SMALL_KEYS),
+            page_faults: TopMap::new(cap),
+            syscalls: Vec::with_capacity(if cap > 0 { SYSCALL_IDS_MAX } else { 0 }),
+            syscalls_other: 0,
+            syscall_slot: if cap > 0 {
+                vec![0; SYSCALL_SLOT_IDS]
+            } else {
+                Vec::new()
+            },
+            latency_spares: if cap > 0 {
+                (0..SYSCALL_IDS_MAX).map(|_| Latency::new()).collect()
+            } else {
+                Vec::new()
+            },
             notable_bytes: Vec::with_capacity(notable_bytes),
             notables: Vec::with_capacity(notable_bytes / NOTABLE_BYTES_MIN),
             notables_dropped: 0,
@@ -448,6 +558,8 @@ impl Partial {
             failed_connects: TopMap::growing(cap),
             retransmits: TopMap::growing(cap),
             resets: TopMap::growing(cap),
+            page_faults: TopMap::growing(cap),
+            syscalls: Vec::with_capacity(cap.min(4096)),
             ..Partial::new(window, 0)
         }
     }
@@ -509,8 +621,46 @@ impl Partial {
                 self.reclaim_ns = self
                     .reclaim_ns
                     .saturating_add(r.duration_ns.saturating_mul(w));
+                self.reclaim.record(r.duration_ns, w);
             }
             Payload::Capability(c) if c.ret != 0 => self.capability_denied += w,
+            Payload::Signal(x) => self.signals.add(x.sig, w),
+            Payload::PageFault(_) => self.page_faults.add(
+                ProcessKey {
+                    pid: h.pid,
+                    comm: h.comm,
+                },
+                w,
+            ),
+            Payload::Syscall(x) => {
+                let known = h.flags & bpf::abi::FLAG_NO_RESULT == 0;
+                // Ids below the table's size find their slot in one load.
+                let at = match self.syscall_slot.get(x.id as usize) {
+                    Some(0) => None,
+                    Some(&slot) => Some(slot as usize - 1),
+                    None => self.syscalls.iter().position(|(id, _, _)| *id == x.id),
+                };
+                match at {
+                    Some(i) => {
+                        let (_, n, lat) = &mut self.syscalls[i];
+                        *n += w;
+                        if known {
+                            lat.record(x.latency_ns, w);
+                        }
+                    }
+                    None if self.syscalls.len() < self.syscalls.capacity() => {
+                        let mut lat = self.spare_latency();
+                        if known {
+                            lat.record(x.latency_ns, w);
+                        }
+                        self.syscalls.push((x.id, w, lat));
+                        if let Some(slot) = self.syscall_slot.get_mut(x.id as usize) {
+                            *slot = self.syscalls.len() as u8;
+                        }
+                    }
+                    None => self.syscalls_other += w,
+                }
+            }
             _ => {}
         }
     }
@@ -558,12 +708,61 @@ impl Partial {
         self.reclaim_stalls += o.reclaim_stalls;
         self.reclaim_ns = self.reclaim_ns.saturating_add(o.reclaim_ns);
         self.capability_denied += o.capability_denied;
+        self.reclaim.absorb(&o.reclaim);
+        self.signals.absorb(&o.signals);
+        self.page_faults.absorb(&o.page_faults);
+        for (id, n, lat) in &o.syscalls {
+            match self.syscalls.iter_mut().find(|(i, _, _)| i == id) {
+                Some((_, m, l)) => {
+                    *m += n;
+                    l.absorb(lat);
+                }
+                None => self.syscalls.push((*id, *n, lat.clone())),
+            }
+        }
+        self.syscalls_other += o.syscalls_other;
+    }
+
+    /// A latency histogram for a new syscall id: one of those made with the partial.
+    fn spare_latency(&mut self) -> Latency {
+        self.latency_spares.pop().unwrap_or_else(Latency::new)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_buckets_hold_their_values_within_an_eighth() {
+        for v in [
+            1u64,
+            7,
+            8,
+            9,
+            15,
+            16,
+            100,
+            1_000,
+            123_456,
+            60_000_000_000,
+            u64::MAX,
+        ] {
+            let i = lat_index(v);
+            assert!(i < LAT_BUCKETS, "{v}");
+            assert!(lat_upper(i) >= v, "{v}: upper {}", lat_upper(i));
+            assert!(i == 0 || lat_upper(i - 1) < v, "{v}: below");
+            assert!(lat_upper(i) - v <= v / 8, "{v}: within an eighth");
+        }
+        let mut l = Latency::new();
+        for v in 1..=1000u64 {
+            l.record(v * 1000, 1);
+        }
+        let p50 = l.at(50, 100);
+        assert!((500_000..=562_500).contains(&p50), "{p50}");
+        assert!(l.at(999, 1000) >= 999_000);
+        assert_eq!(Latency::new().at(99, 100), 0);
+    }
 
     #[test]
     fn a_heavy_key_that_comes_late_gets_in_and_nothing_is_lost() {

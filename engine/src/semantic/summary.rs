@@ -225,12 +225,78 @@ impl Window {
         });
         json.field("reclaim_stalls", m.reclaim_stalls);
         json.field("reclaim_ns", m.reclaim_ns);
+        json.field("reclaim_p99_ns", m.reclaim.at(99, 100));
+        top(json, "page_faults", &m.page_faults, n, false, |j, k| {
+            j.field("pid", k.pid);
+            j.field("comm", Str(bpf::abi::cstr_bytes(&k.comm)));
+        });
         json.close(b'}');
         json.open(Some("security"), b'{');
         json.field("capability_denied", m.capability_denied);
+        top(json, "signals", &m.signals, n, false, |j, s| {
+            j.field("signal", *s);
+            j.field("name", Str(signal_name(*s).as_bytes()));
+        });
         json.close(b'}');
+        let mut calls: Vec<&(u32, u64, super::partial::Latency)> = m.syscalls.iter().collect();
+        calls.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        json.open(Some("syscalls"), b'[');
+        for (id, count, lat) in calls.iter().take(n) {
+            json.open(None, b'{');
+            json.field("id", *id);
+            json.field("events", *count);
+            json.field("p50_ns", lat.at(50, 100));
+            json.field("p99_ns", lat.at(99, 100));
+            json.field("p999_ns", lat.at(999, 1000));
+            json.close(b'}');
+        }
+        json.close(b']');
+        let rest: u64 = calls.iter().skip(n).map(|c| c.1).sum::<u64>() + m.syscalls_other;
+        json.field("syscalls_other", rest);
         json.close(b'}');
         json.newline();
+    }
+}
+
+/// The name of a signal number (Linux x86-64), `SIG<n>` when not a standard one.
+fn signal_name(sig: u32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(sig as usize) {
+        Some(n) if !n.is_empty() => (*n).to_string(),
+        _ => format!("SIG{sig}"),
     }
 }
 

@@ -86,6 +86,8 @@ impl Windows {
         let first = self.first?;
         let (i, late) = if wall_ns < self.first_start {
             (0, true)
+        } else if wall_ns < self.first_start + i128::from(self.window_ns) {
+            (0, false) // the common case: no division
         } else {
             let ahead = (wall_ns - self.first_start).min(i128::from(u64::MAX)) as u64;
             (
@@ -93,6 +95,9 @@ impl Windows {
                 false,
             )
         };
+        if i == 0 && !self.open.is_empty() {
+            return Some((&mut self.open[0], late));
+        }
         while self.open.len() <= i {
             let mut p = self
                 .spare
