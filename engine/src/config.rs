@@ -332,6 +332,18 @@ pub(crate) const DEFAULT_THRESHOLDS: crate::semantic::correlate::Thresholds =
     };
 
 impl Semantic {
+    /// What a core's windows are made of.
+    pub(crate) fn window_settings(&self) -> crate::semantic::core::WindowSettings {
+        crate::semantic::core::WindowSettings {
+            window_ns: self.window_ms.saturating_mul(1_000_000),
+            top_n: self.top_n as u32,
+            lateness_ns: self.lateness_ms.saturating_mul(1_000_000),
+            min_importance: self.min_importance,
+            notable_bytes: self.notable_bytes_max,
+            thresholds: self.thresholds(),
+        }
+    }
+
     /// The correlation thresholds.
     pub(crate) fn thresholds(&self) -> crate::semantic::correlate::Thresholds {
         crate::semantic::correlate::Thresholds {

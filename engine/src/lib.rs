@@ -71,12 +71,7 @@ pub mod internals {
         let s = &config.semantic;
         let (tx, rx) = rtrb::RingBuffer::new(s.queue_windows);
         let core = crate::semantic::core::SemanticCore::new(
-            s.window_ms * 1_000_000,
-            s.top_n as u32,
-            s.min_importance,
-            s.notable_bytes_max,
-            s.thresholds(),
-            s.lateness_ms * 1_000_000,
+            s.window_settings(),
             p.writer.mono_to_wall_ns(),
             tx,
             std::sync::Arc::default(),

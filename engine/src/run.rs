@@ -564,12 +564,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             let (p, c) = rtrb::RingBuffer::new(sem.queue_windows);
             let shared = Arc::new(CoreWindowsShared::default());
             let core = SemanticCore::new(
-                sem.window_ms.saturating_mul(1_000_000),
-                sem.top_n as u32,
-                sem.min_importance,
-                sem.notable_bytes_max,
-                sem.thresholds(),
-                sem.lateness_ms.saturating_mul(1_000_000),
+                sem.window_settings(),
                 pipeline.writer.mono_to_wall_ns(),
                 p,
                 shared.clone(),

@@ -33,6 +33,20 @@ for pid in kids:
     os.waitpid(pid, 0)
 "#;
 
+/// `engine summarize DIR`: its stdout (it must succeed).
+fn summarize(dir: &std::path::Path) -> String {
+    let out = Command::new(ENGINE)
+        .args(["summarize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn live_summary_and_summarize_are_byte_identical() {
     if !privileged("live_summary_and_summarize_are_byte_identical") {
@@ -62,16 +76,7 @@ fn live_summary_and_summarize_are_byte_identical() {
     assert!(report.contains("semantic: "), "{report}");
 
     let live = std::fs::read_to_string(&jsonl).expect("the live summary stream");
-    let out = Command::new(ENGINE)
-        .args(["summarize", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let offline = String::from_utf8(out.stdout).unwrap();
+    let offline = summarize(&dir);
     assert!(live.lines().count() >= 3, "{live}");
     assert_eq!(live, offline, "live and offline summaries differ");
 
@@ -177,11 +182,7 @@ fn a_stalled_semantic_thread_costs_the_cores_nothing_and_the_loss_is_counted() {
     let in_band = common::in_band_losses(&dir, "semantic_queue_full");
     assert!(in_band > 0, "no semantic_queue_full loss record in-band");
     // Offline, the same windows say the same.
-    let out = Command::new(ENGINE)
-        .args(["summarize", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), summary);
+    assert_eq!(summarize(&dir), summary);
     let _ = std::fs::remove_file(&target);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -268,11 +269,7 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
         .unwrap();
     stop_engine(engine, lines);
     let live = std::fs::read_to_string(&jsonl).unwrap();
-    let out = Command::new(ENGINE)
-        .args(["summarize", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), live);
+    assert_eq!(summarize(&dir), live);
     let all: Vec<Value> = live
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

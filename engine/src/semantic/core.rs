@@ -31,14 +31,21 @@ pub(crate) struct CoreWindowsShared {
     pub lost: Mutex<Vec<(u64, u64)>>,
 }
 
+/// What a core's windows are made of (config `[semantic]`; recorded in the markers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowSettings {
+    pub window_ns: u64,
+    pub top_n: u32,
+    pub lateness_ns: u64,
+    pub min_importance: f64,
+    pub notable_bytes: usize,
+    pub thresholds: Thresholds,
+}
+
 /// See the module docs.
 pub(crate) struct SemanticCore {
     windows: Windows,
-    top_n: u32,
-    min_importance: f64,
-    notable_bytes: usize,
-    thresholds: Thresholds,
-    lateness_ns: u64,
+    settings: WindowSettings,
     mono_to_wall_ns: i64,
     queue: rtrb::Producer<Box<Partial>>,
     shared: Arc<CoreWindowsShared>,
@@ -60,29 +67,20 @@ pub(crate) type Closed = (Marker, Option<Loss>);
 impl SemanticCore {
     /// The core side; `mono_to_wall_ns` must be the offset its writer records, so that
     /// offline windows are the same.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "each is one setting of the core's side, set once"
-    )]
     pub(crate) fn new(
-        window_ns: u64,
-        top_n: u32,
-        min_importance: f64,
-        notable_bytes: usize,
-        thresholds: Thresholds,
-        lateness_ns: u64,
+        settings: WindowSettings,
         mono_to_wall_ns: i64,
         queue: rtrb::Producer<Box<Partial>>,
         shared: Arc<CoreWindowsShared>,
         stream_id: u32,
     ) -> SemanticCore {
         SemanticCore {
-            windows: Windows::new(window_ns, top_n as usize, notable_bytes),
-            top_n,
-            min_importance,
-            notable_bytes,
-            thresholds,
-            lateness_ns,
+            windows: Windows::new(
+                settings.window_ns,
+                settings.top_n as usize,
+                settings.notable_bytes,
+            ),
+            settings,
             mono_to_wall_ns,
             queue,
             shared,
@@ -95,17 +93,18 @@ impl SemanticCore {
     }
 
     fn marker(&self, op: MarkerOp, window: u64) -> Marker {
+        let t = &self.settings;
         Marker {
             op,
             delivered: false,
-            top_n: self.top_n,
+            top_n: t.top_n,
             window,
             window_ns: self.windows.window_ns(),
             records: 0,
             late: 0,
-            min_importance: self.min_importance,
-            notable_bytes: self.notable_bytes as u64,
-            thresholds: self.thresholds,
+            min_importance: t.min_importance,
+            notable_bytes: t.notable_bytes as u64,
+            thresholds: t.thresholds,
         }
     }
 
@@ -148,7 +147,7 @@ impl SemanticCore {
             };
             let due = match last {
                 Some(l) => first <= l,
-                None => self.windows.due(wall, self.lateness_ns),
+                None => self.windows.due(wall, self.settings.lateness_ns),
             };
             if !due {
                 break;
