@@ -414,3 +414,91 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Joins the cgroup v1 memory controller group given (limit set by the test), then
+/// allocates past it.
+const OOM: &str = r#"
+import sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write("0")
+chunks = []
+while True:
+    chunks.append(bytearray(16 << 20))
+"#;
+
+#[test]
+fn an_oom_kill_is_notable_and_correlated_with_its_container_and_stalls() {
+    if !privileged("an_oom_kill_is_notable_and_correlated_with_its_container_and_stalls") {
+        return;
+    }
+    // The memory controller: v1 on a hybrid host (here), else the cgroup2 mount.
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory");
+    let (group, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
+        (
+            v1.join(format!("kev-oom-{}", std::process::id())),
+            "memory.limit_in_bytes",
+        )
+    } else {
+        (
+            common::runtimes::cgroup2_root().join(format!("kev-oom-{}", std::process::id())),
+            "memory.max",
+        )
+    };
+    std::fs::create_dir_all(&group).expect("a memory cgroup");
+    struct Rmdir(std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rmdir(group.clone());
+    std::fs::write(group.join(limit_file), "67108864").expect("a memory limit");
+    let jsonl = std::env::temp_dir().join(format!("semantic-oom-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
+    let config = format!(
+        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 1000\nlateness_ms = 300\njsonl_path = \"{}\"\n",
+        jsonl.display()
+    )
+    .replace(
+        "categories = [\"process\", \"file\", \"container\"]",
+        "categories = [\"process\", \"container\", \"memory\"]",
+    );
+    let (dir, cfg) = data_dir_and_config("semantic-oom", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _kill = KillOnDrop(engine.id());
+    let status = Command::new("python3")
+        .args(["-c", OOM])
+        .arg(&group)
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the OOM killer ends the allocator: {status:?}"
+    );
+    stop_engine(engine, lines);
+    let live = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(summarize(&dir), live);
+    let all: Vec<Value> = live
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        all.iter()
+            .any(|v| v["type"] == "notable" && v["kind"] == "memory.oom_kill"),
+        "the OOM kill is notable:\n{live}"
+    );
+    let oom: Vec<&Value> = all
+        .iter()
+        .filter(|v| v["type"] == "correlation" && v["rule"] == "oom_kill")
+        .collect();
+    assert_eq!(oom.len(), 1, "{live}");
+    let d = oom[0]["description"].as_str().unwrap();
+    assert!(
+        d.contains("python3") && d.contains("killed by the OOM killer"),
+        "{d}"
+    );
+    assert!(d.contains("direct reclaim stalls"), "{d}");
+    let _ = std::fs::remove_file(&jsonl);
+    let _ = std::fs::remove_dir_all(&dir);
+}
