@@ -23,11 +23,25 @@ fn a_second_engine_on_the_same_dir_is_refused_and_changes_nothing() {
     ];
     let (mut first, lines) = spawn_attached_lines(Command::new(ENGINE).args(args));
     process_workload();
+    // Every stream of the first engine has opened its segment (each core writes its
+    // window start marker at once, the enrichment stream its scan): from here on the
+    // first engine only appends, so the file list is the first engine's for good.
     assert!(
-        poll_until(Duration::from_secs(10), || segment_files(&dir)
-            .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "open"))),
-        "the first engine writes an .open segment"
+        poll_until(Duration::from_secs(10), || {
+            let streams: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("stream-"))
+                .collect();
+            !streams.is_empty()
+                && streams.iter().all(|s| {
+                    std::fs::read_dir(s.path())
+                        .unwrap()
+                        .flatten()
+                        .any(|f| f.path().extension().is_some_and(|e| e == "open"))
+                })
+        }),
+        "the first engine writes an .open segment in every stream"
     );
     let before = segment_files(&dir);
 
