@@ -201,6 +201,10 @@ for _ in range(2):
 # Root again, then an exec (priv_exec); and a near miss: root again, no exec.
 subprocess.run([sys.executable, "-c", "import os; os.setuid(0); os.execv('/bin/true', ['true'])"])
 subprocess.run([sys.executable, "-c", "import os, time; os.setuid(0); time.sleep(0.05)"])
+# A set-uid-root image run by nobody (the exec grants root), and a near miss: a plain
+# image run by nobody.
+subprocess.run([sys.executable, "-c", "import os; os.setgid(65534); os.setuid(65534); os.execv('/usr/bin/mount', ['mount', '--version'])"], stdout=subprocess.DEVNULL)
+subprocess.run([sys.executable, "-c", "import os; os.setgid(65534); os.setuid(65534); os.execv('/usr/bin/true', ['true'])"])
 # exec -> connect out -> write and rename a file (exec_connect_write).
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4)
 dl = os.path.join(d, "dropped")
@@ -354,16 +358,26 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
         "tcp trouble with the refused port:\n{live}"
     );
     let priv_exec = fired("priv_exec");
+    let described = |needle: &str| {
+        priv_exec
+            .iter()
+            .filter(|p| p["description"].as_str().unwrap().contains(needle))
+            .count()
+    };
     assert_eq!(
         priv_exec.len(),
-        1,
-        "one root-then-exec, not the one without exec:\n{live}"
+        2,
+        "root-then-exec and the set-uid-root exec; not root without exec, nor nobody's true:\n{live}"
     );
-    assert!(
-        priv_exec[0]["description"]
-            .as_str()
-            .unwrap()
-            .contains("/usr/bin/true")
+    assert_eq!(
+        described("became uid 0, then executed /usr/bin/true"),
+        1,
+        "{live}"
+    );
+    assert_eq!(
+        described("executed /usr/bin/mount, which runs with effective uid 0"),
+        1,
+        "{live}"
     );
     let chains = fired("exec_connect_write");
     assert!(

@@ -7,7 +7,7 @@
 //! | rule | fires when |
 //! | --- | --- |
 //! | `crash_loop` | one executable dies by a crash signal (SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS) `crash_loop_count` times within `crash_loop_ms` |
-//! | `priv_exec` | a process makes itself uid or gid 0 (setuid/setgid family, succeeded) and then executes, within `priv_exec_ms` |
+//! | `priv_exec` | a process makes itself uid or gid 0 (setuid/setgid family, succeeded) and then executes, within `priv_exec_ms`; or a process that is not root executes an image that runs as root (set-uid/set-gid root) |
 //! | `exec_connect_write` | a process executes, then its process tree connects out, then writes or renames a file, within `chain_ms` (needs connects and writes notable: `min_importance` at most 0.7, as in the security preset) |
 //! | `tcp_trouble` | in one window, failed connects + retransmits + resets to one peer reach `tcp_trouble_count` |
 //! | `oom_kill` | an OOM kill, with its container and the window's reclaim stalls |
@@ -185,6 +185,26 @@ impl Correlator {
             Payload::ProcessExec(x) => {
                 // The new image (the tables still hold the one before the exec).
                 let exe = String::from_utf8_lossy(str_bytes(&x.exe, x.exe_len)).into_owned();
+                // The exec itself grants root: a set-uid/set-gid-root image run by
+                // someone else.
+                let granted = if x.euid == 0 && h.uid != 0 {
+                    Some("uid")
+                } else if x.egid == 0 && h.gid != 0 {
+                    Some("gid")
+                } else {
+                    None
+                };
+                if let Some(what) = granted {
+                    out.push(Fired {
+                        rule: "priv_exec",
+                        wall_ns,
+                        members: vec![id],
+                        description: format!(
+                            "pid {} (uid {}) executed {exe}, which runs with effective {what} 0",
+                            h.pid, h.uid
+                        ),
+                    });
+                }
                 if let Some((at, setid, what)) = self.became_root.remove(&h.pid)
                     && ts.saturating_sub(at) <= ms(self.t.priv_exec_ms)
                 {
