@@ -33,6 +33,8 @@ use crate::signals;
 /// Bytes of the queue of enrichment records to the semantic thread (the enrichment
 /// thread waits when it is full: the semantic thread must see every one).
 const ENRICH_FEED_BYTES: usize = 16 << 20;
+/// Bytes a fed record takes besides its own: the queue's length, its time and kind.
+const FEED_RECORD_HEAD: usize = 4 + 8 + 2;
 
 /// How often the control thread reads the kernel's counters into loss records.
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
@@ -617,7 +619,10 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         if sem.enabled {
             // The semantic thread keeps the same tables, from the same records, to
             // enrich notable events as replay would.
-            let (p, c) = tap(ENRICH_FEED_BYTES);
+            // Room for the whole start scan on top (it is fed before the semantic
+            // thread runs, and the enrichment thread would wait on a full queue).
+            let scan_bytes: usize = start_log.iter().map(|r| r.2.len() + FEED_RECORD_HEAD).sum();
+            let (p, c) = tap(ENRICH_FEED_BYTES + scan_bytes);
             enricher.set_feed(p, &start_log);
             enrich_feed = Some(c);
         }
