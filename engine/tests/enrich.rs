@@ -13,8 +13,8 @@ use serde_json::Value;
 mod common;
 
 use common::{
-    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, poll_until, privileged, replay_json,
-    rest, spawn_attached_lines, start_engine as start, stop_engine as stop,
+    ENGINE, ENRICH_CONFIG, KillOnDrop, data_dir_and_config, privileged, replay_json, rest,
+    spawn_attached_lines, start_engine as start, stop_engine as stop,
 };
 
 const CONFIG: &str = ENRICH_CONFIG;
@@ -321,11 +321,25 @@ fn a_fork_storm_beyond_the_bound_is_evicted_and_reported() {
     let _kill = KillOnDrop(engine.id());
     let before = rss_kib(engine.id());
     python(FORK_STORM, &[]);
-    // Let the enrichment thread apply the storm (its reorder delay is 100 ms).
-    assert!(poll_until(Duration::from_secs(5), || {
-        std::fs::read_dir(dir.join("stream-1000000")).is_ok()
-    }));
-    std::thread::sleep(Duration::from_millis(300));
+    // Ask for the status line (SIGUSR1) until it shows the storm's evictions: the
+    // enrichment thread has applied it, and the RSS sample below comes after.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // SAFETY: kill with the pid of a child we own.
+        unsafe { libc::kill(engine.id() as i32, libc::SIGUSR1) };
+        let status = common::wait_line(&lines, Duration::from_secs(5), &mut seen, |l| {
+            l.starts_with("engine: written/s")
+        });
+        if common::number_after(&status, "cgroups,") >= 500 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no evictions shown: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let after = rss_kib(engine.id());
     let report = stop(engine, lines);
     let line = report
