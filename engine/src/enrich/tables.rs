@@ -285,6 +285,35 @@ mod tests {
         drop(t);
     }
 
+    /// What the docs say a cgroup entry costs: about 0.5 KiB for a container's in a
+    /// kubelet pod slice (its long path, id and pod uid), less for the host's.
+    #[test]
+    fn a_container_cgroup_entry_costs_about_half_a_kibibyte() {
+        let n = 20_000u64;
+        let before = crate::test_alloc::live_bytes();
+        let mut t = Tables::new(16, n as usize);
+        for i in 0..n {
+            let id = format!("{i:064x}");
+            t.apply_cgroup(
+                Op::Upsert,
+                Cgroup {
+                    id: i,
+                    removed_ns: 0,
+                    path: format!(
+                        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b3c4d_5e6f_7a8b_9c0d_1e2f3a4b5c6d.slice/cri-containerd-{id}.scope"
+                    )
+                    .into(),
+                },
+            );
+        }
+        let per_entry = (crate::test_alloc::live_bytes() - before) / n as i64;
+        assert!(
+            (300..=700).contains(&per_entry),
+            "{per_entry} bytes per container cgroup entry"
+        );
+        drop(t);
+    }
+
     #[test]
     fn containers_come_from_the_cgroup_path() {
         let mut t = Tables::new(10, 10);
