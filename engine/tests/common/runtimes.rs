@@ -7,33 +7,31 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The cgroup2 mount on this machine (hybrid hosts: `/sys/fs/cgroup/unified`).
-pub fn cgroup2_root() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            if right.split(' ').next()? != "cgroup2" {
-                return None;
-            }
-            left.split(' ').nth(4).map(PathBuf::from)
-        })
-        .expect("cgroup v2 is mounted")
-}
-
-/// Every cgroup hierarchy's mount point (v2 and v1).
-fn cgroup_roots() -> Vec<PathBuf> {
+/// Mount points of the file systems of types `fstypes`, from `/proc/self/mountinfo`.
+fn mounts_of(fstypes: &[&str]) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     info.lines()
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
             let fstype = right.split(' ').next()?;
-            if fstype != "cgroup" && fstype != "cgroup2" {
-                return None;
-            }
-            left.split(' ').nth(4).map(PathBuf::from)
+            fstypes
+                .contains(&fstype)
+                .then(|| left.split(' ').nth(4).map(PathBuf::from))?
         })
         .collect()
+}
+
+/// The cgroup2 mount on this machine (hybrid hosts: `/sys/fs/cgroup/unified`).
+pub fn cgroup2_root() -> PathBuf {
+    mounts_of(&["cgroup2"])
+        .into_iter()
+        .next()
+        .expect("cgroup v2 is mounted")
+}
+
+/// Every cgroup hierarchy's mount point (v2 and v1).
+fn cgroup_roots() -> Vec<PathBuf> {
+    mounts_of(&["cgroup", "cgroup2"])
 }
 
 /// A fresh 64-hex container id.
