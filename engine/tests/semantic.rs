@@ -2,6 +2,7 @@
 //! `engine summarize` over the same data directory are byte-identical, with both cores
 //! busy; and the windows hold what the workload did.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -47,19 +48,34 @@ fn summarize(dir: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A run with the summary stream to a fresh file: `config` ends in `[semantic]` keys,
+/// and `jsonl_path` is added. The data directory, that file, and the engine (attached).
+fn start_with_summary(
+    tag: &str,
+    config: &str,
+) -> (
+    PathBuf,
+    PathBuf,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let jsonl = std::env::temp_dir().join(format!("{tag}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
+    let config = format!("{config}jsonl_path = \"{}\"\n", jsonl.display());
+    let (dir, cfg) = data_dir_and_config(tag, &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    (dir, jsonl, engine, lines)
+}
+
 #[test]
 fn live_summary_and_summarize_are_byte_identical() {
     if !privileged("live_summary_and_summarize_are_byte_identical") {
         return;
     }
-    let jsonl = std::env::temp_dir().join(format!("semantic-live-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&jsonl);
-    let config = format!(
-        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 500\nlateness_ms = 200\ntop_n = 20\njsonl_path = \"{}\"\n",
-        jsonl.display()
+    let (dir, jsonl, engine, lines) = start_with_summary(
+        "semantic",
+        &format!("{ENRICH_CONFIG}[semantic]\nwindow_ms = 500\nlateness_ms = 200\ntop_n = 20\n"),
     );
-    let (dir, cfg) = data_dir_and_config("semantic", &config);
-    let (engine, lines) = start_engine(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
     let target = std::env::temp_dir().join(format!("semantic-target-{}", std::process::id()));
     for _ in 0..3 {
@@ -245,14 +261,10 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     if !privileged("windows_hold_the_facts_of_a_scripted_workload") {
         return;
     }
-    let jsonl = std::env::temp_dir().join(format!("semantic-facts-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&jsonl);
-    let config = format!(
-        "[capture]\ncategories = [\"process\", \"file\", \"net\", \"security\", \"container\"]\n[engine]\nstatus_interval_ms = 0\n[storage]\ndurability = \"none\"\nflush_interval_ms = 100\n[semantic]\nmin_importance = 0.7\nnotable_bytes_max = 16777216\nwindow_ms = 1000\nlateness_ms = 300\ntop_n = 50\njsonl_path = \"{}\"\n",
-        jsonl.display()
+    let (dir, jsonl, engine, lines) = start_with_summary(
+        "semantic-facts",
+        "[capture]\ncategories = [\"process\", \"file\", \"net\", \"security\", \"container\"]\n[engine]\nstatus_interval_ms = 0\n[storage]\ndurability = \"none\"\nflush_interval_ms = 100\n[semantic]\nmin_importance = 0.7\nnotable_bytes_max = 16777216\nwindow_ms = 1000\nlateness_ms = 300\ntop_n = 50\n",
     );
-    let (dir, cfg) = data_dir_and_config("semantic-facts", &config);
-    let (engine, lines) = start_engine(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
     let work = std::env::temp_dir().join(format!("semantic-facts-dir-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
@@ -467,18 +479,12 @@ fn an_oom_kill_is_notable_and_correlated_with_its_container_and_stalls() {
     }
     let _rm = Rmdir(group.clone());
     std::fs::write(group.join(limit_file), "67108864").expect("a memory limit");
-    let jsonl = std::env::temp_dir().join(format!("semantic-oom-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&jsonl);
-    let config = format!(
-        "{ENRICH_CONFIG}[semantic]\nwindow_ms = 1000\nlateness_ms = 300\njsonl_path = \"{}\"\n",
-        jsonl.display()
-    )
-    .replace(
-        "categories = [\"process\", \"file\", \"container\"]",
-        "categories = [\"process\", \"container\", \"memory\"]",
-    );
-    let (dir, cfg) = data_dir_and_config("semantic-oom", &config);
-    let (engine, lines) = start_engine(&cfg, &dir);
+    let config = format!("{ENRICH_CONFIG}[semantic]\nwindow_ms = 1000\nlateness_ms = 300\n")
+        .replace(
+            "categories = [\"process\", \"file\", \"container\"]",
+            "categories = [\"process\", \"container\", \"memory\"]",
+        );
+    let (dir, jsonl, engine, lines) = start_with_summary("semantic-oom", &config);
     let _kill = KillOnDrop(engine.id());
     let status = Command::new("python3")
         .args(["-c", OOM])
