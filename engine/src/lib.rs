@@ -45,6 +45,7 @@ pub mod internals {
     pub use crate::pipeline::Pipeline;
     pub use crate::run::writer_config;
     pub use crate::sampler::{Sampler, class_of};
+    pub use crate::semantic::rate::{SemanticRate, measure as semantic_rate};
 
     /// The semantic thread's end of a pipeline's window queue (for the benchmarks).
     pub struct SemanticDrain(rtrb::Consumer<Box<crate::semantic::partial::Partial>>);

@@ -648,7 +648,10 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             sem.thresholds(),
         );
         if let Some(feed) = enrich_feed.take() {
-            t.set_tables(FedTables::new(feed, enrich_shared.clone()), core0_offset);
+            t.set_tables(
+                Box::new(FedTables::new(feed, enrich_shared.clone())),
+                core0_offset,
+            );
         }
         Some(t)
     } else {

@@ -13,11 +13,13 @@
 //!   offline.
 //! - [`correlate`]: correlations over notable events and window facts.
 //! - [`thread`]: the semantic thread.
+//! - [`rate`]: the semantic thread measured alone (for the benchmarks).
 
 pub(crate) mod core;
 pub(crate) mod correlate;
 pub(crate) mod marker;
 pub(crate) mod partial;
+pub(crate) mod rate;
 pub(crate) mod summary;
 pub(crate) mod tables;
 pub(crate) mod thread;

@@ -141,6 +141,13 @@ pub(crate) struct PeerKey {
 /// first records often are hundreds of one-off paths), at an amortized O(log cap) per
 /// drop, without allocating (the scratch is made with the map). The dropped keys'
 /// events stay counted in `other`; a dropped key that comes back starts again from 0.
+///
+/// A map made `with_front` has a small direct-mapped cache in front of it (a slot per
+/// key hash, no probing): a key that repeats (a process's burst of calls, the few
+/// cgroups of a host) is counted there in a few instructions, and moved into the map
+/// when another key takes its slot. Readers ([`TopMap::top`], [`TopMap::absorb`])
+/// count both; the fold runs the same on the core and in `engine summarize`, so where
+/// a count sits never changes the output.
 #[derive(Debug, Clone)]
 pub(crate) struct TopMap<K> {
     pub counts: FoldMap<K, u64>,
@@ -150,6 +157,14 @@ pub(crate) struct TopMap<K> {
     /// Keys dropped to make room.
     pub overflow: u64,
     scratch: Vec<(u64, K)>,
+    /// The cache in front (empty, or a power of two of slots).
+    front: Vec<Option<(K, u64)>>,
+}
+
+fn fold_hash<K: Hash>(key: &K) -> u64 {
+    let mut h = FoldHasher::default();
+    key.hash(&mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
@@ -160,6 +175,20 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
             other: 0,
             overflow: 0,
             scratch: Vec::with_capacity(cap),
+            front: Vec::new(),
+        }
+    }
+
+    /// [`TopMap::new`] with a cache of `slots` (a power of two) in front.
+    pub(crate) fn with_front(cap: usize, slots: usize) -> TopMap<K> {
+        debug_assert!(slots.is_power_of_two());
+        TopMap {
+            front: if cap > 0 {
+                vec![None; slots]
+            } else {
+                Vec::new()
+            },
+            ..TopMap::new(cap)
         }
     }
 
@@ -171,12 +200,31 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
             other: 0,
             overflow: 0,
             scratch: Vec::new(),
+            front: Vec::new(),
         }
     }
 
     /// Adds `n` to `key`.
+    #[inline]
     pub(crate) fn add(&mut self, key: K, n: u64) {
-        self.add_dropping(key, n);
+        if self.front.is_empty() {
+            self.add_dropping(key, n);
+            return;
+        }
+        let i = (fold_hash(&key) >> 32) as usize & (self.front.len() - 1);
+        match &mut self.front[i] {
+            Some((k, c)) if *k == key => *c += n,
+            slot => {
+                if let Some((k, c)) = slot.replace((key, n)) {
+                    self.add_dropping(k, c);
+                }
+            }
+        }
+    }
+
+    /// The counts in the cache in front.
+    fn front_counts(&self) -> impl Iterator<Item = (&K, &u64)> {
+        self.front.iter().flatten().map(|(k, c)| (k, c))
     }
 
     /// Adds `n` to `key`; true when keys were dropped to make room for it.
@@ -220,7 +268,7 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
 
     /// Adds `o` into `self` without a bound (merging is not on the per-event path).
     pub(crate) fn absorb(&mut self, o: &TopMap<K>) {
-        for (k, n) in &o.counts {
+        for (k, n) in o.counts.iter().chain(o.front_counts()) {
             *self.counts.entry(*k).or_insert(0) += n;
         }
         self.other += o.other;
@@ -229,7 +277,11 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
 
     /// The `n` largest (by count, then key), and the count of all the others.
     pub(crate) fn top(&self, n: usize) -> (Vec<(K, u64)>, u64) {
-        let mut v: Vec<(K, u64)> = self.counts.iter().map(|(k, c)| (*k, *c)).collect();
+        let mut all = self.counts.clone();
+        for (k, c) in self.front_counts() {
+            *all.entry(*k).or_insert(0) += c;
+        }
+        let mut v: Vec<(K, u64)> = all.iter().map(|(k, c)| (*k, *c)).collect();
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest: u64 = v.iter().skip(n).map(|(_, c)| c).sum();
         v.truncate(n);
@@ -454,6 +506,11 @@ impl Latency {
 /// notable events an arena can hold.
 const NOTABLE_BYTES_MIN: usize = 88;
 
+/// Slots of the caches in front of the process and cgroup maps (every event counts in
+/// both).
+const PROCESS_FRONT: usize = 64;
+const CGROUP_FRONT: usize = 16;
+
 /// Keys of the small maps (exit codes, signals, errnos, drop reasons, OOM victims).
 const SMALL_KEYS: usize = 256;
 /// `TCP_SYN_SENT`: a close from this state is a connect that failed.
@@ -477,8 +534,8 @@ impl Partial {
             late: 0,
             kinds: [KindCount::default(); KIND_MAX],
             losses: HashMap::with_capacity(LOSS_KEYS_MAX),
-            processes: TopMap::new(cap),
-            cgroups: TopMap::new(cap),
+            processes: TopMap::with_front(cap, PROCESS_FRONT),
+            cgroups: TopMap::with_front(cap, CGROUP_FRONT),
             files: PathTop::new(cap),
             peers: TopMap::new(cap),
             execs: PathTop::new(cap),
@@ -784,6 +841,34 @@ mod tests {
         assert_eq!(listed + other, total, "every event is listed or other");
         assert!(t.counts.len() <= 64);
         assert!(t.overflow > 0);
+    }
+
+    #[test]
+    fn counts_in_the_front_cache_are_read_and_merged_like_the_map() {
+        // Two slots: keys collide and move from the cache into the map.
+        let mut t: TopMap<u32> = TopMap::with_front(64, 2);
+        let mut want = std::collections::BTreeMap::new();
+        for i in 0..500u32 {
+            let k = (i * 7919) % 13;
+            t.add(k, u64::from(i % 3 + 1));
+            *want.entry(k).or_insert(0u64) += u64::from(i % 3 + 1);
+        }
+        assert!(t.front_counts().count() > 0, "some counts are in the cache");
+        let (top, other) = t.top(100);
+        assert_eq!(other, 0);
+        assert_eq!(
+            top.iter()
+                .copied()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            want
+        );
+        let mut merged: TopMap<u32> = TopMap::growing(64);
+        merged.absorb(&t);
+        merged.absorb(&t);
+        let (top, _) = merged.top(100);
+        for (k, c) in top {
+            assert_eq!(c, 2 * want[&k], "key {k}");
+        }
     }
 
     #[test]

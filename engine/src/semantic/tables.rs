@@ -23,6 +23,12 @@ pub(crate) trait TablesAt {
     fn at(&mut self, ts: u64) -> &Tables;
 }
 
+/// Tables the semantic thread reads live: [`TablesAt`], and how far they have been fed.
+pub(crate) trait LiveTables: TablesAt + Send {
+    /// Every record stamped before this has been fed (`u64::MAX`: all of them).
+    fn fed_through(&self) -> u64;
+}
+
 /// Live: the records the enrichment thread fed, applied as far as asked.
 pub(crate) struct FedTables {
     feed: TapConsumer,
@@ -51,11 +57,6 @@ impl FedTables {
         }
     }
 
-    /// Every record stamped before this has been fed.
-    pub(crate) fn fed_through(&self) -> u64 {
-        self.shared.written_through.load(Ordering::Acquire)
-    }
-
     fn drain(&mut self) {
         while self.feed.pop_into(&mut self.buf) {
             if self.buf.len() < 10 {
@@ -65,6 +66,12 @@ impl FedTables {
             let kind = u16::from_le_bytes([self.buf[8], self.buf[9]]);
             self.held.push_back((ts, kind, self.buf[10..].to_vec()));
         }
+    }
+}
+
+impl LiveTables for FedTables {
+    fn fed_through(&self) -> u64 {
+        self.shared.written_through.load(Ordering::Acquire)
     }
 }
 

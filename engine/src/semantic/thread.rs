@@ -12,7 +12,7 @@ use super::core::CoreWindowsShared;
 use super::correlate::{Correlator, Thresholds};
 use super::partial::Partial;
 use super::summary::Window;
-use super::tables::{FedTables, TablesAt};
+use super::tables::{LiveTables, TablesAt};
 use crate::export::Sink;
 use crate::output::json::JsonWriter;
 
@@ -80,7 +80,7 @@ pub(crate) struct SemanticThread {
     json: JsonWriter,
     report: SemanticReport,
     /// The enrichment tables notable events are looked up in (when enrichment is on).
-    tables: Option<FedTables>,
+    tables: Option<Box<dyn LiveTables>>,
     /// The enrichment thread did not finish in time at the stop: emit regardless.
     waited_out: bool,
     mono_to_wall_ns: i64,
@@ -123,7 +123,7 @@ impl SemanticThread {
     /// Enriches notable events from the records the enrichment thread feeds;
     /// `mono_to_wall_ns` is core 0's offset (its segments record it), by which a
     /// window's end is a time of the records'.
-    pub(crate) fn set_tables(&mut self, tables: FedTables, mono_to_wall_ns: i64) {
+    pub(crate) fn set_tables(&mut self, tables: Box<dyn LiveTables>, mono_to_wall_ns: i64) {
         self.tables = Some(tables);
         self.mono_to_wall_ns = mono_to_wall_ns;
     }
@@ -177,7 +177,7 @@ impl SemanticThread {
         win.write_notables(
             &self.host,
             &mut self.json,
-            self.tables.as_mut().map(|t| t as &mut dyn TablesAt),
+            self.tables.as_mut().map(|t| &mut **t as &mut dyn TablesAt),
             &mut self.correlator,
             |l| lines.push(l.to_vec()),
         );

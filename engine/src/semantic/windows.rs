@@ -36,6 +36,8 @@ pub(crate) struct Windows {
     /// Where the first open window starts (wall ns): the per-record window is then a
     /// u64 division from here, not a 128-bit one.
     first_start: i128,
+    /// Where it ends.
+    first_end: i128,
 }
 
 impl Windows {
@@ -51,6 +53,7 @@ impl Windows {
             open: VecDeque::with_capacity(OPEN_WINDOWS_MAX),
             spare: Vec::with_capacity(OPEN_WINDOWS_MAX),
             first_start: 0,
+            first_end: 0,
         }
     }
 
@@ -63,6 +66,7 @@ impl Windows {
         self.first = Some(window);
         self.notable_seq = 0;
         self.first_start = i128::from(window) * i128::from(self.window_ns);
+        self.first_end = self.first_start + i128::from(self.window_ns);
         self.open.clear();
         self.refill();
     }
@@ -82,12 +86,21 @@ impl Windows {
 
     /// The partial a record at `wall_ns` folds into, and whether it is late; `None`
     /// before the start.
+    #[inline]
     fn slot(&mut self, wall_ns: i128) -> Option<(&mut Partial, bool)> {
+        // The common case: a record of the first open window, which has a partial.
+        if wall_ns < self.first_end
+            && wall_ns >= self.first_start
+            && self.first.is_some()
+            && !self.open.is_empty()
+        {
+            return self.open.front_mut().map(|p| (p, false));
+        }
         let first = self.first?;
         let (i, late) = if wall_ns < self.first_start {
             (0, true)
-        } else if wall_ns < self.first_start + i128::from(self.window_ns) {
-            (0, false) // the common case: no division
+        } else if wall_ns < self.first_end {
+            (0, false)
         } else {
             let ahead = (wall_ns - self.first_start).min(i128::from(u64::MAX)) as u64;
             (
@@ -137,7 +150,8 @@ impl Windows {
     pub(crate) fn close_first(&mut self) -> Option<Partial> {
         let first = self.first?;
         self.first = Some(first + 1);
-        self.first_start += i128::from(self.window_ns);
+        self.first_start = self.first_end;
+        self.first_end += i128::from(self.window_ns);
         Some(match self.open.pop_front() {
             Some(p) => p,
             None => {
