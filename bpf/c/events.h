@@ -114,7 +114,8 @@ struct process_exec {
 	__u32 filename_len;
 	__u32 argv_len; /* bytes in argv, arguments separated by NUL */
 	__u32 argc;
-	__u32 _pad0;
+	__u32 secure; /* 1: the kernel marked the exec as gaining privilege (AT_SECURE: a set-uid or
+		       * set-gid image, or file capabilities raising the permitted set) */
 	char filename[PATH_MAX_LEN]; /* as passed to exec (may be relative) */
 	char argv[ARGV_MAX_LEN];
 	__u32 exe_len;

@@ -188,10 +188,23 @@ struct task_struct {
 } __core;
 
 struct linux_binprm {
+	unsigned int have_execfd : 1, execfd_creds : 1, secureexec : 1;
 	struct file *file;
 	const char *filename;
 	int argc;
 } __core;
+
+/* A bitfield of a kernel struct, read at the offset and shifts of the running kernel
+ * (CO-RE field relocations; libbpf's BPF_CORE_READ_BITFIELD_PROBED, little-endian). */
+#define CORE_BITFIELD(s, field)                                                               \
+	({                                                                                    \
+		unsigned long long __v = 0;                                                   \
+		bpf_probe_read_kernel(&__v, __builtin_preserve_field_info((s)->field, 1),     \
+				      (const char *)(s) + __builtin_preserve_field_info((s)->field, 0)); \
+		__v <<= __builtin_preserve_field_info((s)->field, 4);                         \
+		__v >>= __builtin_preserve_field_info((s)->field, 5);                         \
+		__v;                                                                          \
+	})
 
 struct in6_addr {
 	__u8 s6_addr[16];

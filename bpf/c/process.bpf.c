@@ -23,6 +23,7 @@ int handle_exec(__u64 *ctx)
 	e->p.egid = cred->egid.val;
 	e->p.old_tid = old_pid;
 	e->p.argc = bprm->argc;
+	e->p.secure = CORE_BITFIELD(bprm, secureexec) ? 1 : 0;
 
 	long n = bpf_probe_read_kernel_str(e->p.filename, PATH_MAX_LEN, bprm->filename);
 	e->p.filename_len = str_len(n, PATH_MAX_LEN, &e->h.flags);

@@ -83,7 +83,11 @@ payload!(
     filename_len: u32,
     /// Bytes in `argv`; arguments are separated by NUL.
     argv_len: u32,
-    argc: u32, _pad0: u32,
+    argc: u32,
+    /// 1 when the kernel marked the exec as gaining privilege (`AT_SECURE`: a set-uid or
+    /// set-gid image, or file capabilities raising the permitted set); 0 otherwise, and
+    /// in records written before this field was filled (it was padding).
+    secure: u32,
     /// The path as passed to exec (may be relative).
     filename: [u8; PATH_MAX_LEN],
     argv: [u8; ARGV_MAX_LEN],

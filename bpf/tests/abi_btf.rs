@@ -144,7 +144,7 @@ fn every_record_layout_matches_btf() {
             filename_len,
             argv_len,
             argc,
-            _pad0,
+            secure,
             filename,
             argv,
             exe_len,

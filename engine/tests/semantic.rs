@@ -221,6 +221,15 @@ subprocess.run([sys.executable, "-c", "import os, time; os.setuid(0); time.sleep
 # image run by nobody.
 subprocess.run([sys.executable, "-c", "import os; os.setgid(65534); os.setuid(65534); os.execv('/usr/bin/mount', ['mount', '--version'])"], stdout=subprocess.DEVNULL)
 subprocess.run([sys.executable, "-c", "import os; os.setgid(65534); os.setuid(65534); os.execv('/usr/bin/true', ['true'])"])
+# An image given a file capability (setcap), run by nobody: the exec grants privileges;
+# and a near miss: the same image run by root (who gains nothing by it).
+import shutil, tempfile
+capdir = tempfile.mkdtemp(); os.chmod(capdir, 0o755)
+cap = os.path.join(capdir, "captrue"); shutil.copy("/usr/bin/true", cap); os.chmod(cap, 0o755)
+subprocess.run(["setcap", "cap_net_bind_service+ep", cap], check=True)
+subprocess.run([sys.executable, "-c", "import os, sys; os.setgid(65534); os.setuid(65534); os.execv(sys.argv[1], ['captrue'])", cap], check=True)
+subprocess.run([cap], check=True)
+shutil.rmtree(capdir)
 # exec -> connect out -> write and rename a file (exec_connect_write).
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4)
 dl = os.path.join(d, "dropped")
@@ -378,8 +387,14 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     };
     assert_eq!(
         priv_exec.len(),
-        2,
-        "root-then-exec and the set-uid-root exec; not root without exec, nor nobody's true:\n{live}"
+        3,
+        "root-then-exec, the set-uid-root exec and the file-capability exec; not root \
+         without exec, nor nobody's true, nor root's run of the capability image:\n{live}"
+    );
+    assert_eq!(
+        described("captrue, which the kernel marked as gaining privileges"),
+        1,
+        "{live}"
     );
     assert_eq!(
         described("became uid 0, then executed /usr/bin/true"),

@@ -68,7 +68,8 @@ fn records_are_zeroed_before_they_are_filled() {
                 .all(|&b| b == 0)
         );
         assert!(p.argv[p.argv_len as usize..].iter().all(|&b| b == 0));
-        assert_eq!(p._pad0, 0);
+        assert_eq!(p._pad1, 0);
+        assert_eq!(p.secure, 0, "a plain exec by root gains nothing");
         checked += 1;
     }
     assert!(checked >= 4, "checked {checked} records");

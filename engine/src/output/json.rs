@@ -274,6 +274,7 @@ impl JsonWriter {
                 self.field("ppid", p.ppid);
                 self.field("euid", p.euid);
                 self.field("egid", p.egid);
+                self.field("secure", p.secure != 0);
             }
             Payload::ProcessFork(p) => {
                 self.field("parent_pid", p.parent_pid);

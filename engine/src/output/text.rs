@@ -198,13 +198,14 @@ fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<(
     match ev.payload {
         Payload::ProcessExec(p) => write!(
             out,
-            " exe={} filename={} argv=\"{}\" ppid={} uid={} euid={}",
+            " exe={} filename={} argv=\"{}\" ppid={} uid={} euid={}{}",
             Lossy(str_bytes(&p.exe, p.exe_len)),
             Lossy(str_bytes(&p.filename, p.filename_len)),
             Argv(str_bytes(&p.argv, p.argv_len)),
             p.ppid,
             h.uid,
-            p.euid
+            p.euid,
+            if p.secure != 0 { " secure" } else { "" }
         )?,
         Payload::ProcessFork(p) => write!(
             out,

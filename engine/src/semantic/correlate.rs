@@ -7,7 +7,7 @@
 //! | rule | fires when |
 //! | --- | --- |
 //! | `crash_loop` | one executable dies by a crash signal (SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSYS) `crash_loop_count` times within `crash_loop_ms` |
-//! | `priv_exec` | a process makes itself uid or gid 0 (setuid/setgid family, succeeded) and then executes, within `priv_exec_ms`; or a process that is not root executes an image that runs as root (set-uid/set-gid root) |
+//! | `priv_exec` | a process makes itself uid or gid 0 (setuid/setgid family, succeeded) and then executes, within `priv_exec_ms`; or a process that is not root executes an image that runs as root (set-uid/set-gid root), or one the kernel marks as gaining privileges (`AT_SECURE`: file capabilities, set-id bits) |
 //! | `exec_connect_write` | a process executes, then its process tree connects out, then writes or renames a file, within `chain_ms` (needs connects and writes notable: `min_importance` at most 0.7, as in the security preset) |
 //! | `tcp_trouble` | in one window, failed connects + retransmits + resets to one peer reach `tcp_trouble_count` |
 //! | `oom_kill` | an OOM kill, with its container and the window's reclaim stalls |
@@ -191,16 +191,23 @@ impl Correlator {
                     Some("uid")
                 } else if x.egid == 0 && h.gid != 0 {
                     Some("gid")
+                } else if x.secure != 0 {
+                    Some("privileges")
                 } else {
                     None
                 };
                 if let Some(what) = granted {
+                    let how = if what == "privileges" {
+                        "which the kernel marked as gaining privileges (file capabilities or set-id bits)".to_string()
+                    } else {
+                        format!("which runs with effective {what} 0")
+                    };
                     out.push(Fired {
                         rule: "priv_exec",
                         wall_ns,
                         members: vec![id],
                         description: format!(
-                            "pid {} (uid {}) executed {exe}, which runs with effective {what} 0",
+                            "pid {} (uid {}) executed {exe}, {how}",
                             h.pid, h.uid
                         ),
                     });
