@@ -64,12 +64,14 @@ fn records(n: usize) -> Vec<Vec<u64>> {
             h.ts_ns = 1_000_000 + i as u64 * 1000;
             h.kind = kind as u16;
             h.len = len as u32;
-            h.pid = 100 + (i % 7) as u32;
+            // More processes, paths and directories than a partial's maps hold (320 keys
+            // at the default top_n): the fold's caches spill and its maps drop keys.
+            h.pid = 100 + (i % 601) as u32;
             h.tid = h.pid;
             h.comm[..6].copy_from_slice(b"worker");
             if kind == Kind::FileOpen {
                 let p: &mut FileOp = bytemuck::from_bytes_mut(body);
-                let path = format!("/var/lib/app/{}", i % 101);
+                let path = format!("/var/lib/app/{}/{}", i % 13, i % 1009);
                 p.path[..path.len()].copy_from_slice(path.as_bytes());
                 p.path_len = path.len() as u32;
                 p.ret = (i % 17) as i64;

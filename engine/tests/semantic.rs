@@ -249,6 +249,19 @@ for i in range(4):
         open(os.path.join(d, "missing-%d" % i))
     except FileNotFoundError:
         pass
+# File churn in one directory (enough to rank among the busiest): 200 creates, 100
+# renames, 50 chmods, 150 unlinks.
+churn = os.path.join(d, "churn"); os.mkdir(churn)
+for i in range(200):
+    open(os.path.join(churn, "f%d" % i), "w").close()
+for i in range(100):
+    os.rename(os.path.join(churn, "f%d" % i), os.path.join(churn, "g%d" % i))
+for i in range(100, 150):
+    os.chmod(os.path.join(churn, "f%d" % i), 0o600)
+for i in range(100):
+    os.unlink(os.path.join(churn, "g%d" % i))
+for i in range(150, 200):
+    os.unlink(os.path.join(churn, "f%d" % i))
 print(port)
 "#;
 
@@ -443,6 +456,24 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     assert!(
         sum(&w, &["file", "errnos"], |e| e["errno"] == 2) >= 4,
         "ENOENT:\n{live}"
+    );
+    let churn = work.join("churn");
+    let in_churn = |op: &str| -> u64 {
+        w.iter()
+            .flat_map(|w| w["file"]["dirs"].as_array().unwrap().iter())
+            .filter(|e| e["dir"] == churn.to_str().unwrap())
+            .map(|e| e[op].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        [
+            in_churn("create"),
+            in_churn("rename"),
+            in_churn("chmod"),
+            in_churn("unlink")
+        ],
+        [200, 100, 50, 150],
+        "file churn per directory and operation:\n{live}"
     );
     assert!(
         sum(&w, &["process", "execs"], |e| e["exe"]

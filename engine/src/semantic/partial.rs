@@ -85,8 +85,16 @@ impl std::hash::Hasher for FoldHasher {
             let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
             self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(FOLD_SEED);
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(FOLD_SEED);
+        let rest = chunks.remainder();
+        if !rest.is_empty() && bytes.len() >= 8 {
+            // The tail as the last 8 bytes (overlapping the last whole word): one load.
+            let last = &bytes[bytes.len() - 8..];
+            let v = u64::from_le_bytes(last.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(FOLD_SEED);
+        } else {
+            for &b in rest {
+                self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(FOLD_SEED);
+            }
         }
     }
     fn write_u64(&mut self, v: u64) {
@@ -170,7 +178,9 @@ fn fold_hash<K: Hash>(key: &K) -> u64 {
 impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
     pub(crate) fn new(cap: usize) -> TopMap<K> {
         TopMap {
-            counts: FoldMap::with_capacity_and_hasher(cap, Default::default()),
+            // Twice the keys it holds: after many removals a hash map is rebuilt in
+            // place (no allocation) only while it is at most half full.
+            counts: FoldMap::with_capacity_and_hasher(2 * (cap + 1), Default::default()),
             cap,
             other: 0,
             overflow: 0,
@@ -211,7 +221,7 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
             self.add_dropping(key, n);
             return;
         }
-        let i = (fold_hash(&key) >> 32) as usize & (self.front.len() - 1);
+        let i = self.front_slot(&key);
         match &mut self.front[i] {
             Some((k, c)) if *k == key => *c += n,
             slot => {
@@ -220,6 +230,19 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
                 }
             }
         }
+    }
+
+    /// The slot of the cache in front that `key` may sit in (the cache is not empty).
+    #[inline]
+    fn front_slot(&self, key: &K) -> usize {
+        (fold_hash(key) >> 32) as usize & (self.front.len() - 1)
+    }
+
+    /// Whether `key` is counted, in the map or in the cache in front.
+    fn holds(&self, key: &K) -> bool {
+        self.counts.contains_key(key)
+            || (!self.front.is_empty()
+                && self.front[self.front_slot(key)].is_some_and(|(k, _)| k == *key))
     }
 
     /// The counts in the cache in front.
@@ -295,7 +318,103 @@ impl<K: Copy + Eq + Hash + Ord> TopMap<K> {
 #[derive(Debug, Clone)]
 pub(crate) struct PathTop {
     pub counts: TopMap<u64>,
-    names: FoldMap<u64, PathKey>,
+    names: Names,
+    /// Per slot of the cache in front: a value derived from the path in it (for the
+    /// files map, the hash of its directory), computed once when it took the slot.
+    aux: Vec<u64>,
+}
+
+/// The paths of a [`PathTop`]'s keys: kept in slots made with the map (a path is 260
+/// bytes), found through a small index by key. Removing a key frees its slot. The index
+/// is sized at twice the keys it may hold: a hash map that has had many keys removed
+/// is rebuilt in place, without allocating, only while it is at most half full.
+#[derive(Debug, Clone)]
+struct Names {
+    index: FoldMap<u64, u32>,
+    slots: Vec<(PathKey, u8)>,
+    free: Vec<u32>,
+    /// Slots at most (`None`: grows, off the per-event path).
+    bound: Option<usize>,
+}
+
+impl Names {
+    fn bounded(n: usize) -> Names {
+        Names {
+            index: FoldMap::with_capacity_and_hasher(2 * (n + 1), Default::default()),
+            slots: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+            bound: Some(n),
+        }
+    }
+
+    fn growing() -> Names {
+        Names {
+            index: FoldMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            bound: None,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.index.contains_key(&h)
+    }
+
+    fn get(&self, h: u64) -> Option<&(PathKey, u8)> {
+        self.index.get(&h).map(|&i| &self.slots[i as usize])
+    }
+
+    /// Names `h` (unless every slot is taken, which the map's bound rules out).
+    fn insert(&mut self, h: u64, path: &[u8], tag: u8) {
+        let entry = (PathKey::new(path), tag);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = entry;
+                i
+            }
+            None if self.bound.is_none_or(|b| self.slots.len() < b) => {
+                self.slots.push(entry);
+                (self.slots.len() - 1) as u32
+            }
+            None => return,
+        };
+        if let Some(old) = self.index.insert(h, i) {
+            self.free.push(old);
+        }
+    }
+
+    fn remove(&mut self, h: u64) {
+        if let Some(i) = self.index.remove(&h) {
+            self.free.push(i);
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        let free = &mut self.free;
+        self.index.retain(|h, i| {
+            let k = keep(*h);
+            if !k {
+                free.push(*i);
+            }
+            k
+        });
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &(PathKey, u8))> {
+        self.index
+            .iter()
+            .map(|(h, &i)| (*h, &self.slots[i as usize]))
+    }
+}
+
+/// A path's key in a map counted per tag (tag 0: the path's own hash).
+fn tagged_hash(path_hash: u64, tag: u8) -> u64 {
+    path_hash ^ u64::from(tag).wrapping_mul(FOLD_SEED)
 }
 
 fn path_hash(path: &[u8]) -> u64 {
@@ -308,51 +427,135 @@ fn path_hash(path: &[u8]) -> u64 {
 impl PathTop {
     fn new(cap: usize) -> PathTop {
         PathTop {
-            counts: TopMap::new(cap),
-            names: FoldMap::with_capacity_and_hasher(cap, Default::default()),
+            counts: TopMap::with_front(cap, PATH_FRONT),
+            names: Names::bounded(cap + PATH_FRONT + 1),
+            aux: vec![0; if cap > 0 { PATH_FRONT } else { 0 }],
         }
     }
 
     fn growing(cap: usize) -> PathTop {
         PathTop {
             counts: TopMap::growing(cap),
-            names: FoldMap::default(),
+            names: Names::growing(),
+            aux: Vec::new(),
         }
     }
 
     pub(crate) fn add(&mut self, path: &[u8], n: u64) {
-        let h = path_hash(path);
-        // The common case, a path already counted: one lookup.
+        self.add_tagged(path, 0, n);
+    }
+
+    /// Adds `n` to (`path`, `tag`): a path counted apart per tag (a directory per
+    /// operation).
+    pub(crate) fn add_tagged(&mut self, path: &[u8], tag: u8, n: u64) {
+        self.add_hashed(tagged_hash(path_hash(path), tag), n, || (path, tag), || 0);
+    }
+
+    /// Adds `n` to the key `h` (the [`tagged_hash`] of `name()`'s path and tag; the
+    /// name is made only when the key is new). Returns the aux value of the key's slot
+    /// in the cache in front: `aux()`, computed when the key took the slot (every time,
+    /// without a cache).
+    pub(crate) fn add_hashed<'p>(
+        &mut self,
+        h: u64,
+        n: u64,
+        name: impl Fn() -> (&'p [u8], u8),
+        aux: impl FnOnce() -> u64,
+    ) -> u64 {
+        if !self.counts.front.is_empty() {
+            // The common case: the key is in the cache in front.
+            let i = self.counts.front_slot(&h);
+            let evicted = match &mut self.counts.front[i] {
+                Some((k, c)) if *k == h => {
+                    *c += n;
+                    return self.aux[i];
+                }
+                slot => slot.replace((h, n)),
+            };
+            let a = aux();
+            self.aux[i] = a;
+            if !self.names.contains(h) {
+                let (path, tag) = name();
+                self.names.insert(h, path, tag);
+            }
+            if let Some((k, c)) = evicted {
+                if self.counts.add_dropping(k, c) {
+                    let counts = &self.counts;
+                    self.names.retain(|k| counts.holds(&k));
+                }
+                if !self.counts.holds(&k) {
+                    self.names.remove(k);
+                }
+            }
+            return a;
+        }
+        // A key already counted: one lookup.
         if let Some(c) = self.counts.counts.get_mut(&h) {
             *c += n;
-            return;
+            return aux();
         }
         if self.counts.add_dropping(h, n) {
             let counts = &self.counts;
-            self.names.retain(|k, _| counts.contains(k));
+            self.names.retain(|k| counts.contains(&k));
         }
         if self.counts.contains(&h) {
-            self.names.insert(h, PathKey::new(path));
+            let (path, tag) = name();
+            self.names.insert(h, path, tag);
         }
+        aux()
     }
 
     fn absorb(&mut self, o: &PathTop) {
         self.counts.absorb(&o.counts);
-        for (h, k) in &o.names {
-            self.names.entry(*h).or_insert(*k);
+        for (h, (path, tag)) in o.names.iter() {
+            if !self.names.contains(h) {
+                self.names.insert(h, path.path(), *tag);
+            }
         }
     }
 
     /// The `n` largest (by count, then path), and the count of all the others.
     pub(crate) fn top(&self, n: usize) -> (Vec<(PathKey, u64)>, u64) {
-        let mut v: Vec<(PathKey, u64)> = self
-            .counts
-            .counts
-            .iter()
-            .filter_map(|(h, c)| Some((*self.names.get(h)?, *c)))
-            .collect();
+        let mut v: Vec<(PathKey, u64)> = Vec::new();
+        let mut at: FoldMap<u64, usize> = FoldMap::default();
+        for (h, c) in self.counts.counts.iter().chain(self.counts.front_counts()) {
+            let Some((path, _)) = self.names.get(*h) else {
+                continue;
+            };
+            match at.get(h) {
+                Some(&i) => v[i].1 += c,
+                None => {
+                    at.insert(*h, v.len());
+                    v.push((*path, *c));
+                }
+            }
+        }
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest: u64 = v.iter().skip(n).map(|(_, c)| c).sum();
+        v.truncate(n);
+        (v, rest + self.counts.other)
+    }
+
+    /// For a map counted with tags below `T`: the `n` paths with the most events (all
+    /// tags), each with its count per tag, and the count of all the others.
+    pub(crate) fn top_tagged<const T: usize>(
+        &self,
+        n: usize,
+    ) -> (Vec<(PathKey, u64, [u64; T])>, u64) {
+        let mut by: std::collections::BTreeMap<PathKey, (u64, [u64; T])> = Default::default();
+        for (h, c) in self.counts.counts.iter().chain(self.counts.front_counts()) {
+            if let Some((path, tag)) = self.names.get(*h) {
+                let e = by.entry(*path).or_insert((0, [0; T]));
+                e.0 += c;
+                if let Some(t) = e.1.get_mut(usize::from(*tag)) {
+                    *t += c;
+                }
+            }
+        }
+        let mut v: Vec<(PathKey, u64, [u64; T])> =
+            by.into_iter().map(|(k, (c, t))| (k, c, t)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let rest: u64 = v.iter().skip(n).map(|(_, c, _)| c).sum();
         v.truncate(n);
         (v, rest + self.counts.other)
     }
@@ -390,6 +593,9 @@ pub(crate) struct Partial {
     pub processes: TopMap<ProcessKey>,
     pub cgroups: TopMap<u64>,
     pub files: PathTop,
+    /// File events by directory (of the path; of the new path for renames) and
+    /// operation ([`FileOpTag`]).
+    pub dirs: PathTop,
     pub peers: TopMap<PeerKey>,
     /// Per category (docs/semantic.md): execs by executable, exits by code and by
     /// killing signal, file calls failed by errno, connects that failed, retransmits
@@ -506,10 +712,38 @@ impl Latency {
 /// notable events an arena can hold.
 const NOTABLE_BYTES_MIN: usize = 88;
 
+/// What a file event did, as `file.dirs` counts it per directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileOpTag {
+    Open = 0,
+    Create = 1,
+    Unlink = 2,
+    Rename = 3,
+    Chmod = 4,
+}
+
+/// The tags' names, by tag.
+pub(crate) const FILE_OP_NAMES: [&str; 5] = ["open", "create", "unlink", "rename", "chmod"];
+
+/// `O_CREAT`: an open that may create the file.
+const O_CREAT: u32 = 0o100;
+
+/// The directory of a path: up to its last `/` (`/` for a file at the root, `.` for a
+/// name without one).
+pub(crate) fn dir_of(path: &[u8]) -> &[u8] {
+    match memchr::memrchr(b'/', path) {
+        Some(0) => b"/",
+        Some(i) => &path[..i],
+        None => b".",
+    }
+}
+
 /// Slots of the caches in front of the process and cgroup maps (every event counts in
 /// both).
-const PROCESS_FRONT: usize = 64;
-const CGROUP_FRONT: usize = 16;
+const PROCESS_FRONT: usize = 256;
+const CGROUP_FRONT: usize = 64;
+/// Slots of the caches in front of the path maps (files, directories, executables).
+const PATH_FRONT: usize = 64;
 
 /// Keys of the small maps (exit codes, signals, errnos, drop reasons, OOM victims).
 const SMALL_KEYS: usize = 256;
@@ -537,6 +771,7 @@ impl Partial {
             processes: TopMap::with_front(cap, PROCESS_FRONT),
             cgroups: TopMap::with_front(cap, CGROUP_FRONT),
             files: PathTop::new(cap),
+            dirs: PathTop::new(cap),
             peers: TopMap::new(cap),
             execs: PathTop::new(cap),
             exit_codes: TopMap::new(SMALL_KEYS),
@@ -610,6 +845,7 @@ impl Partial {
             processes: TopMap::growing(cap),
             cgroups: TopMap::growing(cap),
             files: PathTop::growing(cap),
+            dirs: PathTop::growing(cap),
             peers: TopMap::growing(cap),
             execs: PathTop::growing(cap),
             failed_connects: TopMap::growing(cap),
@@ -641,13 +877,19 @@ impl Partial {
         self.cgroups.add(h.cgroup_id, w);
         match ev.payload {
             Payload::FileOp(p) => {
-                self.files.add(str_bytes(&p.path, p.path_len), w);
+                let op = match ev.kind {
+                    Kind::FileOpen if p.flags & O_CREAT != 0 => FileOpTag::Create,
+                    Kind::FileOpen => FileOpTag::Open,
+                    Kind::FileUnlink => FileOpTag::Unlink,
+                    _ => FileOpTag::Chmod,
+                };
+                self.file(str_bytes(&p.path, p.path_len), op, w);
                 if p.ret < 0 {
                     self.file_errnos.add(-p.ret, w);
                 }
             }
             Payload::FileRename(p) => {
-                self.files.add(str_bytes(&p.new_path, p.new_path_len), w);
+                self.file(str_bytes(&p.new_path, p.new_path_len), FileOpTag::Rename, w);
                 if p.ret < 0 {
                     self.file_errnos.add(-p.ret, w);
                 }
@@ -722,6 +964,20 @@ impl Partial {
         }
     }
 
+    /// Counts a file event by path, and by directory and operation (the directory's
+    /// hash rides with the path in the files map's cache: hashed once per path there).
+    fn file(&mut self, path: &[u8], op: FileOpTag, n: u64) {
+        let dir_hash =
+            self.files
+                .add_hashed(path_hash(path), n, || (path, 0), || path_hash(dir_of(path)));
+        self.dirs.add_hashed(
+            tagged_hash(dir_hash, op as u8),
+            n,
+            || (dir_of(path), op as u8),
+            || 0,
+        );
+    }
+
     /// Folds a stored loss record.
     pub(crate) fn loss(&mut self, l: &Loss, late: bool) {
         self.records += 1;
@@ -752,6 +1008,7 @@ impl Partial {
         self.processes.absorb(&o.processes);
         self.cgroups.absorb(&o.cgroups);
         self.files.absorb(&o.files);
+        self.dirs.absorb(&o.dirs);
         self.peers.absorb(&o.peers);
         self.execs.absorb(&o.execs);
         self.exit_codes.absorb(&o.exit_codes);
@@ -883,6 +1140,10 @@ mod tests {
         let (top, other) = p.top(1);
         assert_eq!(top[0].0.path(), b"/heavy");
         assert_eq!(top[0].1 + other, 110);
-        assert!(p.names.len() <= 8);
+        // Names are kept for the keys in the map and in the cache in front only.
+        assert!(p.names.len() <= 8 + PATH_FRONT, "{}", p.names.len());
+        let held = p.counts.counts.len() + p.counts.front_counts().count();
+        assert_eq!(p.names.len(), held);
+        assert!(p.names.index.len() == held);
     }
 }

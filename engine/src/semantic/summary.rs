@@ -7,7 +7,7 @@ use crate::output::json::{AddrValue, JsonWriter, Str};
 use crate::output::{kind_name, reason_name};
 
 use super::correlate::Correlator;
-use super::partial::{Partial, PathTop, PeerKey, TopMap};
+use super::partial::{FILE_OP_NAMES, Partial, PathTop, PeerKey, TopMap};
 use super::tables::TablesAt;
 use crate::enrich::tables::Enrichment;
 
@@ -207,6 +207,19 @@ impl Window {
         });
         json.close(b'}');
         json.open(Some("file"), b'{');
+        let (dirs, other) = m.dirs.top_tagged::<5>(n);
+        json.open(Some("dirs"), b'[');
+        for (dir, events, ops) in dirs {
+            json.open(None, b'{');
+            json.field("dir", Str(dir.path()));
+            json.field("events", events);
+            for (name, c) in FILE_OP_NAMES.iter().zip(ops) {
+                json.field(name, c);
+            }
+            json.close(b'}');
+        }
+        json.close(b']');
+        json.field("dirs_other", other);
         top(json, "errnos", &m.file_errnos, n, false, |j, e| {
             j.field("errno", *e)
         });
