@@ -262,6 +262,9 @@ for i in range(100):
     os.unlink(os.path.join(churn, "g%d" % i))
 for i in range(150, 200):
     os.unlink(os.path.join(churn, "f%d" % i))
+# A mount (in a mount namespace of its own).
+mnt = os.path.join(d, "mnt"); os.mkdir(mnt)
+subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs kevent-test " + mnt], check=True)
 print(port)
 "#;
 
@@ -456,6 +459,33 @@ fn windows_hold_the_facts_of_a_scripted_workload() {
     assert!(
         sum(&w, &["file", "errnos"], |e| e["errno"] == 2) >= 4,
         "ENOENT:\n{live}"
+    );
+    // The security section: the set*id calls by process, the mount by target.
+    assert!(
+        sum(&w, &["security", "id_changes"], |e| e["comm"] == "python3") >= 4,
+        "set*id calls:\n{live}"
+    );
+    let mnt = work.join("mnt");
+    assert_eq!(
+        sum(&w, &["security", "mounts"], |e| e["target"]
+            == mnt.to_str().unwrap()),
+        1,
+        "the mount:\n{live}"
+    );
+    // Top processes and cgroups are named from the enrichment tables.
+    let named = |list: &str, field: &str| {
+        w.iter()
+            .flat_map(|w| w[list].as_array().unwrap().iter())
+            .filter(|e| e.get(field).is_some())
+            .count()
+    };
+    assert!(
+        named("top_processes", "exe") > 0,
+        "exe in top processes:\n{live}"
+    );
+    assert!(
+        named("top_cgroups", "path") > 0 && named("top_cgroups", "container") > 0,
+        "path and container in top cgroups:\n{live}"
     );
     let churn = work.join("churn");
     let in_churn = |op: &str| -> u64 {

@@ -158,7 +158,8 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
             let mut win = Window::new(w, ns, top_n);
             win.merged = p;
             win.cores = cores;
-            win.write_json(&host, &mut json);
+            let end = window_end_mono(w, ns, core0_offset.unwrap_or(0));
+            win.write_json(&host, &mut json, tables.as_mut().map(|t| t.at(end)));
             out.write_all(json.bytes())?;
         }
     } else {
@@ -180,23 +181,22 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                         recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize),
                     )
                 });
+                let end = window_end_mono(w, window_ns, core0_offset.unwrap_or(0));
                 if in_range(w, window_ns) {
-                    win.write_json(&host, &mut json);
-                    out.write_all(json.bytes())?;
                     let mut lines = Vec::new();
-                    win.write_notables(
+                    win.write_lines(
                         &host,
                         &mut json,
                         tables.as_mut().map(|t| t as &mut dyn TablesAt),
                         &mut correlator,
+                        end,
                         |l| lines.push(l.to_vec()),
                     );
                     for l in lines {
                         out.write_all(&l)?;
                     }
-                }
-                if let Some(t) = &mut tables {
-                    t.at(window_end_mono(w, window_ns, core0_offset.unwrap_or(0)));
+                } else if let Some(t) = &mut tables {
+                    t.at(end);
                 }
             }
         }

@@ -466,11 +466,19 @@ impl JsonWriter {
         if let Some(g) = e.group {
             self.field("group", Str(g.as_bytes()));
         }
-        match e.container {
-            Some(Placement::Host) => self
+        if let Some(p) = e.container {
+            self.container(p);
+        }
+        self.buf.extend_from_slice(b"}\n");
+    }
+
+    /// `,"container":{"id":...,"runtime":...,"pod_uid":...}`, or `{"id":"host"}`.
+    pub(crate) fn container(&mut self, p: &Placement) {
+        match p {
+            Placement::Host => self
                 .buf
                 .extend_from_slice(b",\"container\":{\"id\":\"host\"}"),
-            Some(Placement::Container(c)) => {
+            Placement::Container(c) => {
                 self.buf.extend_from_slice(b",\"container\":{\"id\":");
                 self.string(c.id.as_bytes());
                 self.field("runtime", Str(c.runtime.name().as_bytes()));
@@ -479,9 +487,7 @@ impl JsonWriter {
                 }
                 self.buf.push(b'}');
             }
-            None => {}
         }
-        self.buf.extend_from_slice(b"}\n");
     }
 }
 

@@ -428,7 +428,13 @@ impl PathTop {
     fn new(cap: usize) -> PathTop {
         PathTop {
             counts: TopMap::with_front(cap, PATH_FRONT),
-            names: Names::bounded(cap + PATH_FRONT + 1),
+            // A map of no keys is a merge target (absorbing is unbounded): its names
+            // grow.
+            names: if cap > 0 {
+                Names::bounded(cap + PATH_FRONT + 1)
+            } else {
+                Names::growing()
+            },
             aux: vec![0; if cap > 0 { PATH_FRONT } else { 0 }],
         }
     }
@@ -518,8 +524,11 @@ impl PathTop {
     pub(crate) fn top(&self, n: usize) -> (Vec<(PathKey, u64)>, u64) {
         let mut v: Vec<(PathKey, u64)> = Vec::new();
         let mut at: FoldMap<u64, usize> = FoldMap::default();
+        // A key without a name (none is expected) is counted with the others.
+        let mut nameless = 0;
         for (h, c) in self.counts.counts.iter().chain(self.counts.front_counts()) {
             let Some((path, _)) = self.names.get(*h) else {
+                nameless += c;
                 continue;
             };
             match at.get(h) {
@@ -533,7 +542,7 @@ impl PathTop {
         v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest: u64 = v.iter().skip(n).map(|(_, c)| c).sum();
         v.truncate(n);
-        (v, rest + self.counts.other)
+        (v, rest + self.counts.other + nameless)
     }
 
     /// For a map counted with tags below `T`: the `n` paths with the most events (all
@@ -543,13 +552,17 @@ impl PathTop {
         n: usize,
     ) -> (Vec<(PathKey, u64, [u64; T])>, u64) {
         let mut by: std::collections::BTreeMap<PathKey, (u64, [u64; T])> = Default::default();
+        let mut nameless = 0;
         for (h, c) in self.counts.counts.iter().chain(self.counts.front_counts()) {
-            if let Some((path, tag)) = self.names.get(*h) {
-                let e = by.entry(*path).or_insert((0, [0; T]));
-                e.0 += c;
-                if let Some(t) = e.1.get_mut(usize::from(*tag)) {
-                    *t += c;
+            match self.names.get(*h) {
+                Some((path, tag)) => {
+                    let e = by.entry(*path).or_insert((0, [0; T]));
+                    e.0 += c;
+                    if let Some(t) = e.1.get_mut(usize::from(*tag)) {
+                        *t += c;
+                    }
                 }
+                None => nameless += c,
             }
         }
         let mut v: Vec<(PathKey, u64, [u64; T])> =
@@ -557,7 +570,7 @@ impl PathTop {
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let rest: u64 = v.iter().skip(n).map(|(_, c, _)| c).sum();
         v.truncate(n);
-        (v, rest + self.counts.other)
+        (v, rest + self.counts.other + nameless)
     }
 
     pub(crate) fn overflow(&self) -> u64 {
@@ -613,6 +626,14 @@ pub(crate) struct Partial {
     pub reclaim_stalls: u64,
     pub reclaim_ns: u64,
     pub capability_denied: u64,
+    /// Security calls that succeeded: set*id calls by process, ptrace by the tracing
+    /// process, module loads and unloads, bpf() by command, mounts by target.
+    pub id_changes: TopMap<ProcessKey>,
+    pub ptraces: TopMap<ProcessKey>,
+    pub module_loads: u64,
+    pub module_unloads: u64,
+    pub bpf_cmds: TopMap<u32>,
+    pub mounts: PathTop,
     /// Direct reclaim stall durations (ns).
     pub reclaim: Latency,
     /// Signals generated, by number; page faults by process.
@@ -745,6 +766,9 @@ const CGROUP_FRONT: usize = 64;
 /// Slots of the caches in front of the path maps (files, directories, executables).
 const PATH_FRONT: usize = 64;
 
+/// Mount targets per window and core.
+const MOUNT_KEYS: usize = 64;
+
 /// Keys of the small maps (exit codes, signals, errnos, drop reasons, OOM victims).
 const SMALL_KEYS: usize = 256;
 /// `TCP_SYN_SENT`: a close from this state is a connect that failed.
@@ -785,6 +809,12 @@ impl Partial {
             reclaim_stalls: 0,
             reclaim_ns: 0,
             capability_denied: 0,
+            id_changes: TopMap::new(SMALL_KEYS),
+            ptraces: TopMap::new(SMALL_KEYS),
+            module_loads: 0,
+            module_unloads: 0,
+            bpf_cmds: TopMap::new(SMALL_KEYS),
+            mounts: PathTop::new(if cap > 0 { MOUNT_KEYS } else { 0 }),
             reclaim: Latency::new(),
             signals: TopMap::new(SMALL_KEYS),
             page_faults: TopMap::new(cap),
@@ -852,6 +882,7 @@ impl Partial {
             retransmits: TopMap::growing(cap),
             resets: TopMap::growing(cap),
             page_faults: TopMap::growing(cap),
+            mounts: PathTop::growing(MOUNT_KEYS),
             syscalls: Vec::with_capacity(cap.min(4096)),
             ..Partial::new(window, 0)
         }
@@ -923,6 +954,28 @@ impl Partial {
                 self.reclaim.record(r.duration_ns, w);
             }
             Payload::Capability(c) if c.ret != 0 => self.capability_denied += w,
+            Payload::CredChange(c) if c.ret == 0 => self.id_changes.add(
+                ProcessKey {
+                    pid: h.pid,
+                    comm: h.comm,
+                },
+                w,
+            ),
+            Payload::Ptrace(p) if p.ret == 0 => self.ptraces.add(
+                ProcessKey {
+                    pid: h.pid,
+                    comm: h.comm,
+                },
+                w,
+            ),
+            Payload::Module(m) if m.ret == 0 => match ev.kind {
+                Kind::SecurityModuleLoad => self.module_loads += w,
+                _ => self.module_unloads += w,
+            },
+            Payload::Bpf(b) if b.ret >= 0 => self.bpf_cmds.add(b.cmd, w),
+            Payload::Mount(m) if m.ret == 0 && ev.kind == Kind::SecurityMount => {
+                self.mounts.add(str_bytes(&m.target, m.target_len), w)
+            }
             Payload::Signal(x) => self.signals.add(x.sig, w),
             Payload::PageFault(_) => self.page_faults.add(
                 ProcessKey {
@@ -1022,6 +1075,12 @@ impl Partial {
         self.reclaim_stalls += o.reclaim_stalls;
         self.reclaim_ns = self.reclaim_ns.saturating_add(o.reclaim_ns);
         self.capability_denied += o.capability_denied;
+        self.id_changes.absorb(&o.id_changes);
+        self.ptraces.absorb(&o.ptraces);
+        self.module_loads += o.module_loads;
+        self.module_unloads += o.module_unloads;
+        self.bpf_cmds.absorb(&o.bpf_cmds);
+        self.mounts.absorb(&o.mounts);
         self.reclaim.absorb(&o.reclaim);
         self.signals.absorb(&o.signals);
         self.page_faults.absorb(&o.page_faults);
@@ -1126,6 +1185,20 @@ mod tests {
         for (k, c) in top {
             assert_eq!(c, 2 * want[&k], "key {k}");
         }
+    }
+
+    #[test]
+    fn a_merge_keeps_the_names_of_every_core_path() {
+        let mut merged = PathTop::new(0);
+        for core in 0..2 {
+            let mut p = PathTop::new(320);
+            for i in 0..200 {
+                p.add(format!("/core{core}/{i}").as_bytes(), 1);
+            }
+            merged.absorb(&p);
+        }
+        let (top, other) = merged.top(1000);
+        assert_eq!((top.len(), other), (400, 0));
     }
 
     #[test]

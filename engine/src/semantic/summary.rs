@@ -7,9 +7,9 @@ use crate::output::json::{AddrValue, JsonWriter, Str};
 use crate::output::{kind_name, reason_name};
 
 use super::correlate::Correlator;
-use super::partial::{FILE_OP_NAMES, Partial, PathTop, PeerKey, TopMap};
+use super::partial::{FILE_OP_NAMES, Partial, PathTop, PeerKey, ProcessKey, TopMap};
 use super::tables::TablesAt;
-use crate::enrich::tables::Enrichment;
+use crate::enrich::tables::{Enrichment, Tables};
 
 /// A notable event held for its window's lines: (ts, core, seq) for the order, then
 /// the wall time, weight and record bytes.
@@ -139,8 +139,37 @@ impl Window {
         self.records_lost += records;
     }
 
-    /// The window's JSON line (with its newline) into `json` (cleared first).
-    pub(crate) fn write_json(&self, host: &str, json: &mut JsonWriter) {
+    /// Every line of the window, in order: the window's line, its notable events, its
+    /// correlations. The enrichment tables (when given) are moved to `end_mono`, the
+    /// window's end in the records' clock, after its notable events: the window's line
+    /// names its top processes and cgroups from the tables as they are then (live and
+    /// offline alike).
+    pub(crate) fn write_lines(
+        &mut self,
+        host: &str,
+        json: &mut JsonWriter,
+        mut tables: Option<&mut dyn TablesAt>,
+        correlator: &mut Correlator,
+        end_mono: u64,
+        mut line: impl FnMut(&[u8]),
+    ) {
+        let mut rest = Vec::new();
+        let during: Option<&mut dyn TablesAt> = match &mut tables {
+            Some(t) => Some(&mut **t),
+            None => None,
+        };
+        self.write_notables(host, json, during, correlator, |l| rest.push(l.to_vec()));
+        let at_end = tables.map(|t| t.at(end_mono));
+        self.write_json(host, json, at_end);
+        line(json.bytes());
+        for l in &rest {
+            line(l);
+        }
+    }
+
+    /// The window's JSON line (with its newline) into `json` (cleared first); top
+    /// processes and cgroups are named from `tables` when given.
+    pub(crate) fn write_json(&self, host: &str, json: &mut JsonWriter, tables: Option<&Tables>) {
         let start = i128::from(self.window) * i128::from(self.window_ns);
         json.clear();
         json.open(None, b'{');
@@ -189,10 +218,18 @@ impl Window {
             |j, k| {
                 j.field("pid", k.pid);
                 j.field("comm", Str(bpf::abi::cstr_bytes(&k.comm)));
+                // By pid (the header's pid is the process's; `comm` may be a thread's).
+                if let Some(p) = tables.and_then(|t| t.process(k.pid)) {
+                    j.field("exe", Str(p.exe.as_bytes()));
+                }
             },
         );
         top(json, "top_cgroups", &m.cgroups, self.top_n, true, |j, k| {
             j.field("cgroup_id", *k);
+            if let Some(c) = tables.and_then(|t| t.cgroup(*k)) {
+                j.field("path", Str(c.cgroup.path.as_bytes()));
+                j.container(&c.placement);
+            }
         });
         paths(json, "top_files", "path", &m.files, self.top_n, true);
         top(json, "top_peers", &m.peers, self.top_n, true, peer);
@@ -246,6 +283,18 @@ impl Window {
         json.close(b'}');
         json.open(Some("security"), b'{');
         json.field("capability_denied", m.capability_denied);
+        let process = |j: &mut JsonWriter, k: &ProcessKey| {
+            j.field("pid", k.pid);
+            j.field("comm", Str(bpf::abi::cstr_bytes(&k.comm)));
+        };
+        top(json, "id_changes", &m.id_changes, n, false, process);
+        top(json, "ptrace", &m.ptraces, n, false, process);
+        json.field("module_loads", m.module_loads);
+        json.field("module_unloads", m.module_unloads);
+        top(json, "bpf", &m.bpf_cmds, n, false, |j, c| {
+            j.field("cmd", *c)
+        });
+        paths(json, "mounts", "target", &m.mounts, n, false);
         top(json, "signals", &m.signals, n, false, |j, s| {
             j.field("signal", *s);
             j.field("name", Str(signal_name(*s).as_bytes()));
@@ -404,7 +453,7 @@ mod tests {
             w.add(0, first);
             w.add(1, second);
             let mut j = JsonWriter::default();
-            w.write_json("h", &mut j);
+            w.write_json("h", &mut j, None);
             String::from_utf8(j.bytes().to_vec()).unwrap()
         };
         let one = line(&a, &b);

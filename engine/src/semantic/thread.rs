@@ -128,19 +128,22 @@ impl SemanticThread {
         self.mono_to_wall_ns = mono_to_wall_ns;
     }
 
-    /// Whether window `w`'s notable events can be enriched now: every enrichment
-    /// record stamped before the latest of them has been fed.
+    /// Whether window `w` can be enriched now: every enrichment record stamped before
+    /// its end (and before its latest notable event, a late one) has been fed (the
+    /// window's line names its top processes and cgroups from the tables at its end).
     fn enrichment_ready(&self, w: u64) -> bool {
         let Some(t) = &self.tables else {
             return true;
         };
+        let end = window_end_mono(w, self.window_ns, self.mono_to_wall_ns);
         let latest = self
             .inputs
             .iter()
             .filter_map(|c| c.pending.get(&w))
             .flat_map(|p| p.notables.iter().map(|n| n.ts_ns))
-            .max();
-        latest.is_none_or(|ts| t.fed_through() > ts)
+            .max()
+            .unwrap_or(0);
+        t.fed_through() >= end && t.fed_through() > latest
     }
 
     /// The first window every core has closed up to (exclusive).
@@ -171,19 +174,16 @@ impl SemanticThread {
                 }
             }
         }
-        win.write_json(&self.host, &mut self.json);
         self.report.windows += 1;
-        let mut lines = vec![self.json.bytes().to_vec()];
-        win.write_notables(
+        let mut lines = Vec::new();
+        win.write_lines(
             &self.host,
             &mut self.json,
             self.tables.as_mut().map(|t| &mut **t as &mut dyn TablesAt),
             &mut self.correlator,
+            window_end_mono(w, self.window_ns, self.mono_to_wall_ns),
             |l| lines.push(l.to_vec()),
         );
-        if let Some(t) = &mut self.tables {
-            t.at(window_end_mono(w, self.window_ns, self.mono_to_wall_ns));
-        }
         let mut failed = Vec::new();
         for (i, s) in self.sinks.iter_mut().enumerate() {
             for line in &lines {
