@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The config used when no `--config` is given (`configs/default.toml`, embedded).
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
@@ -35,7 +35,7 @@ const EMBEDDED_ORIGIN: &str = "<embedded default.toml>";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kevent";
 
 /// The whole config file.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// What the kernel side captures.
@@ -52,10 +52,66 @@ pub struct Config {
     pub semantic: Semantic,
     /// Process and container enrichment.
     pub enrich: Enrich,
+    /// The export API (gRPC) and the metrics endpoint.
+    pub export: Export,
+}
+
+/// `[export]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Export {
+    pub grpc: Grpc,
+    pub metrics: Metrics,
+}
+
+/// Messages a gRPC client's queue holds by default (each raw event counts one).
+pub const DEFAULT_CLIENT_QUEUE: usize = 65_536;
+/// Bytes of each core thread's queue of written events to the export thread.
+pub const DEFAULT_EXPORT_QUEUE_BYTES: usize = 4 << 20;
+
+/// `[export.grpc]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grpc {
+    /// Address to serve the gRPC API on (empty: off), e.g. `127.0.0.1:50051`.
+    pub listen: String,
+    /// A file holding the bearer token clients must send (`authorization: Bearer
+    /// TOKEN`); none: no token is asked.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain and private key: serve TLS (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Messages each client's queue holds; beyond, that client's messages are dropped
+    /// (counted, and told to it).
+    pub client_queue: usize,
+    /// Bytes of each core thread's queue of written events to the export thread
+    /// (used while a client wants raw events; a full queue drops the copy, counted).
+    pub queue_bytes: usize,
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Grpc {
+            listen: String::new(),
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            client_queue: DEFAULT_CLIENT_QUEUE,
+            queue_bytes: DEFAULT_EXPORT_QUEUE_BYTES,
+        }
+    }
+}
+
+/// `[export.metrics]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address to serve `/metrics` on (empty: off), e.g. `127.0.0.1:9464`.
+    pub listen: String,
 }
 
 /// `[capture]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Capture {
     /// Categories to attach: process, file, net, security, container, memory, syscall.
@@ -97,7 +153,7 @@ impl Default for Capture {
 }
 
 /// `[capture.rate_limit]`: events/s per CPU, by category; 0 = unlimited.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimit {
     pub process: u64,
@@ -113,7 +169,7 @@ pub struct RateLimit {
 
 /// `[filter]`: what to keep. Empty lists mean "no restriction". What the kernel can
 /// filter (kinds via categories, pids, cgroups) is pushed into it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Filter {
     /// Keep only these kinds (`process.exec`, ...).
@@ -141,7 +197,7 @@ pub struct Filter {
 }
 
 /// `[sampling]`: per-class budgets; over budget, 1-in-N with N adapted every interval.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sampling {
     /// How often N is recomputed from the observed rate.
@@ -166,7 +222,7 @@ impl Default for Sampling {
 }
 
 /// `[engine]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Engine {
     /// CPUs to run core threads on (one thread each, pinned); empty: every online CPU.
@@ -191,7 +247,7 @@ impl Default for Engine {
 }
 
 /// `[storage]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// Where segments go (`stream-NNN/` per core thread).
@@ -224,7 +280,7 @@ pub struct Storage {
 }
 
 /// `storage.durability`: when written data is made durable (fdatasync).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DurabilityMode {
     /// Never explicitly: the kernel writes back when it likes.
@@ -236,7 +292,7 @@ pub enum DurabilityMode {
 }
 
 /// `storage.io`: how segments are written.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum IoMode {
     /// io_uring (Linux).
@@ -276,7 +332,7 @@ impl Default for Storage {
 }
 
 /// `[semantic]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Semantic {
     /// Events whose importance is at least this are notable.
@@ -397,7 +453,7 @@ pub const ENRICH_ENTRIES_MIN: usize = 16;
 pub const ENRICH_ENTRIES_MAX: usize = 1 << 22;
 
 /// `[enrich]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Enrich {
     /// Keep a process and a container table and write them into the stream (replay
@@ -848,6 +904,34 @@ impl Config {
             p.push(format!(
                 "enrich.queue_bytes: {} is not between 65536 and {}",
                 e.queue_bytes,
+                1u64 << 30
+            ));
+        }
+        let g = &self.export.grpc;
+        for (key, addr) in [
+            ("export.grpc.listen", &g.listen),
+            ("export.metrics.listen", &self.export.metrics.listen),
+        ] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                p.push(format!(
+                    "{key}: {addr:?} is not an address and port (e.g. 127.0.0.1:50051)"
+                ));
+            }
+        }
+        if g.tls_cert.is_some() != g.tls_key.is_some() {
+            p.push("export.grpc.tls_cert and export.grpc.tls_key: give both or neither".into());
+        }
+        if !(16..=1 << 24).contains(&g.client_queue) {
+            p.push(format!(
+                "export.grpc.client_queue: {} is not between 16 and {}",
+                g.client_queue,
+                1 << 24
+            ));
+        }
+        if !(65_536..=1 << 30).contains(&g.queue_bytes) {
+            p.push(format!(
+                "export.grpc.queue_bytes: {} is not between 65536 and {}",
+                g.queue_bytes,
                 1u64 << 30
             ));
         }

@@ -27,6 +27,7 @@ mod sampler;
 mod semantic;
 mod signals;
 mod tail;
+mod telemetry;
 #[cfg(test)]
 mod test_alloc;
 

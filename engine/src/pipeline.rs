@@ -1,6 +1,9 @@
 //! The per-event path of a core thread: decode in place, filter, sample, write. Nothing
 //! here allocates per event (tested with a counting allocator in `tests/no_alloc.rs`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use bpf::abi::KIND_MAX;
 use hdrhistogram::Histogram;
 use storage::block::KINDS_TALLIED;
@@ -148,6 +151,28 @@ pub struct Pipeline {
     semantic: Option<SemanticCore>,
     /// Windows closed by the last tick, to mark (reused).
     closed: Vec<Closed>,
+    /// Copies of the events it writes for the export API, while a client wants them.
+    export: Option<ExportTap>,
+}
+
+/// A core's queue of written events to the export thread.
+#[derive(Debug)]
+pub(crate) struct ExportTap {
+    pub queue: TapProducer,
+    /// Whether any client wants raw events (set by the export hub).
+    pub wanted: Arc<AtomicBool>,
+    /// Events that did not fit the queue, per kind (read by the export thread).
+    pub dropped: Arc<ExportDrops>,
+}
+
+/// Events a core could not hand to the export thread, per kind.
+#[derive(Debug)]
+pub(crate) struct ExportDrops(pub Vec<AtomicU64>);
+
+impl Default for ExportDrops {
+    fn default() -> Self {
+        ExportDrops((0..KIND_MAX).map(|_| AtomicU64::new(0)).collect())
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -198,6 +223,7 @@ impl Pipeline {
             tap_reported: [0; KIND_MAX],
             tap_since_ns: 0,
             semantic: None,
+            export: None,
             closed: Vec::with_capacity(8),
         }
     }
@@ -257,6 +283,13 @@ impl Pipeline {
         self.tap = Some(tap);
     }
 
+    /// Copies the events it writes (weight first, as 8 bytes: the record stays aligned)
+    /// to the export thread while a client
+    /// wants them.
+    pub(crate) fn set_export(&mut self, export: ExportTap) {
+        self.export = Some(export);
+    }
+
     /// Handles one record read from a ring.
     pub fn process(&mut self, bytes: &[u8]) {
         let ev = match bpf::decode(bytes) {
@@ -305,6 +338,12 @@ impl Pipeline {
                 self.stats.written[k] += 1;
                 if let Some(s) = &mut self.semantic {
                     s.event(&ev, weight, notable.then_some(rec.bytes));
+                }
+                if let Some(x) = &mut self.export
+                    && x.wanted.load(Ordering::Relaxed)
+                    && !x.queue.push_parts(k, &u64::from(weight).to_le_bytes(), rec.bytes)
+                {
+                    x.dropped.0[k].fetch_add(1, Ordering::Relaxed);
                 }
             }
             Err(e) => {

@@ -20,15 +20,20 @@ use crate::enrich::tap::tap;
 use crate::enrich::tracker::{Sources, Tracker};
 use crate::error::{Error, Result};
 use crate::export::Sink;
+use crate::export::grpc::{GrpcServer, GrpcSettings};
+use crate::export::hub::Hub;
 use crate::export::jsonl::JsonlSink;
+use crate::export::lines::HubSink;
+use crate::export::raw::{CoreExport, RawExport};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
-use crate::pipeline::{Pipeline, PipelineStats, monotonic_ns};
+use crate::pipeline::{ExportDrops, ExportTap, Pipeline, PipelineStats, monotonic_ns};
 use crate::sampler::{Class, Sampler};
 use crate::semantic::core::{CoreWindowsShared, SemanticCore};
 use crate::semantic::tables::FedTables;
 use crate::semantic::thread::{CoreInput, SemanticReport, SemanticThread};
 use crate::signals;
+use crate::telemetry::Telemetry;
 
 /// Bytes of the queue of enrichment records to the semantic thread (the enrichment
 /// thread waits when it is full: the semantic thread must see every one).
@@ -479,6 +484,10 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let cpus = config.core_cpus();
     let n = cpus.len();
     let enrich = config.enrich.enabled;
+    // The export API: its settings are read (token, TLS files) before anything starts.
+    let grpc = GrpcSettings::load(&config.export.grpc)?;
+    let hub = Arc::new(Hub::default());
+    let mut core_exports = Vec::new();
     // Streams sharing the retention budget: one per core, and the enrichment stream.
     let streams = n as u32 + u32::from(enrich);
     for cat in [Category::Process, Category::Container] {
@@ -558,11 +567,21 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             pipeline.set_tap(p);
             taps.push(c);
         }
+        if host.is_empty() {
+            host = pipeline.writer.host().to_string();
+            core0_offset = pipeline.writer.mono_to_wall_ns();
+        }
+        if grpc.is_some() {
+            let (p, c) = tap(config.export.grpc.queue_bytes);
+            let dropped = Arc::new(ExportDrops::default());
+            pipeline.set_export(ExportTap {
+                queue: p,
+                wanted: hub.raw_wanted.clone(),
+                dropped: dropped.clone(),
+            });
+            core_exports.push(CoreExport::new(c, dropped, pipeline.writer.mono_to_wall_ns()));
+        }
         if sem.enabled {
-            if host.is_empty() {
-                host = pipeline.writer.host().to_string();
-                core0_offset = pipeline.writer.mono_to_wall_ns();
-            }
             let (p, c) = rtrb::RingBuffer::new(sem.queue_windows);
             let shared = Arc::new(CoreWindowsShared::default());
             let core = SemanticCore::new(
@@ -592,6 +611,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         });
     }
     let mut enrich_feed = None;
+    let mut export_feed = None;
     let enricher = if enrich {
         let e = &config.enrich;
         let writer = StreamWriter::create(writer_config(config, ENRICH_STREAM_ID, streams))
@@ -623,8 +643,15 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             // thread runs, and the enrichment thread would wait on a full queue).
             let scan_bytes: usize = start_log.iter().map(|r| r.2.len() + FEED_RECORD_HEAD).sum();
             let (p, c) = tap(ENRICH_FEED_BYTES + scan_bytes);
-            enricher.set_feed(p, &start_log);
+            enricher.add_feed(p, &start_log);
             enrich_feed = Some(c);
+        }
+        if grpc.is_some() {
+            // The export thread keeps its own copy, to enrich raw events.
+            let scan_bytes: usize = start_log.iter().map(|r| r.2.len() + FEED_RECORD_HEAD).sum();
+            let (p, c) = tap(ENRICH_FEED_BYTES + scan_bytes);
+            enricher.add_feed(p, &start_log);
+            export_feed = Some(c);
         }
         eprintln!("engine: enrichment: {}", enricher.describe());
         Some(enricher)
@@ -639,11 +666,14 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 .map_err(Error::io("opening semantic.jsonl_path"))?;
             sinks.push(Box::new(sink));
         }
+        if grpc.is_some() {
+            sinks.push(Box::new(HubSink::new(hub.clone())));
+        }
         let mut t = SemanticThread::new(
             semantic_inputs,
             sem.window_ms.saturating_mul(1_000_000),
             sem.top_n,
-            host,
+            host.clone(),
             sinks,
             sem.thresholds(),
         );
@@ -656,6 +686,29 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         Some(t)
     } else {
         None
+    };
+    let raw_export = grpc.as_ref().map(|_| {
+        let tables = export_feed.take().map(|feed| {
+            Box::new(FedTables::new(feed, enrich_shared.clone()))
+                as Box<dyn crate::semantic::tables::LiveTables>
+        });
+        RawExport::new(std::mem::take(&mut core_exports), hub.clone(), tables)
+    });
+    let telemetry = Arc::new(Telemetry::new(
+        host.clone(),
+        toml::to_string(config).unwrap_or_default(),
+        cpus.clone(),
+        shared.clone(),
+        enrich.then(|| enrich_shared.clone()),
+        hub.clone(),
+    ));
+    let grpc_server = match grpc {
+        Some(g) => {
+            let server = GrpcServer::start(g, telemetry.clone())?;
+            eprintln!("engine: gRPC API on {}", server.local_addr);
+            Some(server)
+        }
+        None => None,
     };
     eprintln!(
         "engine: {} core thread(s) on CPUs {:?}, writing to {}; attached {}",
@@ -684,6 +737,18 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                             .name("enrich".into())
                             .spawn_scoped(scope, move || e.run(done, sh))
                             .map_err(Error::io("spawning the enrichment thread"))?,
+                    )
+                }
+                None => None,
+            };
+            let export_handle = match raw_export {
+                Some(x) => {
+                    let done = &cores_done;
+                    Some(
+                        std::thread::Builder::new()
+                            .name("export".into())
+                            .spawn_scoped(scope, move || x.run(done))
+                            .map_err(Error::io("spawning the export thread"))?,
                     )
                 }
                 None => None,
@@ -741,6 +806,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                     // the final read at the stop must succeed.
                     match collector.counters_per_cpu() {
                         Ok(now) => {
+                            telemetry.update(&now);
                             let now_ns = monotonic_ns();
                             loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
                             outbox.retry();
@@ -805,9 +871,26 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 Some(h) => Some(h.join().map_err(|_| Error::CorePanicked)?),
                 None => None,
             };
+            if let Some(h) = export_handle {
+                h.join().map_err(|_| Error::CorePanicked)?;
+            }
             Ok((reports, enrich_report, semantic_report))
         },
     )?;
+    if let Some(server) = grpc_server {
+        // The clients get what was queued for them (the last windows) before it stops.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && hub.clients().iter().any(|c| {
+                c.queue
+                    .lock()
+                    .is_ok_and(|q| !q.items.is_empty() && q.credits > 0 && !q.paused)
+            })
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.stop();
+    }
     let kernel = collector
         .counters()
         .map_err(Error::capture("reading kernel counters"))?;

@@ -112,7 +112,7 @@ pub(crate) struct Enricher {
     report: EnrichReport,
     /// Every record written, also to the semantic thread (which keeps the same tables
     /// to enrich notable events), in the same order.
-    feed: Option<TapProducer>,
+    feeds: Vec<TapProducer>,
     feed_buf: Vec<u8>,
     /// The records written before a feed was set (the start scan), to feed it then.
     start_log: Option<Vec<(u64, u16, Vec<u8>)>>,
@@ -155,7 +155,7 @@ impl Enricher {
             buf: Vec::with_capacity(1024),
             flush_interval_ns: flush_interval_ms.saturating_mul(1_000_000),
             next_retry_ns: 0,
-            feed: None,
+            feeds: Vec::new(),
             feed_buf: Vec::with_capacity(1024),
             start_log: Some(Vec::new()),
             report: EnrichReport {
@@ -177,32 +177,37 @@ impl Enricher {
         e
     }
 
-    /// The records written so far (the start scan), for [`Enricher::set_feed`]; from
+    /// The records written so far (the start scan), for [`Enricher::add_feed`]; from
     /// now on nothing more is kept.
     pub(crate) fn take_start_log(&mut self) -> Vec<(u64, u16, Vec<u8>)> {
         self.start_log.take().unwrap_or_default()
     }
 
-    /// Also hands every record written to `feed` (the semantic thread), in order. Set
+    /// Also hands every record written to `feed`, in order. Set
     /// before [`Enricher::start`]'s records are fed: call right after it, before `run`.
-    pub(crate) fn set_feed(&mut self, feed: TapProducer, written_so_far: &[(u64, u16, Vec<u8>)]) {
-        self.feed = Some(feed);
+    /// (A feed per reader: the semantic thread, the export thread.)
+    pub(crate) fn add_feed(&mut self, mut feed: TapProducer, written_so_far: &[(u64, u16, Vec<u8>)]) {
         for (ts, kind, bytes) in written_so_far {
-            self.feed_record(*ts, *kind, bytes);
+            Self::feed_one(&mut feed, &mut self.feed_buf, *ts, *kind, bytes);
+        }
+        self.feeds.push(feed);
+    }
+
+    /// Hands a written record to every feed; waits while a queue is full (each reader
+    /// must see every record, in order, to hold the same tables as a reader of the
+    /// segments).
+    fn feed_record(&mut self, ts: u64, kind: u16, bytes: &[u8]) {
+        for feed in &mut self.feeds {
+            Self::feed_one(feed, &mut self.feed_buf, ts, kind, bytes);
         }
     }
 
-    /// Hands a written record to the semantic thread; waits while its queue is full (it
-    /// must see every record, in order, to hold the same tables as a reader).
-    fn feed_record(&mut self, ts: u64, kind: u16, bytes: &[u8]) {
-        let Some(feed) = &mut self.feed else {
-            return;
-        };
-        self.feed_buf.clear();
-        self.feed_buf.extend_from_slice(&ts.to_le_bytes());
-        self.feed_buf.extend_from_slice(&kind.to_le_bytes());
-        self.feed_buf.extend_from_slice(bytes);
-        while !feed.push(0, &self.feed_buf) {
+    fn feed_one(feed: &mut TapProducer, buf: &mut Vec<u8>, ts: u64, kind: u16, bytes: &[u8]) {
+        buf.clear();
+        buf.extend_from_slice(&ts.to_le_bytes());
+        buf.extend_from_slice(&kind.to_le_bytes());
+        buf.extend_from_slice(bytes);
+        while !feed.push(0, buf) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -256,7 +261,7 @@ impl Enricher {
         match self.writer.append(&rec) {
             Ok(()) => {
                 self.report.records += 1;
-                if self.feed.is_some() {
+                if !self.feeds.is_empty() {
                     let bytes = std::mem::take(&mut self.buf);
                     self.feed_record(ts, kind, &bytes);
                     self.buf = bytes;

@@ -58,7 +58,14 @@ fn copy_from(src: (&[u8], &[u8]), dst: &mut [u8]) {
 impl TapProducer {
     /// Queues `record` (of kind `kind`); false, and counted, when there is no room.
     pub fn push(&mut self, kind: usize, record: &[u8]) -> bool {
-        let n = 4 + record.len();
+        self.push_parts(kind, &[], record)
+    }
+
+    /// Queues `head` and `record` as one entry (of kind `kind`); false, and counted,
+    /// when there is no room.
+    pub fn push_parts(&mut self, kind: usize, head: &[u8], record: &[u8]) -> bool {
+        let len = head.len() + record.len();
+        let n = 4 + len;
         let Ok(mut chunk) = self.ring.write_chunk_uninit(n) else {
             if let Some(d) = self.dropped.get_mut(kind) {
                 *d += 1;
@@ -67,9 +74,10 @@ impl TapProducer {
         };
         let (a, b) = chunk.as_mut_slices();
         // Length then bytes, across the ring's wrap.
-        put(a, b, 0, &(record.len() as u32).to_le_bytes());
-        put(a, b, 4, record);
-        // SAFETY: `put` wrote all `n` slots (the 4 length bytes, then the record).
+        put(a, b, 0, &(len as u32).to_le_bytes());
+        put(a, b, 4, head);
+        put(a, b, 4 + head.len(), record);
+        // SAFETY: `put` wrote all `n` slots (the 4 length bytes, the head, the record).
         unsafe { chunk.commit_all() };
         true
     }

@@ -1,0 +1,110 @@
+//! What the running engine knows about itself, for the export API's `Status` call (and
+//! the metrics endpoint): the per-core counters the core threads publish, the kernel
+//! counters the control loop last read, and the rates it computed.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bpf::abi::KindCounters;
+
+use crate::core::CoreShared;
+use crate::enrich::enricher::EnrichShared;
+use crate::export::hub::Hub;
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    pub started: Instant,
+    pub host: String,
+    /// The configuration in force, as TOML.
+    pub config_toml: String,
+    /// The CPU each core thread is pinned to.
+    pub cpus: Vec<usize>,
+    pub cores: Vec<Arc<CoreShared>>,
+    pub enrich: Option<Arc<EnrichShared>>,
+    pub hub: Arc<Hub>,
+    /// The kernel counters per CPU and kind, as last read by the control loop.
+    pub kernel: Mutex<Vec<Vec<KindCounters>>>,
+    /// Records written per second per core over the last interval.
+    pub rates: Mutex<Vec<f64>>,
+    /// (When, written per core) at the last rate update.
+    last: Mutex<(Instant, Vec<u64>)>,
+}
+
+impl Telemetry {
+    pub(crate) fn new(
+        host: String,
+        config_toml: String,
+        cpus: Vec<usize>,
+        cores: Vec<Arc<CoreShared>>,
+        enrich: Option<Arc<EnrichShared>>,
+        hub: Arc<Hub>,
+    ) -> Telemetry {
+        let n = cores.len();
+        Telemetry {
+            started: Instant::now(),
+            host,
+            config_toml,
+            cpus,
+            cores,
+            enrich,
+            hub,
+            kernel: Mutex::new(Vec::new()),
+            rates: Mutex::new(vec![0.0; n]),
+            last: Mutex::new((Instant::now(), vec![0; n])),
+        }
+    }
+
+    /// Records the kernel counters just read, and updates the rates (at most once a
+    /// second).
+    pub(crate) fn update(&self, kernel: &[Vec<KindCounters>]) {
+        if let Ok(mut k) = self.kernel.lock() {
+            k.clear();
+            k.extend_from_slice(kernel);
+        }
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let secs = last.0.elapsed().as_secs_f64();
+        if secs < 1.0 {
+            return;
+        }
+        let now: Vec<u64> = self.written();
+        if let Ok(mut r) = self.rates.lock() {
+            *r = now
+                .iter()
+                .zip(&last.1)
+                .map(|(n, b)| n.saturating_sub(*b) as f64 / secs)
+                .collect();
+        }
+        *last = (Instant::now(), now);
+    }
+
+    /// Records written per core.
+    pub(crate) fn written(&self) -> Vec<u64> {
+        self.cores
+            .iter()
+            .map(|c| c.written.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Kernel counters summed over CPUs, per kind.
+    pub(crate) fn kernel_per_kind(&self) -> Vec<KindCounters> {
+        let k = self.kernel.lock().map(|k| k.clone()).unwrap_or_default();
+        let kinds = k.iter().map(Vec::len).max().unwrap_or(0);
+        (0..kinds)
+            .map(|i| {
+                let mut sum: KindCounters = bytemuck::Zeroable::zeroed();
+                for c in k.iter().filter_map(|cpu| cpu.get(i)) {
+                    sum.produced += c.produced;
+                    sum.ring_full += c.ring_full;
+                    sum.filtered += c.filtered;
+                    sum.rate_limited += c.rate_limited;
+                    sum.unpaired += c.unpaired;
+                }
+                sum
+            })
+            .collect()
+    }
+}
