@@ -46,6 +46,8 @@ pub struct CoreShared {
     pub storage_error: Mutex<Option<String>>,
     /// Latest latency histograms, published every status interval (not per event).
     pub latencies: Mutex<Option<Latencies>>,
+    /// The pipeline's counters as of the last status interval (for the metrics).
+    pub stats: Mutex<Option<crate::pipeline::PipelineStats>>,
     /// Current 1-in-N per sampling class (critical, high, normal, bulk).
     pub sampling: Mutex<[u32; 4]>,
 }
@@ -184,6 +186,9 @@ impl Core {
             .store(max_fill * 1000 / ring_bytes, Ordering::Relaxed);
         if let Ok(mut l) = self.shared.latencies.lock() {
             *l = Some(self.pipeline.latencies.clone());
+        }
+        if let Ok(mut st) = self.shared.stats.lock() {
+            *st = Some(self.pipeline.stats.clone());
         }
         if let Ok(mut r) = self.shared.sampling.lock() {
             *r = self.pipeline.sampling_rates();

@@ -341,7 +341,9 @@ impl Pipeline {
                 }
                 if let Some(x) = &mut self.export
                     && x.wanted.load(Ordering::Relaxed)
-                    && !x.queue.push_parts(k, &u64::from(weight).to_le_bytes(), rec.bytes)
+                    && !x
+                        .queue
+                        .push_parts(k, &u64::from(weight).to_le_bytes(), rec.bytes)
                 {
                     x.dropped.0[k].fetch_add(1, Ordering::Relaxed);
                 }

@@ -24,6 +24,7 @@ use crate::export::grpc::{GrpcServer, GrpcSettings};
 use crate::export::hub::Hub;
 use crate::export::jsonl::JsonlSink;
 use crate::export::lines::HubSink;
+use crate::export::metrics::MetricsServer;
 use crate::export::raw::{CoreExport, RawExport};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
@@ -579,7 +580,11 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 wanted: hub.raw_wanted.clone(),
                 dropped: dropped.clone(),
             });
-            core_exports.push(CoreExport::new(c, dropped, pipeline.writer.mono_to_wall_ns()));
+            core_exports.push(CoreExport::new(
+                c,
+                dropped,
+                pipeline.writer.mono_to_wall_ns(),
+            ));
         }
         if sem.enabled {
             let (p, c) = rtrb::RingBuffer::new(sem.queue_windows);
@@ -659,6 +664,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         None
     };
     let enrich_shared = Arc::new(EnrichShared::default());
+    let windows = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let semantic = if sem.enabled {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if !sem.jsonl_path.is_empty() {
@@ -677,6 +683,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             sinks,
             sem.thresholds(),
         );
+        t.count_windows(windows.clone());
         if let Some(feed) = enrich_feed.take() {
             t.set_tables(
                 Box::new(FedTables::new(feed, enrich_shared.clone())),
@@ -695,13 +702,20 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
         RawExport::new(std::mem::take(&mut core_exports), hub.clone(), tables)
     });
     let telemetry = Arc::new(Telemetry::new(
+        config,
         host.clone(),
-        toml::to_string(config).unwrap_or_default(),
-        cpus.clone(),
         shared.clone(),
         enrich.then(|| enrich_shared.clone()),
         hub.clone(),
+        windows.clone(),
     ));
+    let metrics_server = if config.export.metrics.listen.is_empty() {
+        None
+    } else {
+        let server = MetricsServer::start(&config.export.metrics.listen, telemetry.clone())?;
+        eprintln!("engine: metrics on http://{}/metrics", server.local_addr);
+        Some(server)
+    };
     let grpc_server = match grpc {
         Some(g) => {
             let server = GrpcServer::start(g, telemetry.clone())?;
@@ -877,6 +891,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             Ok((reports, enrich_report, semantic_report))
         },
     )?;
+    if let Some(m) = metrics_server {
+        m.stop();
+    }
     if let Some(server) = grpc_server {
         // The clients get what was queued for them (the last windows) before it stops.
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -2,7 +2,7 @@
 //! the metrics endpoint): the per-core counters the core threads publish, the kernel
 //! counters the control loop last read, and the rates it computed.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,6 +24,10 @@ pub(crate) struct Telemetry {
     pub cores: Vec<Arc<CoreShared>>,
     pub enrich: Option<Arc<EnrichShared>>,
     pub hub: Arc<Hub>,
+    pub data_dir: std::path::PathBuf,
+    pub retention_bytes_max: u64,
+    /// Window summaries the semantic thread emitted.
+    pub windows: Arc<AtomicU64>,
     /// The kernel counters per CPU and kind, as last read by the control loop.
     pub kernel: Mutex<Vec<Vec<KindCounters>>>,
     /// Records written per second per core over the last interval.
@@ -34,22 +38,25 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub(crate) fn new(
+        config: &crate::Config,
         host: String,
-        config_toml: String,
-        cpus: Vec<usize>,
         cores: Vec<Arc<CoreShared>>,
         enrich: Option<Arc<EnrichShared>>,
         hub: Arc<Hub>,
+        windows: Arc<AtomicU64>,
     ) -> Telemetry {
         let n = cores.len();
         Telemetry {
             started: Instant::now(),
             host,
-            config_toml,
-            cpus,
+            config_toml: toml::to_string(config).unwrap_or_default(),
+            cpus: config.core_cpus(),
             cores,
             enrich,
             hub,
+            data_dir: config.storage.data_dir.clone(),
+            retention_bytes_max: config.storage.retention_bytes_max,
+            windows,
             kernel: Mutex::new(Vec::new()),
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),

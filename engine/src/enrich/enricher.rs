@@ -186,7 +186,11 @@ impl Enricher {
     /// Also hands every record written to `feed`, in order. Set
     /// before [`Enricher::start`]'s records are fed: call right after it, before `run`.
     /// (A feed per reader: the semantic thread, the export thread.)
-    pub(crate) fn add_feed(&mut self, mut feed: TapProducer, written_so_far: &[(u64, u16, Vec<u8>)]) {
+    pub(crate) fn add_feed(
+        &mut self,
+        mut feed: TapProducer,
+        written_so_far: &[(u64, u16, Vec<u8>)],
+    ) {
         for (ts, kind, bytes) in written_so_far {
             Self::feed_one(&mut feed, &mut self.feed_buf, *ts, *kind, bytes);
         }

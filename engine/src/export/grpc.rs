@@ -40,17 +40,19 @@ impl GrpcSettings {
         if c.listen.is_empty() {
             return Ok(None);
         }
-        let listen: SocketAddr = c.listen.parse().map_err(|e| {
-            Error::Invalid(format!("export.grpc.listen: {:?}: {e}", c.listen))
-        })?;
+        let listen: SocketAddr = c
+            .listen
+            .parse()
+            .map_err(|e| Error::Invalid(format!("export.grpc.listen: {:?}: {e}", c.listen)))?;
         let read = |key: &str, p: &Path| {
-            std::fs::read(p).map_err(|e| {
-                Error::Invalid(format!("export.grpc.{key}: {}: {e}", p.display()))
-            })
+            std::fs::read(p)
+                .map_err(|e| Error::Invalid(format!("export.grpc.{key}: {}: {e}", p.display())))
         };
         let token = match &c.token_file {
             Some(p) => {
-                let t = String::from_utf8_lossy(&read("token_file", p)?).trim().to_string();
+                let t = String::from_utf8_lossy(&read("token_file", p)?)
+                    .trim()
+                    .to_string();
                 if t.is_empty() {
                     return Err(Error::Invalid(format!(
                         "export.grpc.token_file: {} is empty",
@@ -92,7 +94,10 @@ impl GrpcServer {
     /// threads.
     pub(crate) fn start(settings: GrpcSettings, telemetry: Arc<Telemetry>) -> Result<GrpcServer> {
         let listener = std::net::TcpListener::bind(settings.listen).map_err(|e| {
-            Error::Invalid(format!("export.grpc.listen: binding {}: {e}", settings.listen))
+            Error::Invalid(format!(
+                "export.grpc.listen: binding {}: {e}",
+                settings.listen
+            ))
         })?;
         listener
             .set_nonblocking(true)
@@ -135,7 +140,10 @@ impl GrpcServer {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, shutdown).await {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
                 eprintln!("engine: gRPC server stopped: {e}");
             }
         });
@@ -229,8 +237,9 @@ fn control(c: &Client, hub: &Hub, m: pb::ClientMessage) -> std::result::Result<(
         Some(In::Pause(_)) => edit(&mut |q| q.paused = true),
         Some(In::Resume(_)) => edit(&mut |q| q.paused = false),
         Some(In::Reconfigure(s)) => {
-            let w = Wants::from_proto(&s)
-                .map_err(|BadField(m)| Status::invalid_argument(m.replacen("subscription", "reconfigure", 1)))?;
+            let w = Wants::from_proto(&s).map_err(|BadField(m)| {
+                Status::invalid_argument(m.replacen("subscription", "reconfigure", 1))
+            })?;
             if let Ok(mut cur) = c.wants.lock() {
                 *cur = w;
             }
@@ -243,7 +252,11 @@ fn control(c: &Client, hub: &Hub, m: pb::ClientMessage) -> std::result::Result<(
             ));
         }
         Some(In::Heartbeat(_)) => {}
-        None => return Err(Status::invalid_argument("client message: empty (no msg set)")),
+        None => {
+            return Err(Status::invalid_argument(
+                "client message: empty (no msg set)",
+            ));
+        }
     }
     Ok(())
 }

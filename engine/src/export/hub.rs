@@ -107,17 +107,18 @@ impl Wants {
             ));
         }
         if s.credits < 0 {
-            return bad(format!(
-                "subscription.credits: {} is negative",
-                s.credits
-            ));
+            return bad(format!("subscription.credits: {} is negative", s.credits));
         }
         Ok(Wants {
             kinds,
             min_importance: s.min_importance,
             pids: s.pids.clone(),
             exes,
-            containers: s.containers.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            containers: s
+                .containers
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
             paths: s.paths.clone(),
             raw: s.raw_events,
             notable: s.notable_events,
@@ -143,19 +144,22 @@ impl Wants {
             && (self.pids.is_empty() || self.pids.contains(&e.pid))
             && (self.exes.is_empty()
                 || e.exe.is_some_and(|x| {
-                    self.exes
-                        .iter()
-                        .any(|(p, prefix)| if *prefix { x.starts_with(p.as_str()) } else { x == p })
+                    self.exes.iter().any(|(p, prefix)| {
+                        if *prefix {
+                            x.starts_with(p.as_str())
+                        } else {
+                            x == p
+                        }
+                    })
                 }))
             && (self.containers.is_empty()
                 || e.container
                     .is_some_and(|c| self.containers.iter().any(|w| c.starts_with(w.as_str()))))
             && (self.paths.is_empty()
-                || e.paths.iter().flatten().any(|p| {
-                    self.paths
-                        .iter()
-                        .any(|w| p.starts_with(w.as_bytes()))
-                }))
+                || e.paths
+                    .iter()
+                    .flatten()
+                    .any(|p| self.paths.iter().any(|w| p.starts_with(w.as_bytes()))))
     }
 }
 
@@ -332,7 +336,10 @@ impl Hub {
 
     /// Recomputes what the producers must provide (after a change of subscriptions).
     pub(crate) fn refresh(&self) {
-        let raw = self.clients().iter().any(|c| c.wants.lock().is_ok_and(|w| w.raw));
+        let raw = self
+            .clients()
+            .iter()
+            .any(|c| c.wants.lock().is_ok_and(|w| w.raw));
         self.raw_wanted.store(raw, Ordering::Release);
     }
 
@@ -362,7 +369,12 @@ impl Hub {
     }
 
     /// Offers a message every client of `want` gets (summaries, correlations).
-    pub(crate) fn broadcast(&self, what: &str, want: fn(&Wants) -> bool, msg: pb::server_message::Msg) {
+    pub(crate) fn broadcast(
+        &self,
+        what: &str,
+        want: fn(&Wants) -> bool,
+        msg: pb::server_message::Msg,
+    ) {
         let msg = Arc::new(msg);
         for c in self.clients() {
             if c.wants.lock().is_ok_and(|w| want(&w)) {
@@ -427,9 +439,15 @@ mod tests {
                 "subscription.kinds",
             ),
             (|s| s.min_importance = 1.5, "subscription.min_importance"),
-            (|s| s.min_importance = f64::NAN, "subscription.min_importance"),
+            (
+                |s| s.min_importance = f64::NAN,
+                "subscription.min_importance",
+            ),
             (|s| s.exes = vec!["bash".into()], "subscription.exes"),
-            (|s| s.containers = vec!["xyz".into()], "subscription.containers"),
+            (
+                |s| s.containers = vec!["xyz".into()],
+                "subscription.containers",
+            ),
             (|s| s.paths = vec!["tmp".into()], "subscription.paths"),
             (|s| s.max_batch = 5000, "subscription.max_batch"),
             (|s| s.credits = -1, "subscription.credits"),
@@ -492,7 +510,10 @@ mod tests {
         let Some(pb::server_message::Msg::Drops(d)) = c.next().and_then(|m| m.msg) else {
             panic!("a drop notice");
         };
-        assert_eq!((d.total, d.drops[0].reason.as_str()), (2, CLIENT_QUEUE_FULL));
+        assert_eq!(
+            (d.total, d.drops[0].reason.as_str()),
+            (2, CLIENT_QUEUE_FULL)
+        );
         let Some(pb::server_message::Msg::Events(b)) = c.next().and_then(|m| m.msg) else {
             panic!("a batch");
         };

@@ -85,6 +85,8 @@ pub(crate) struct SemanticThread {
     waited_out: bool,
     mono_to_wall_ns: i64,
     correlator: Correlator,
+    /// Counts the windows emitted (for the metrics), when set.
+    windows: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for SemanticThread {
@@ -117,7 +119,13 @@ impl SemanticThread {
             waited_out: false,
             mono_to_wall_ns: 0,
             correlator: Correlator::new(thresholds),
+            windows: None,
         }
+    }
+
+    /// Counts every window emitted into `windows`.
+    pub(crate) fn count_windows(&mut self, windows: Arc<std::sync::atomic::AtomicU64>) {
+        self.windows = Some(windows);
     }
 
     /// Enriches notable events from the records the enrichment thread feeds;
@@ -175,6 +183,9 @@ impl SemanticThread {
             }
         }
         self.report.windows += 1;
+        if let Some(c) = &self.windows {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         let mut lines = Vec::new();
         win.write_lines(
             &self.host,

@@ -1,0 +1,124 @@
+//! The gRPC export API against a client the project did not write in Rust: Python
+//! grpcio with stubs generated from `engine/proto/kevent.proto` at test time
+//! (`tests/py/grpc_client.py`; .ci/run installs grpcio and grpcio-tools). Real kernel,
+//! real engine.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{KillOnDrop, data_dir_and_config, privileged, start_engine, stop_engine};
+
+/// Python stubs generated from the .proto into a fresh directory.
+fn stubs(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{tag}-stubs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let out = Command::new("python3")
+        .args(["-m", "grpc_tools.protoc"])
+        .arg(format!("-I{}", proto.display()))
+        .arg(format!("--python_out={}", dir.display()))
+        .arg(format!("--grpc_python_out={}", dir.display()))
+        .arg("kevent.proto")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "generating the Python stubs (pip install grpcio grpcio-tools): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `scenario` of the Python client against an engine with the gRPC API on (and
+/// `extra` config); the client's output, and the engine's report.
+fn scenario(tag: &str, scenario: &str, extra: &str) -> (String, String) {
+    let port = free_port();
+    let token_file = std::env::temp_dir().join(format!("{tag}-token-{}", std::process::id()));
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let (dir, cfg) = data_dir_and_config(
+        tag,
+        &format!(
+            "[engine]\nstatus_interval_ms = 0\n[storage]\ndurability = \"none\"\nflush_interval_ms = 100\n\
+             [semantic]\nwindow_ms = 1000\nlateness_ms = 200\n\
+             [export.grpc]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n{extra}",
+            token_file.display()
+        ),
+    );
+    let stubs = stubs(tag);
+    let work = std::env::temp_dir().join(format!("{tag}-work-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _kill = KillOnDrop(engine.id());
+    // The API listens before the programs attach (start_engine waits for that).
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/grpc_client.py");
+    let out = Command::new("python3")
+        .arg(&client)
+        .arg(&stubs)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("s3cret-token")
+        .arg(&work)
+        .arg(scenario)
+        .output()
+        .unwrap();
+    let report = stop_engine(engine, lines);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the Python client ({scenario}) failed:\n{}{}\nengine:\n{report}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in [&dir, &stubs, &work] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+    let _ = std::fs::remove_file(&token_file);
+    (stdout, report)
+}
+
+#[test]
+fn a_python_client_subscribes_with_filters_credits_pause_and_resume() {
+    if !privileged("a_python_client_subscribes_with_filters_credits_pause_and_resume") {
+        return;
+    }
+    let (out, report) = scenario("grpc-functional", "functional", "");
+    assert!(out.contains("functional ok"), "{out}");
+    // Refusals are logged, with the peer.
+    assert!(
+        report.contains("refused a call from 127.0.0.1") && report.contains("bearer token"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_slow_client_is_told_what_it_lost_while_a_fast_one_gets_everything() {
+    if !privileged("a_slow_client_is_told_what_it_lost_while_a_fast_one_gets_everything") {
+        return;
+    }
+    let (out, _) = scenario("grpc-slowfast", "slowfast", "client_queue = 4096\n");
+    assert!(out.contains("slowfast ok"), "{out}");
+}
+
+#[test]
+fn clients_that_vanish_mid_stream_leave_nothing_behind() {
+    if !privileged("clients_that_vanish_mid_stream_leave_nothing_behind") {
+        return;
+    }
+    let (out, report) = scenario("grpc-cycles", "cycles", "");
+    assert!(out.contains("cycles ok"), "{out}");
+    assert!(
+        report.contains("client 300 "),
+        "every client came and went:\n{report}"
+    );
+}
