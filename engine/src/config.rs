@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// The config used when no `--config` is given (`configs/default.toml`, embedded).
 pub const DEFAULT_TOML: &str = include_str!("../../configs/default.toml");
+/// The presets for high event rates and for security monitoring (embedded).
+pub const HIGH_PERF_TOML: &str = include_str!("../../configs/high-perf.toml");
+pub const SECURITY_TOML: &str = include_str!("../../configs/security.toml");
 
 /// Largest per-CPU ring accepted (each ring is locked memory, mapped twice).
 pub const RING_BYTES_MAX: u32 = 1 << 30;
@@ -34,9 +37,10 @@ const EMBEDDED_ORIGIN: &str = "<embedded default.toml>";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kevent";
 
-/// The whole config file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
+/// The whole config file. [`Config::default`], [`Config::high_performance`] and
+/// [`Config::security`] are the presets of `configs/` (embedded).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default = "Config::base")]
 pub struct Config {
     /// What the kernel side captures.
     pub capture: Capture,
@@ -509,6 +513,13 @@ pub enum ConfigError {
     },
 }
 
+impl Default for Config {
+    /// `configs/default.toml` (the embedded default).
+    fn default() -> Config {
+        Config::preset(DEFAULT_TOML)
+    }
+}
+
 /// One `-o KEY=VALUE` (`--set`): the config key by its dotted TOML path
 /// (`semantic.min_importance`), and the value as TOML (`0.6`, `true`, `["process"]`,
 /// `"text"`); a value that is not TOML is taken as a string (`/data/kev`).
@@ -658,6 +669,37 @@ impl Config {
         let config = Config::parse(&text, path)?;
         config.check(path)?;
         Ok(config)
+    }
+
+    /// What a key a file leaves out is: each section's own defaults.
+    fn base() -> Config {
+        Config {
+            capture: Capture::default(),
+            filter: Filter::default(),
+            sampling: Sampling::default(),
+            engine: Engine::default(),
+            storage: Storage::default(),
+            semantic: Semantic::default(),
+            enrich: Enrich::default(),
+            export: Export::default(),
+        }
+    }
+
+    /// A preset's text as a config, not yet checked against this machine
+    /// ([`Config::validate`]; [`crate::Collector::start`] checks it).
+    fn preset(text: &str) -> Config {
+        toml::from_str(text).expect("the presets in configs/ parse (tested)")
+    }
+
+    /// `configs/high-perf.toml`: capture more (generic syscalls), bigger rings and
+    /// blocks, the fastest compression, bigger windows.
+    pub fn high_performance() -> Config {
+        Config::preset(HIGH_PERF_TOML)
+    }
+
+    /// `configs/security.toml`: a lower notable threshold and more correlations.
+    pub fn security() -> Config {
+        Config::preset(SECURITY_TOML)
     }
 
     /// The embedded default.
@@ -1019,6 +1061,16 @@ mod tests {
             Config::embedded_default(),
             Config::load(&dir.join("default.toml")).unwrap()
         );
+        // The library's constructors are the presets.
+        for (c, file) in [
+            (Config::default(), "default.toml"),
+            (Config::high_performance(), "high-perf.toml"),
+            (Config::security(), "security.toml"),
+        ] {
+            assert_eq!(c, Config::load(&dir.join(file)).unwrap(), "{file}");
+        }
+        assert_ne!(Config::default(), Config::high_performance());
+        assert_ne!(Config::default(), Config::security());
     }
 
     #[test]

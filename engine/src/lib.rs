@@ -5,12 +5,15 @@
 //!
 //! The public surface is small on purpose: the config model ([`config`], [`Config`]),
 //! the error type ([`Error`]) and the command line ([`cli`], which the `engine` binary
-//! runs). Everything else is crate-private; a library API (`Collector`) comes later.
+//! runs), and the library API: [`Collector`] runs the collector inside a program and
+//! hands its subscribers enriched events, notable events, window summaries and
+//! correlations ([`Message`]; docs/api.md). Everything else is crate-private.
 //! [`internals`] re-exports what this workspace's benchmarks and allocation tests drive
 //! directly; it is not a stable API.
 
 mod cidr;
 pub mod cli;
+mod collector;
 pub mod config;
 mod core;
 mod enrich;
@@ -31,6 +34,7 @@ mod telemetry;
 #[cfg(test)]
 mod test_alloc;
 
+pub use collector::{Collector, Message, Report, Subscriber, api};
 pub use config::{Config, ConfigError};
 pub use error::{Error, Result};
 

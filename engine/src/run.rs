@@ -473,6 +473,25 @@ impl LossOutbox {
 /// same directory is refused.
 pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<Summary> {
     signals::install_main_job();
+    run_with(config, duration, status, None)
+}
+
+/// What a program embedding the engine ([`crate::Collector`]) shares with its main job:
+/// the subscribers, and the flags to stop it and to say it has started.
+#[derive(Debug, Default)]
+pub(crate) struct Embed {
+    pub hub: Arc<Hub>,
+    pub stop: AtomicBool,
+    pub started: AtomicBool,
+}
+
+/// [`run`] without installing signal handlers, stopped by `embed.stop` as well.
+pub(crate) fn run_with(
+    config: &Config,
+    duration: Option<Duration>,
+    status: bool,
+    embed: Option<&Embed>,
+) -> Result<Summary> {
     prepare_data_dir(config)?;
     let _lock = DataDirLock::acquire(&config.storage.data_dir)?;
     let capture = capture_config(config);
@@ -487,7 +506,10 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     let enrich = config.enrich.enabled;
     // The export API: its settings are read (token, TLS files) before anything starts.
     let grpc = GrpcSettings::load(&config.export.grpc)?;
-    let hub = Arc::new(Hub::default());
+    let hub = embed.map_or_else(|| Arc::new(Hub::default()), |e| e.hub.clone());
+    // Raw events, notable events and summaries go to the hub for gRPC clients and for
+    // an embedding program's subscribers.
+    let exporting = grpc.is_some() || embed.is_some();
     let mut core_exports = Vec::new();
     // Streams sharing the retention budget: one per core, and the enrichment stream.
     let streams = n as u32 + u32::from(enrich);
@@ -572,7 +594,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             host = pipeline.writer.host().to_string();
             core0_offset = pipeline.writer.mono_to_wall_ns();
         }
-        if grpc.is_some() {
+        if exporting {
             let (p, c) = tap(config.export.grpc.queue_bytes);
             let dropped = Arc::new(ExportDrops::default());
             pipeline.set_export(ExportTap {
@@ -651,7 +673,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             enricher.add_feed(p, &start_log);
             enrich_feed = Some(c);
         }
-        if grpc.is_some() {
+        if exporting {
             // The export thread keeps its own copy, to enrich raw events.
             let scan_bytes: usize = start_log.iter().map(|r| r.2.len() + FEED_RECORD_HEAD).sum();
             let (p, c) = tap(ENRICH_FEED_BYTES + scan_bytes);
@@ -672,7 +694,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
                 .map_err(Error::io("opening semantic.jsonl_path"))?;
             sinks.push(Box::new(sink));
         }
-        if grpc.is_some() {
+        if exporting {
             sinks.push(Box::new(HubSink::new(hub.clone())));
         }
         let mut t = SemanticThread::new(
@@ -694,7 +716,7 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     } else {
         None
     };
-    let raw_export = grpc.as_ref().map(|_| {
+    let raw_export = exporting.then(|| {
         let tables = export_feed.take().map(|feed| {
             Box::new(FedTables::new(feed, enrich_shared.clone()))
                 as Box<dyn crate::semantic::tables::LiveTables>
@@ -796,6 +818,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             // stop, so the scope can join them.
             let _stop_cores = StopOnDrop(&stop);
 
+            if let Some(e) = embed {
+                e.started.store(true, Ordering::Release);
+            }
             let mut outbox = LossOutbox::new(controls, ring_owner);
             let mut prev: PerCpu = Vec::new();
             let mut prev_ns = monotonic_ns();
@@ -803,8 +828,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
             let mut last_status = Instant::now();
             let mut last_written = vec![0u64; n];
             loop {
-                let done =
-                    signals::stop_requested() || duration.is_some_and(|d| started.elapsed() >= d);
+                let done = signals::stop_requested()
+                    || duration.is_some_and(|d| started.elapsed() >= d)
+                    || embed.is_some_and(|e| e.stop.load(Ordering::Acquire));
                 if done {
                     break;
                 }
