@@ -43,6 +43,45 @@ fn free_port() -> u16 {
 /// Runs `scenario` of the Python client against an engine with the gRPC API on (and
 /// `extra` config); the client's output, and the engine's report.
 fn scenario(tag: &str, scenario: &str, extra: &str) -> (String, String) {
+    scenarios(tag, &[scenario], extra, |_, _| {})
+}
+
+/// Runs the Python client's `scenarios` in turn against one engine (`WORK` in `extra`
+/// is the work directory); `between(i, pid)` is called after the i-th with the
+/// engine's pid. The clients' output, and the engine's report.
+fn scenarios(
+    tag: &str,
+    names: &[&str],
+    extra: &str,
+    mut between: impl FnMut(usize, u32),
+) -> (String, String) {
+    let work = std::env::temp_dir().join(format!("{tag}-work-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    if extra.contains("tls_cert") {
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(work.join("key.pem"))
+            .arg("-out")
+            .arg(work.join("cert.pem"))
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let extra = extra.replace("WORK", work.to_str().unwrap());
     let port = free_port();
     let token_file = std::env::temp_dir().join(format!("{tag}-token-{}", std::process::id()));
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
@@ -56,30 +95,35 @@ fn scenario(tag: &str, scenario: &str, extra: &str) -> (String, String) {
         ),
     );
     let stubs = stubs(tag);
-    let work = std::env::temp_dir().join(format!("{tag}-work-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
     let (engine, lines) = start_engine(&cfg, &dir);
     let _kill = KillOnDrop(engine.id());
     // The API listens before the programs attach (start_engine waits for that).
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/grpc_client.py");
-    let out = Command::new("python3")
-        .arg(&client)
-        .arg(&stubs)
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("s3cret-token")
-        .arg(&work)
-        .arg(scenario)
-        .output()
-        .unwrap();
+    let mut outs = Vec::new();
+    for (i, scenario) in names.iter().enumerate() {
+        let out = Command::new("python3")
+            .arg(&client)
+            .arg(&stubs)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("s3cret-token")
+            .arg(&work)
+            .arg(scenario)
+            .output()
+            .unwrap();
+        outs.push((scenario, out));
+        between(i, engine.id());
+    }
     let report = stop_engine(engine, lines);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the Python client ({scenario}) failed:\n{}{}\nengine:\n{report}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut stdout = String::new();
+    for (scenario, out) in &outs {
+        stdout.push_str(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "the Python client ({scenario}) failed:\n{}{}\nengine:\n{report}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     for p in [&dir, &stubs, &work] {
         let _ = std::fs::remove_dir_all(p);
     }
@@ -110,15 +154,52 @@ fn a_slow_client_is_told_what_it_lost_while_a_fast_one_gets_everything() {
     assert!(out.contains("slowfast ok"), "{out}");
 }
 
+/// The engine's resident memory (KiB).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn clients_that_vanish_mid_stream_leave_nothing_behind() {
     if !privileged("clients_that_vanish_mid_stream_leave_nothing_behind") {
         return;
     }
-    let (out, report) = scenario("grpc-cycles", "cycles", "");
-    assert!(out.contains("cycles ok"), "{out}");
+    // Three rounds of 300: once the first has warmed things up, the resident memory no
+    // longer grows with clients that came and went.
+    let mut rss = Vec::new();
+    let (out, report) = scenarios(
+        "grpc-cycles",
+        &["cycles", "cycles", "cycles"],
+        "",
+        |_, pid| rss.push(rss_kib(pid)),
+    );
+    assert_eq!(out.matches("cycles ok").count(), 3, "{out}");
     assert!(
-        report.contains("client 300 "),
+        report.contains("client 900 "),
         "every client came and went:\n{report}"
     );
+    assert!(
+        rss[2] <= rss[0] + 8 * 1024,
+        "resident memory grew with clients that left: {rss:?} KiB"
+    );
+}
+
+#[test]
+fn the_api_serves_over_tls() {
+    if !privileged("the_api_serves_over_tls") {
+        return;
+    }
+    // A self-signed certificate for localhost, made by openssl for the test.
+    let (out, _) = scenarios(
+        "grpc-tls",
+        &["tls"],
+        "tls_cert = \"WORK/cert.pem\"\ntls_key = \"WORK/key.pem\"\n",
+        |_, _| {},
+    );
+    assert!(out.contains("tls ok"), "{out}");
 }

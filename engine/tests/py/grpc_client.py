@@ -321,8 +321,34 @@ def cycles(stub):
     fail("subscribers left after the cycles: %d" % st.subscribers)
 
 
+def tls(stub):
+    """Over TLS (the channel is secure; WORK holds the CA certificate)."""
+    st = stub.Status(pb.StatusRequest(), metadata=AUTH)
+    if not st.cores:
+        fail("status over TLS: %s" % st)
+    s = Sub(stub, pb.Subscription(raw_events=True, kinds=["process.exec"], exes=[TRUE], credits=100))
+    if s.next(10) is None:
+        fail("no Subscribed over TLS")
+    time.sleep(0.3)
+    pids = run_true(3)
+    got = s.events(3, 10)
+    s.close()
+    if sorted(e.pid for e in got) != sorted(pids):
+        fail("over TLS: %s" % got)
+    print("tls ok")
+
+
 def main():
-    channel = grpc.insecure_channel(ADDR, options=[("grpc.max_receive_message_length", 64 << 20)])
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    if SCENARIO == "tls":
+        with open(os.path.join(WORK, "cert.pem"), "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        options.append(("grpc.ssl_target_name_override", "localhost"))
+        channel = grpc.secure_channel(ADDR, creds, options=options)
+        stub = rpc.CollectorStub(channel)
+        tls(stub)
+        return
+    channel = grpc.insecure_channel(ADDR, options=options)
     stub = rpc.CollectorStub(channel)
     {"functional": functional, "slowfast": slowfast, "cycles": cycles}[SCENARIO](stub)
 
