@@ -69,7 +69,7 @@ pub struct Export {
 }
 
 /// Messages a gRPC client's queue holds by default (each raw event counts one).
-pub const DEFAULT_CLIENT_QUEUE: usize = 65_536;
+pub const DEFAULT_CLIENT_QUEUE: usize = 16_384;
 /// Bytes of each core thread's queue of written events to the export thread.
 pub const DEFAULT_EXPORT_QUEUE_BYTES: usize = 4 << 20;
 

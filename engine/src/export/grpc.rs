@@ -379,7 +379,9 @@ impl pb::collector_server::Collector for Service {
         let peer = request
             .remote_addr()
             .map_or_else(String::new, |a| a.to_string());
-        let (tx, rx) = mpsc::channel(16);
+        // Two messages in flight at most (a batch is up to 4096 events): the rest waits in
+        // the client's bounded queue, where it is counted if it must be dropped.
+        let (tx, rx) = mpsc::channel(2);
         tokio::spawn(serve_client(
             self.hub.clone(),
             peer,
