@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{KillOnDrop, data_dir_and_config, privileged, start_engine, stop_engine};
+use common::{KillOnDrop, data_dir_and_config, free_port, privileged, start_engine, stop_engine};
 
 /// Python stubs generated from the .proto into a fresh directory.
 fn stubs(tag: &str) -> PathBuf {
@@ -30,14 +30,6 @@ fn stubs(tag: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `scenario` of the Python client against an engine with the gRPC API on (and

@@ -7,16 +7,10 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{KillOnDrop, data_dir_and_config, poll_until, privileged, start_engine, stop_engine};
+use common::{
+    KillOnDrop, data_dir_and_config, free_port, poll_until, privileged, start_engine, stop_engine,
+};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `GET path` over HTTP/1.0 (no chunking): the status line and the body.
 fn get(port: u16, path: &str) -> Option<(String, String)> {
