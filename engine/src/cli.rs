@@ -85,6 +85,10 @@ pub enum Cmd {
         /// Windows starting before this time.
         #[arg(long)]
         to: Option<String>,
+        /// Publish the lines to NATS JetStream at this URL (backfill; the `[export.nats]`
+        /// settings of the config apply) instead of printing them.
+        #[arg(long, value_name = "URL")]
+        publish: Option<String>,
     },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
@@ -218,11 +222,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             window_ms,
             from,
             to,
+            publish,
         }) => {
             let args = crate::offline::summarize::SummarizeArgs {
                 window_ms,
                 range: TimeRange::parse(from.as_deref(), to.as_deref())?,
             };
+            if let Some(url) = publish {
+                let mut config = crate::Config::load_with(cli.config.as_deref(), &cli.set)?;
+                config.export.nats.url = url;
+                return crate::offline::summarize::publish(&dir, &args, &config);
+            }
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
             match crate::offline::summarize::summarize(&dir, &args, &mut out) {

@@ -66,6 +66,64 @@ pub struct Config {
 pub struct Export {
     pub grpc: Grpc,
     pub metrics: Metrics,
+    pub nats: Nats,
+}
+
+/// `[export.nats]`: the summary stream to NATS JetStream (docs/fleet.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nats {
+    /// Server URL (empty: off), e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Subjects are `<prefix>.<host>.summary`, `.notable.<category>`, `.correlation`.
+    pub subject_prefix: String,
+    /// The JetStream stream that holds them.
+    pub stream: String,
+    /// Create the stream (subjects `<prefix>.>`) when it does not exist.
+    pub create_stream: bool,
+    /// Stream limits when the engine creates it.
+    pub max_bytes: u64,
+    pub max_age_s: u64,
+    pub replicas: usize,
+    /// Publishes waiting for their acks at most.
+    pub in_flight: usize,
+    /// Lines waiting to be published at most (beyond, dropped and counted).
+    pub backlog: usize,
+    /// Credentials: a user and a file holding the password, a file holding a token, a
+    /// file holding an nkey seed, or a `.creds` file. Never logged.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub nkey_file: Option<PathBuf>,
+    pub credentials_file: Option<PathBuf>,
+    /// TLS: a CA to trust (requires TLS), and a client certificate and key.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for Nats {
+    fn default() -> Self {
+        Nats {
+            url: String::new(),
+            subject_prefix: "kevent".into(),
+            stream: "KEVENT".into(),
+            create_stream: true,
+            max_bytes: 1 << 30,
+            max_age_s: 7 * 24 * 3600,
+            replicas: 1,
+            in_flight: 256,
+            backlog: 65_536,
+            user: None,
+            password_file: None,
+            token_file: None,
+            nkey_file: None,
+            credentials_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
 }
 
 /// Messages a gRPC client's queue holds by default (each raw event counts one).
@@ -959,6 +1017,48 @@ impl Config {
                     "{key}: {addr:?} is not an address and port (e.g. 127.0.0.1:50051)"
                 ));
             }
+        }
+        let n = &self.export.nats;
+        if !n.url.is_empty() && !n.url.starts_with("nats://") && !n.url.starts_with("tls://") {
+            p.push(format!(
+                "export.nats.url: {:?} is not a nats:// or tls:// URL",
+                n.url
+            ));
+        }
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && !t.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+        };
+        if !n.subject_prefix.split('.').all(token_ok) {
+            p.push(format!(
+                "export.nats.subject_prefix: {:?} is not a subject (tokens without * > or spaces)",
+                n.subject_prefix
+            ));
+        }
+        if !token_ok(&n.stream) {
+            p.push(format!(
+                "export.nats.stream: {:?} is not a stream name (no . * > or spaces)",
+                n.stream
+            ));
+        }
+        if !(1..=65_536).contains(&n.in_flight) {
+            p.push(format!(
+                "export.nats.in_flight: {} is not between 1 and 65536",
+                n.in_flight
+            ));
+        }
+        if !(16..=1 << 24).contains(&n.backlog) {
+            p.push(format!(
+                "export.nats.backlog: {} is not between 16 and {}",
+                n.backlog,
+                1 << 24
+            ));
+        }
+        if !(1..=5).contains(&n.replicas) {
+            p.push(format!(
+                "export.nats.replicas: {} is not between 1 and 5",
+                n.replicas
+            ));
         }
         if g.tls_cert.is_some() != g.tls_key.is_some() {
             p.push("export.grpc.tls_cert and export.grpc.tls_key: give both or neither".into());

@@ -25,6 +25,7 @@ use crate::export::hub::Hub;
 use crate::export::jsonl::JsonlSink;
 use crate::export::lines::HubSink;
 use crate::export::metrics::MetricsServer;
+use crate::export::nats::{NatsPublisher, NatsSettings, NatsSink};
 use crate::export::raw::{CoreExport, RawExport};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
@@ -476,6 +477,9 @@ pub fn run(config: &Config, duration: Option<Duration>, status: bool) -> Result<
     run_with(config, duration, status, None)
 }
 
+/// How long the stop waits for the NATS server to acknowledge what is queued.
+const NATS_DRAIN: Duration = Duration::from_secs(10);
+
 /// What a program embedding the engine ([`crate::Collector`]) shares with its main job:
 /// the subscribers, and the flags to stop it and to say it has started.
 #[derive(Debug, Default)]
@@ -687,6 +691,7 @@ pub(crate) fn run_with(
     };
     let enrich_shared = Arc::new(EnrichShared::default());
     let windows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut nats_stats = None;
     let semantic = if sem.enabled {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if !sem.jsonl_path.is_empty() {
@@ -696,6 +701,15 @@ pub(crate) fn run_with(
         }
         if exporting {
             sinks.push(Box::new(HubSink::new(hub.clone())));
+        }
+        if let Some(n) = NatsSettings::load(&config.export.nats)? {
+            eprintln!(
+                "engine: nats: publishing the summary stream to {} (stream {}, subjects {}.{}.*)",
+                n.url, n.stream, n.subject_prefix, host
+            );
+            let publisher = NatsPublisher::start(n, NATS_DRAIN)?;
+            nats_stats = Some(publisher.stats.clone());
+            sinks.push(Box::new(NatsSink::new(publisher)));
         }
         let mut t = SemanticThread::new(
             semantic_inputs,
@@ -933,6 +947,9 @@ pub(crate) fn run_with(
             std::thread::sleep(Duration::from_millis(20));
         }
         server.stop();
+    }
+    if let Some(n) = &nats_stats {
+        eprintln!("engine: {}", n.describe());
     }
     let kernel = collector
         .counters()

@@ -6,6 +6,7 @@ pub(crate) mod hub;
 pub(crate) mod jsonl;
 pub(crate) mod lines;
 pub(crate) mod metrics;
+pub(crate) mod nats;
 pub(crate) mod raw;
 
 /// The export API's messages and service, generated from `engine/proto/kevent.proto`.

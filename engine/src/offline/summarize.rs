@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::process::ExitCode;
 
 use storage::{KIND_LOSS, Loss, ReadOptions, Reader, SkipList};
 
@@ -60,6 +61,40 @@ struct StreamFold {
 }
 
 /// `engine summarize DIR`: the summary lines to `out`.
+/// `engine summarize DIR --publish URL`: the same lines, published to NATS JetStream
+/// with the live engine's subjects and message ids (a line the stream has already is
+/// dropped by its duplicate window). Waits for every ack; an error when some line
+/// could not be published.
+pub fn publish(dir: &Path, args: &SummarizeArgs, config: &crate::Config) -> Result<ExitCode> {
+    use crate::export::nats::{NatsPublisher, NatsSettings};
+    let mut lines = Vec::new();
+    summarize(dir, args, &mut lines)?;
+    let settings = NatsSettings::load(&config.export.nats)?
+        .ok_or_else(|| Error::Invalid("summarize --publish: an empty URL".into()))?;
+    let url = settings.url.clone();
+    let mut publisher = NatsPublisher::start(settings, PUBLISH_DRAIN)?;
+    let mut n = 0u64;
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        if !publisher.send(line) {
+            break;
+        }
+        n += 1;
+    }
+    publisher.finish();
+    let s = &publisher.stats;
+    let dropped = s.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("engine: summarize: {n} lines to {url}; {}", s.describe());
+    if dropped > 0 {
+        return Err(Error::Invalid(format!(
+            "summarize --publish: {dropped} lines were not acknowledged by {url}"
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `summarize --publish` waits for the server's acks once every line is sent.
+const PUBLISH_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Result<()> {
     ensure_dir(dir)?;
     let mut skipped = SkipList::default();
