@@ -90,6 +90,34 @@ pub enum Cmd {
         #[arg(long, value_name = "URL")]
         publish: Option<String>,
     },
+    /// The fleet's windows: many hosts' summaries read back from NATS JetStream (a
+    /// durable consumer) and merged per window (docs/fleet.md).
+    Fleet {
+        /// The NATS server (the `[export.nats]` settings of the config apply).
+        #[arg(long, value_name = "URL")]
+        nats: String,
+        /// Windows starting at or after this time (RFC 3339 or ns since the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// Windows starting before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Read for this many seconds, then print.
+        #[arg(long, value_name = "S", conflicts_with = "once")]
+        duration: Option<u64>,
+        /// Read what the stream holds now, print, exit.
+        #[arg(long)]
+        once: bool,
+        /// The durable consumer's name: it remembers what it has read.
+        #[arg(long, default_value = "kevent-fleet")]
+        durable: String,
+        /// Entries in each top list.
+        #[arg(long, default_value_t = 10)]
+        top_n: usize,
+        /// A table for people instead of JSON lines.
+        #[arg(long)]
+        text: bool,
+    },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -177,6 +205,7 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Verify { .. } => "verify",
         Cmd::Summarize { .. } => "summarize",
         Cmd::Tail { .. } => "tail",
+        Cmd::Fleet { .. } => "fleet",
     };
     let tail = name == "tail";
     let validate = name == "validate";
@@ -240,6 +269,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
                 Err(e) => Err(e),
             }
+        }
+        Some(Cmd::Fleet {
+            nats,
+            from,
+            to,
+            duration,
+            once,
+            durable,
+            top_n,
+            text,
+        }) => {
+            if duration.is_none() && !once {
+                return Err(Error::Invalid(
+                    "fleet: give --once (what the stream holds) or --duration S".into(),
+                ));
+            }
+            let config = crate::Config::load_with(cli.config.as_deref(), &cli.set)?;
+            let args = crate::offline::fleet::FleetArgs {
+                url: nats,
+                range: TimeRange::parse(from.as_deref(), to.as_deref())?,
+                duration: duration.map(std::time::Duration::from_secs),
+                durable,
+                text,
+                top_n,
+            };
+            crate::offline::fleet::fleet(&args, &config)
         }
         Some(Cmd::Tail { categories, live }) => {
             tail(&categories, live.duration.or(cli.live.duration))

@@ -136,6 +136,94 @@ fn check_exactly_once(port: u16, hosts: &[(&str, PathBuf)]) {
     }
 }
 
+/// `engine fleet --once` against the hosts' own summaries: every window of every host
+/// is in its fleet window with the same events, and the hosts that had no such window
+/// are the missing ones.
+fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
+    let out = Command::new(ENGINE)
+        .args([
+            "fleet",
+            "--nats",
+            &format!("nats://127.0.0.1:{port}"),
+            "--once",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fleet: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // start -> host -> events, from the hosts' own summaries.
+    let mut want: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (host, dir) in hosts {
+        for l in summarize(dir) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            if v["type"] == "window" {
+                let events: u64 = v["kinds"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|k| k["events"].as_u64().unwrap())
+                    .sum();
+                want.entry(v["start"].as_str().unwrap().to_string())
+                    .or_default()
+                    .insert(host.to_string(), events);
+            }
+        }
+    }
+    assert_eq!(fleet.len(), want.len(), "one fleet window per window start");
+    for w in &fleet {
+        let per_host = &want[w["start"].as_str().unwrap()];
+        let got: BTreeMap<String, u64> = w["top_hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    h["events"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(&got, per_host, "{w}");
+        let missing: Vec<&str> = w["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = hosts
+            .iter()
+            .map(|(h, _)| *h)
+            .filter(|h| !per_host.contains_key(*h))
+            .collect();
+        assert_eq!(missing, expected, "{w}");
+    }
+    // The table for people has a row per window.
+    let text = Command::new(ENGINE)
+        .args([
+            "fleet",
+            "--nats",
+            &format!("nats://127.0.0.1:{port}"),
+            "--once",
+            "--durable",
+            "table",
+            "--text",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout).lines().count(),
+        fleet.len() + 1
+    );
+}
+
 #[test]
 fn three_hosts_publish_every_line_exactly_once_and_backfill_adds_nothing() {
     if !privileged("three_hosts_publish_every_line_exactly_once_and_backfill_adds_nothing") {
@@ -182,6 +270,7 @@ fn three_hosts_publish_every_line_exactly_once_and_backfill_adds_nothing() {
         );
     }
     check_exactly_once(port, &hosts);
+    check_fleet(port, &hosts);
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&store);

@@ -130,7 +130,7 @@ impl NatsSettings {
         }))
     }
 
-    async fn connect(&self) -> std::result::Result<async_nats::Client, String> {
+    pub(crate) async fn connect(&self) -> std::result::Result<async_nats::Client, String> {
         let mut o = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
             .max_reconnects(None);

@@ -1,8 +1,9 @@
 //! The offline tools: `engine replay`, `engine inspect`, `engine verify`, `engine
-//! summarize`, one file per
+//! summarize`, `engine fleet` (which reads the fleet's NATS stream), one file per
 //! command. They only read a data directory (no lock, nothing changed), so they run
 //! beside a live engine. The storage-side checks live in `storage`.
 
+pub mod fleet;
 pub mod inspect;
 pub mod replay;
 pub mod summarize;
