@@ -6,12 +6,17 @@
 # phase, the events written per second, what was lost, and the engine's resident
 # memory over the phase. As root, from the repository root:
 #
-#   perf/export-load.sh [SECONDS] [CALLS_PER_SEC]
+#   perf/export-load.sh [SECONDS] [CALLS_PER_SEC] [grpc|nats]
 #
-# Needs python3 with grpcio and grpcio-tools (what .ci/run installs).
+# With "nats" the phases are: no export, the summary stream published to a local
+# nats-server -js (windows of 100 ms and every file open notable, so that it has lines
+# to publish), and the same with no server listening.
+#
+# Needs python3 with grpcio and grpcio-tools, and nats-server (what .ci/run installs).
 set -euo pipefail
 secs="${1:-30}"
 rate="${2:-100000}"
+mode="${3:-grpc}"
 cargo build --release -q -p engine
 engine="$PWD/target/release/engine"
 proto="$PWD/engine/proto"
@@ -54,9 +59,14 @@ print("subscribers %d: raw events received %d (min %d, max %d), told of %d dropp
     n, sum(counts), min(counts), max(counts), sum(drops)))
 PY
 
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# phase SUBSCRIBERS [EXTRA_TOML]
 phase() {
-    local subs="$1" port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    local subs="$1" extra="${2:-}" port
+    port=$(free_port)
     rm -rf "$work/data"
     cat > "$work/load.toml" <<TOML
 [capture]
@@ -73,6 +83,7 @@ data_dir = "$work/data"
 durability = "none"
 [export.grpc]
 listen = "127.0.0.1:$port"
+$extra
 TOML
     "$engine" --config "$work/load.toml" --duration "$((secs + 4))" 2> "$work/engine.err" &
     local pid=$!
@@ -108,9 +119,29 @@ PY
     local calls written
     calls=$(cat "$work/storm.out")
     written=$(awk '/^syscall/ {print $3}' "$work/engine.err" | head -1)
-    echo "phase $subs subscribers: $calls getppid calls in ${secs} s; $(grep '^accounting' "$work/engine.err")"
+    echo "phase $subs subscribers${extra:+ ($(echo "$extra" | head -2 | tr '\n' ' '))}: $calls getppid calls in ${secs} s; $(grep '^accounting' "$work/engine.err")"
+    grep 'engine: nats:' "$work/engine.err" | tail -1 || true
     echo "  syscall events written ${written:-?} ($(( ${written:-0} / secs ))/s); engine RSS ${rss_min}..${rss_max} KiB; every 10 s (MiB):$series"
 }
 
-phase 0
-phase 20
+if [ "$mode" = nats ]; then
+    nport=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/js" > "$work/nats.log" 2>&1 &
+    nats=$!
+    sleep 1
+    busy="[semantic]
+window_ms = 100
+lateness_ms = 100
+min_importance = 0.3"
+    phase 0 "$busy"
+    phase 0 "$busy
+[export.nats]
+url = \"nats://127.0.0.1:$nport\""
+    kill "$nats"
+    phase 0 "$busy
+[export.nats]
+url = \"nats://127.0.0.1:$(free_port)\""
+else
+    phase 0
+    phase 20
+fi

@@ -836,6 +836,7 @@ pub(crate) fn run_with(
                 e.started.store(true, Ordering::Release);
             }
             let mut outbox = LossOutbox::new(controls, ring_owner);
+            let mut nats_reported = 0u64;
             let mut prev: PerCpu = Vec::new();
             let mut prev_ns = monotonic_ns();
             let mut last_loss = Instant::now();
@@ -861,6 +862,26 @@ pub(crate) fn run_with(
                     match collector.counters_per_cpu() {
                         Ok(now) => {
                             telemetry.update(&now);
+                            // Summary lines the NATS exporter dropped: in-band too.
+                            if let Some(n) = &nats_stats {
+                                let d = n.dropped.load(Ordering::Relaxed);
+                                if d > nats_reported {
+                                    let t = monotonic_ns();
+                                    outbox.send(
+                                        0,
+                                        Loss {
+                                            stream: 0,
+                                            cpu: u32::MAX,
+                                            kind: 0,
+                                            reason: LossReason::ExportDropped as u16,
+                                            count: d - nats_reported,
+                                            start_ns: prev_ns,
+                                            end_ns: t,
+                                        },
+                                    );
+                                    nats_reported = d;
+                                }
+                            }
                             let now_ns = monotonic_ns();
                             loss_deltas(&prev, &now, prev_ns, now_ns, |cpu, l| outbox.send(cpu, l));
                             outbox.retry();

@@ -40,12 +40,22 @@ fn engine_as(
     port: u16,
     tag: &str,
 ) -> (PathBuf, Child, std::sync::mpsc::Receiver<String>) {
+    engine_as_with(host, port, tag, "")
+}
+
+/// [`engine_as`] with more `[export.nats]` keys.
+fn engine_as_with(
+    host: &str,
+    port: u16,
+    tag: &str,
+    nats_extra: &str,
+) -> (PathBuf, Child, std::sync::mpsc::Receiver<String>) {
     let (dir, cfg) = data_dir_and_config(
         &format!("{tag}-{host}"),
         &format!(
             "[engine]\nstatus_interval_ms = 0\n[storage]\ndurability = \"none\"\nflush_interval_ms = 100\n\
              [semantic]\nwindow_ms = 1000\nlateness_ms = 200\n\
-             [export.nats]\nurl = \"nats://127.0.0.1:{port}\"\n"
+             [export.nats]\nurl = \"nats://127.0.0.1:{port}\"\n{nats_extra}"
         ),
     );
     let script = format!(
@@ -314,10 +324,12 @@ fn an_unreachable_server_costs_the_raw_path_nothing_and_the_drops_are_counted() 
         return;
     }
     let port = free_port(); // nothing listens there
-    let (dir, child, lines) = engine_as("host-u", port, "fleet-down");
+    // A small backlog: it fills while the engine runs, and the drops go in-band.
+    let (dir, child, lines) = engine_as_with("host-u", port, "fleet-down", "backlog = 16\n");
     let _kill = KillOnDrop(child.id());
     common::process_workload();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Long enough for more than 16 lines (windows of 1 s and their notable events).
+    std::thread::sleep(Duration::from_millis(4000));
     let started = std::time::Instant::now();
     let report = stop_engine(child, lines);
     // The stop waits for the server at most the drain time.
@@ -328,6 +340,11 @@ fn an_unreachable_server_costs_the_raw_path_nothing_and_the_drops_are_counted() 
     assert!(
         report.contains(&format!("{lines} dropped")),
         "every line counted as dropped ({lines}):\n{report}"
+    );
+    let in_band = common::in_band_losses(&dir, "export_dropped");
+    assert!(
+        in_band > 0 && in_band <= lines as u64,
+        "export_dropped loss records in-band: {in_band} of {lines}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

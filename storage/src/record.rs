@@ -39,6 +39,9 @@ pub enum LossReason {
     /// A window's partial aggregate could not be handed to the semantic thread (its
     /// queue was full): the records it held are missing from that window's summary.
     SemanticQueueFull = 8,
+    /// Lines of the summary stream an exporter (NATS) had to drop: its backlog was
+    /// full while the server was away. `count` is lines, not events.
+    ExportDropped = 9,
 }
 
 impl LossReason {
@@ -53,6 +56,7 @@ impl LossReason {
             LossReason::KernelRateLimited => "kernel_rate_limited",
             LossReason::EnrichQueueFull => "enrich_queue_full",
             LossReason::SemanticQueueFull => "semantic_queue_full",
+            LossReason::ExportDropped => "export_dropped",
         }
     }
 
@@ -67,6 +71,7 @@ impl LossReason {
             6 => LossReason::KernelRateLimited,
             7 => LossReason::EnrichQueueFull,
             8 => LossReason::SemanticQueueFull,
+            9 => LossReason::ExportDropped,
             _ => return None,
         })
     }
