@@ -737,14 +737,16 @@ pub(crate) fn run_with(
         });
         RawExport::new(std::mem::take(&mut core_exports), hub.clone(), tables)
     });
-    let telemetry = Arc::new(Telemetry::new(
+    let mut telemetry = Telemetry::new(
         config,
         host.clone(),
         shared.clone(),
         enrich.then(|| enrich_shared.clone()),
         hub.clone(),
         windows.clone(),
-    ));
+    );
+    telemetry.nats = nats_stats.clone();
+    let telemetry = Arc::new(telemetry);
     let metrics_server = if config.export.metrics.listen.is_empty() {
         None
     } else {

@@ -28,6 +28,8 @@ pub(crate) struct Telemetry {
     pub retention_bytes_max: u64,
     /// Window summaries the semantic thread emitted.
     pub windows: Arc<AtomicU64>,
+    /// The NATS publisher's counters, when it is on.
+    pub nats: Option<Arc<crate::export::nats::NatsStats>>,
     /// The kernel counters per CPU and kind, as last read by the control loop.
     pub kernel: Mutex<Vec<Vec<KindCounters>>>,
     /// Records written per second per core over the last interval.
@@ -57,6 +59,7 @@ impl Telemetry {
             data_dir: config.storage.data_dir.clone(),
             retention_bytes_max: config.storage.retention_bytes_max,
             windows,
+            nats: None,
             kernel: Mutex::new(Vec::new()),
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),

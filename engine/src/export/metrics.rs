@@ -365,6 +365,45 @@ impl Collector for EngineCollector {
                 t.hub.dropped_total.load(Ordering::Relaxed) + client_drops,
             )],
         )?;
+        if let Some(n) = &t.nats {
+            counter(
+                &mut e,
+                "kevent_nats_acked",
+                "Summary lines acknowledged by the NATS stream",
+                &[(vec![], n.acked.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut e,
+                "kevent_nats_duplicates",
+                "Of them, lines the stream already had (dedup ids)",
+                &[(vec![], n.duplicates.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut e,
+                "kevent_nats_dropped",
+                "Summary lines dropped: the backlog was full while the server was away",
+                &[(vec![], n.dropped.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut e,
+                "kevent_nats_retries",
+                "Publishes sent again after a failure",
+                &[(vec![], n.retries.load(Ordering::Relaxed))],
+            )?;
+            gauge(
+                &mut e,
+                "kevent_nats_connected",
+                "1 once the publisher has reached the server and its stream",
+                &[(
+                    vec![],
+                    if n.connected.load(Ordering::Relaxed) {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                )],
+            )?;
+        }
         if let Some(en) = &t.enrich {
             gauge(
                 &mut e,
