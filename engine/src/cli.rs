@@ -114,6 +114,10 @@ pub enum Cmd {
         /// Entries in each top list.
         #[arg(long, default_value_t = 10)]
         top_n: usize,
+        /// Fleet windows of this many seconds (the hosts' windows grouped by where they
+        /// start) instead of the hosts' own windows.
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        window: Option<u64>,
         /// A table for people instead of JSON lines.
         #[arg(long)]
         text: bool,
@@ -278,6 +282,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             once,
             durable,
             top_n,
+            window,
             text,
         }) => {
             if duration.is_none() && !once {
@@ -293,6 +298,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 durable,
                 text,
                 top_n,
+                window_ms: window.map(|s| s * 1000),
             };
             crate::offline::fleet::fleet(&args, &config)
         }

@@ -215,6 +215,43 @@ fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
             .collect();
         assert_eq!(missing, expected, "{w}");
     }
+    // Regrouped into 5 s fleet windows: aligned starts, and every event still counted.
+    let out = Command::new(ENGINE)
+        .args([
+            "fleet",
+            "--nats",
+            &format!("nats://127.0.0.1:{port}"),
+            "--once",
+            "--durable",
+            "w5",
+            "--window",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w5: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total: u64 = want.values().flat_map(|h| h.values()).sum();
+    assert_eq!(
+        w5.iter()
+            .map(|w| w["events"].as_u64().unwrap())
+            .sum::<u64>(),
+        total
+    );
+    assert!(w5.len() <= fleet.len());
+    for w in &w5 {
+        let start: jiff::Timestamp = w["start"].as_str().unwrap().parse().unwrap();
+        assert_eq!(start.as_nanosecond() % 5_000_000_000, 0, "{w}");
+        assert_eq!(w["window_ms"], 5000);
+    }
     // The table for people has a row per window.
     let text = Command::new(ENGINE)
         .args([

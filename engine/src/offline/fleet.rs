@@ -27,6 +27,9 @@ pub struct FleetArgs {
     pub text: bool,
     /// Entries in each top list.
     pub top_n: usize,
+    /// Fleet windows of this length (hosts' windows grouped by where they start);
+    /// `None`: the hosts' own windows.
+    pub window_ms: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +49,8 @@ struct FleetWindow {
 
 #[derive(Debug, Default)]
 struct Fleet {
+    /// Regroup into windows of this length.
+    window_ms: Option<u64>,
     /// By (start, window_ms).
     windows: BTreeMap<(String, u64), FleetWindow>,
     /// (host, ts, rule) of every correlation.
@@ -83,22 +88,31 @@ impl Fleet {
                     return;
                 }
                 self.hosts.insert(host.clone());
-                let w = self
-                    .windows
-                    .entry((start, v["window_ms"].as_u64().unwrap_or(0)))
-                    .or_default();
+                let (key, end) = match self.window_ms.filter(|&ms| ms > 0) {
+                    Some(ms) => {
+                        let ns = start
+                            .parse::<jiff::Timestamp>()
+                            .map_or(0, |t| t.as_nanosecond());
+                        let len = i128::from(ms) * 1_000_000;
+                        let from = ns.div_euclid(len) * len;
+                        let show = |t: i128| {
+                            jiff::Timestamp::from_nanosecond(t)
+                                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").to_string())
+                                .unwrap_or_default()
+                        };
+                        ((show(from), ms), show(from + len))
+                    }
+                    None => ((start, v["window_ms"].as_u64().unwrap_or(0)), s("end")),
+                };
+                let w = self.windows.entry(key).or_default();
                 let lossy = v["cores_lost"].as_u64().unwrap_or(0) > 0
                     || v["losses"].as_array().is_some_and(|l| !l.is_empty())
                     || v["notables_dropped"].as_u64().unwrap_or(0) > 0;
-                w.hosts.insert(
-                    host,
-                    HostWindow {
-                        events: events_of(v),
-                        records: v["records"].as_u64().unwrap_or(0),
-                        lossy,
-                        end: s("end"),
-                    },
-                );
+                let h = w.hosts.entry(host).or_default();
+                h.events += events_of(v);
+                h.records += v["records"].as_u64().unwrap_or(0);
+                h.lossy |= lossy;
+                h.end = end;
                 for e in v["process"]["execs"].as_array().into_iter().flatten() {
                     if let Some(exe) = e["exe"].as_str() {
                         *w.exes.entry(exe.to_string()).or_default() +=
@@ -221,7 +235,10 @@ async fn read(args: &FleetArgs, s: &crate::export::nats::NatsSettings) -> Result
         )
         .await
         .map_err(|e| fail(&format!("consumer {}", args.durable), &e))?;
-    let mut fleet = Fleet::default();
+    let mut fleet = Fleet {
+        window_ms: args.window_ms,
+        ..Fleet::default()
+    };
     let deadline = args.duration.map(|d| Instant::now() + d);
     loop {
         let mut batch = consumer
