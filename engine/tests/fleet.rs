@@ -146,10 +146,8 @@ fn check_exactly_once(port: u16, hosts: &[(&str, PathBuf)]) {
     }
 }
 
-/// `engine fleet --once` against the hosts' own summaries: every window of every host
-/// is in its fleet window with the same events, and the hosts that had no such window
-/// are the missing ones.
-fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
+/// `engine fleet --nats (port) --once ARGS`: its JSON lines.
+fn fleet_once(port: u16, args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(ENGINE)
         .args([
             "fleet",
@@ -157,6 +155,7 @@ fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
             &format!("nats://127.0.0.1:{port}"),
             "--once",
         ])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -164,11 +163,18 @@ fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fleet: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+/// `engine fleet --once` against the hosts' own summaries: every window of every host
+/// is in its fleet window with the same events, and the hosts that had no such window
+/// are the missing ones.
+fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
+    let fleet = fleet_once(port, &[]);
     // start -> host -> events, from the hosts' own summaries.
     let mut want: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for (host, dir) in hosts {
@@ -216,29 +222,7 @@ fn check_fleet(port: u16, hosts: &[(&str, PathBuf)]) {
         assert_eq!(missing, expected, "{w}");
     }
     // Regrouped into 5 s fleet windows: aligned starts, and every event still counted.
-    let out = Command::new(ENGINE)
-        .args([
-            "fleet",
-            "--nats",
-            &format!("nats://127.0.0.1:{port}"),
-            "--once",
-            "--durable",
-            "w5",
-            "--window",
-            "5",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w5: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let w5 = fleet_once(port, &["--durable", "w5", "--window", "5"]);
     let total: u64 = want.values().flat_map(|h| h.values()).sum();
     assert_eq!(
         w5.iter()
