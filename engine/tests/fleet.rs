@@ -15,9 +15,15 @@ use common::{
 
 /// A JetStream server on `port`, its store under `store`.
 fn nats_server(port: u16, store: &Path) -> Child {
+    nats_server_with(port, store, &[])
+}
+
+/// [`nats_server`] with more arguments (`--auth TOKEN`).
+fn nats_server_with(port: u16, store: &Path, extra: &[&str]) -> Child {
     let child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -368,4 +374,54 @@ fn an_unreachable_server_costs_the_raw_path_nothing_and_the_drops_are_counted() 
         "export_dropped loss records in-band: {in_band} of {lines}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_token_protected_server_takes_the_token_and_the_secret_stays_out_of_the_logs() {
+    if !privileged("a_token_protected_server_takes_the_token_and_the_secret_stays_out_of_the_logs")
+    {
+        return;
+    }
+    let port = free_port();
+    let store = std::env::temp_dir().join(format!("fleet-auth-js-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let secret = "t0ken-that-must-not-leak";
+    let mut server = nats_server_with(port, &store, &["--auth", secret]);
+    let _kill_server = KillOnDrop(server.id());
+    let token = std::env::temp_dir().join(format!("fleet-auth-token-{}", std::process::id()));
+    std::fs::write(&token, format!("{secret}\n")).unwrap();
+    let (dir, child, lines) = engine_as_with(
+        "host-t",
+        port,
+        "fleet-auth",
+        &format!("token_file = \"{}\"\n", token.display()),
+    );
+    let _kill = KillOnDrop(child.id());
+    std::thread::sleep(Duration::from_millis(2500));
+    let report = stop_engine(child, lines);
+    assert!(
+        report.contains(", 0 dropped") && !report.contains(" 0 lines acknowledged"),
+        "{report}"
+    );
+    assert!(
+        !report.contains(secret),
+        "the token is in the engine's output"
+    );
+    // Without the token the server refuses, and the error says so without a secret.
+    let out = Command::new(ENGINE)
+        .arg("summarize")
+        .arg(&dir)
+        .arg("--publish")
+        .arg(format!("nats://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "published without the token: {err}");
+    assert!(err.to_lowercase().contains("auth"), "{err}");
+    assert!(!err.contains(secret));
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&token);
 }

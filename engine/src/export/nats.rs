@@ -27,6 +27,10 @@ use crate::error::{Error, Result};
 
 /// How long the stream remembers message ids (publishing again within it is a no-op).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(3600);
+/// How a connect error starts when the server refused the credentials (no retry can
+/// help: the publisher stops, and every line is counted as dropped).
+pub(crate) const AUTH_REFUSED: &str = "the server refused the credentials (authorization)";
+
 /// Wait between attempts while the server is unreachable.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -155,9 +159,18 @@ impl NatsSettings {
         if let Some((c, k)) = &self.tls_client {
             o = o.add_client_certificate(c.clone(), k.clone());
         }
-        o.connect(self.url.as_str())
-            .await
-            .map_err(|e| e.to_string())
+        o.connect(self.url.as_str()).await.map_err(|e| {
+            let refused = matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                    | async_nats::ConnectErrorKind::Authentication
+            );
+            if refused {
+                format!("{AUTH_REFUSED}: {e}")
+            } else {
+                e.to_string()
+            }
+        })
     }
 }
 
@@ -389,7 +402,21 @@ async fn publish_loop(
                     js = Some(ctx);
                 }
                 Err(e) => {
+                    let refused = e.starts_with(AUTH_REFUSED);
                     note_error(&stats, format!("connecting to {}: {e}", s.url));
+                    if refused {
+                        // Counted as dropped, now and for every line offered later.
+                        rx.close();
+                        let mut n = 0u64;
+                        while rx.try_recv().is_ok() {
+                            n += 1;
+                        }
+                        stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        eprintln!(
+                            "engine: nats: the publisher stops; summary lines are counted as dropped"
+                        );
+                        return;
+                    }
                     tokio::time::sleep(RETRY).await;
                     if rx.is_closed() && closed_at.is_none() {
                         closed_at = Some(Instant::now());

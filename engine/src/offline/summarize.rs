@@ -73,6 +73,7 @@ pub fn publish(dir: &Path, args: &SummarizeArgs, config: &crate::Config) -> Resu
         .ok_or_else(|| Error::Invalid("summarize --publish: an empty URL".into()))?;
     let url = settings.url.clone();
     let mut publisher = NatsPublisher::start(settings, PUBLISH_DRAIN)?;
+    let total = lines.split_inclusive(|&b| b == b'\n').count() as u64;
     let mut n = 0u64;
     for line in lines.split_inclusive(|&b| b == b'\n') {
         if !publisher.send(line) {
@@ -82,8 +83,14 @@ pub fn publish(dir: &Path, args: &SummarizeArgs, config: &crate::Config) -> Resu
     }
     publisher.finish();
     let s = &publisher.stats;
+    // Lines the publisher never took (it stopped: refused credentials) count too.
+    s.dropped
+        .fetch_add(total - n, std::sync::atomic::Ordering::Relaxed);
     let dropped = s.dropped.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("engine: summarize: {n} lines to {url}; {}", s.describe());
+    eprintln!(
+        "engine: summarize: {total} lines to {url}; {}",
+        s.describe()
+    );
     if dropped > 0 {
         return Err(Error::Invalid(format!(
             "summarize --publish: {dropped} lines were not acknowledged by {url}"
