@@ -213,9 +213,18 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
     };
     let tail = name == "tail";
     let validate = name == "validate";
+    // These read `[export.nats]` (stream, prefix, credentials, TLS) from the config.
+    let nats = matches!(
+        cli.cmd,
+        Some(Cmd::Fleet { .. })
+            | Some(Cmd::Summarize {
+                publish: Some(_),
+                ..
+            })
+    );
     let given: Vec<&'static str> = [
-        ("--config", cli.config.is_some()),
-        ("-o/--set", !cli.set.is_empty() && !validate),
+        ("--config", cli.config.is_some() && !nats),
+        ("-o/--set", !cli.set.is_empty() && !validate && !nats),
         ("--data-dir", cli.data_dir.is_some()),
         ("--duration", cli.live.duration.is_some() && !tail),
         ("--quiet", cli.quiet),

@@ -155,6 +155,8 @@ fn check_exactly_once(port: u16, hosts: &[(&str, PathBuf)]) {
 /// `engine fleet --nats (port) --once ARGS`: its JSON lines.
 fn fleet_once(port: u16, args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(ENGINE)
+        // The config's [export.nats] applies (here, its default stream named again).
+        .args(["-o", "export.nats.stream=KEVENT"])
         .args([
             "fleet",
             "--nats",
