@@ -100,12 +100,9 @@ fn stream(port: u16) -> Vec<(String, String)> {
     })
 }
 
-fn summarize(dir: &Path) -> Vec<String> {
-    let out = Command::new(ENGINE)
-        .arg("summarize")
-        .arg(dir)
-        .output()
-        .unwrap();
+/// Runs the engine with `args`; its stdout lines (it must succeed).
+fn engine_lines(args: &[&str]) -> Vec<String> {
+    let out = Command::new(ENGINE).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -116,6 +113,10 @@ fn summarize(dir: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+fn summarize(dir: &Path) -> Vec<String> {
+    engine_lines(&["summarize", dir.to_str().unwrap()])
 }
 
 /// Lines per host in the stream, and checks that each host's lines are exactly its
@@ -154,26 +155,19 @@ fn check_exactly_once(port: u16, hosts: &[(&str, PathBuf)]) {
 
 /// `engine fleet --nats (port) --once ARGS`: its JSON lines.
 fn fleet_once(port: u16, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(ENGINE)
-        // The config's [export.nats] applies (here, its default stream named again).
-        .args(["-o", "export.nats.stream=KEVENT"])
-        .args([
-            "fleet",
-            "--nats",
-            &format!("nats://127.0.0.1:{port}"),
-            "--once",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    let url = format!("nats://127.0.0.1:{port}");
+    // The config's [export.nats] applies (here, its default stream named again).
+    let mut all = vec![
+        "-o",
+        "export.nats.stream=KEVENT",
+        "fleet",
+        "--nats",
+        &url,
+        "--once",
+    ];
+    all.extend_from_slice(args);
+    engine_lines(&all)
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
