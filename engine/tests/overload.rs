@@ -7,15 +7,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ENGINE, data_dir_and_config, in_band_losses, privileged, signal, spawn_attached};
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+use common::{
+    ENGINE, data_dir_and_config, in_band_losses, privileged, rss_kib, signal, spawn_attached,
+};
 
 #[test]
 fn storm_beyond_budgets_stays_accounted_and_flat() {

@@ -119,6 +119,16 @@ pub fn rest(rx: &std::sync::mpsc::Receiver<String>) -> String {
     rx.iter().collect::<Vec<_>>().join("\n")
 }
 
+/// A process's resident memory (KiB); 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A loopback port free now (for a server the test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
