@@ -347,13 +347,24 @@ impl Hub {
         self.clients.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Offers a raw event to every client that wants it.
-    pub(crate) fn event(&self, view: &EventView<'_>, event: &Arc<pb::Event>) {
-        for c in self.clients() {
-            if c.wants.lock().is_ok_and(|w| w.raw && w.event(view)) {
-                c.offer(&event.kind, Item::Event(event.clone()));
+    /// Calls `f` on every client whose subscription `wants` (under the clients' lock:
+    /// no copy of the list per message; `f` takes a client's queue lock, never this one).
+    fn each(&self, wants: impl Fn(&Wants) -> bool, mut f: impl FnMut(&Client)) {
+        if let Ok(all) = self.clients.lock() {
+            for c in all.iter() {
+                if c.wants.lock().is_ok_and(|w| wants(&w)) {
+                    f(c);
+                }
             }
         }
+    }
+
+    /// Offers a raw event to every client that wants it.
+    pub(crate) fn event(&self, view: &EventView<'_>, event: &Arc<pb::Event>) {
+        self.each(
+            |w| w.raw && w.event(view),
+            |c| c.offer(&event.kind, Item::Event(event.clone())),
+        );
     }
 
     /// Offers a notable event to every client that wants notable events and whose
@@ -361,11 +372,10 @@ impl Hub {
     pub(crate) fn notable(&self, view: &EventView<'_>, msg: pb::server_message::Msg) {
         let kind = kind_name(view.kind);
         let msg = Arc::new(msg);
-        for c in self.clients() {
-            if c.wants.lock().is_ok_and(|w| w.notable && w.event(view)) {
-                c.offer(&kind, Item::Other(msg.clone()));
-            }
-        }
+        self.each(
+            |w| w.notable && w.event(view),
+            |c| c.offer(&kind, Item::Other(msg.clone())),
+        );
     }
 
     /// Offers a message every client of `want` gets (summaries, correlations).
@@ -376,11 +386,7 @@ impl Hub {
         msg: pb::server_message::Msg,
     ) {
         let msg = Arc::new(msg);
-        for c in self.clients() {
-            if c.wants.lock().is_ok_and(|w| want(&w)) {
-                c.offer(what, Item::Other(msg.clone()));
-            }
-        }
+        self.each(want, |c| c.offer(what, Item::Other(msg.clone())));
     }
 
     /// Tells the clients of `want` that `n` messages of `what` were dropped for `reason`.
@@ -391,26 +397,17 @@ impl Hub {
         n: u64,
         want: fn(&Wants) -> bool,
     ) {
-        for c in self.clients() {
-            if c.wants.lock().is_ok_and(|w| want(&w)) {
-                c.dropped(what, reason, n);
-            }
-        }
+        self.each(want, |c| c.dropped(what, reason, n));
     }
 
     /// Tells the clients that want events of `kind` that `n` were dropped for `reason`
     /// (by `raw` or notable subscribers).
     pub(crate) fn dropped(&self, kind: u16, reason: &'static str, n: u64, raw: bool) {
         let name = kind_name(kind);
-        for c in self.clients() {
-            let wants = c
-                .wants
-                .lock()
-                .is_ok_and(|w| (if raw { w.raw } else { w.notable }) && w.kind(kind));
-            if wants {
-                c.dropped(&name, reason, n);
-            }
-        }
+        self.each(
+            |w| (if raw { w.raw } else { w.notable }) && w.kind(kind),
+            |c| c.dropped(&name, reason, n),
+        );
     }
 }
 
