@@ -95,11 +95,8 @@ impl Fleet {
                             .map_or(0, |t| t.as_nanosecond());
                         let len = i128::from(ms) * 1_000_000;
                         let from = ns.div_euclid(len) * len;
-                        let show = |t: i128| {
-                            jiff::Timestamp::from_nanosecond(t)
-                                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").to_string())
-                                .unwrap_or_default()
-                        };
+                        // As the window lines show times.
+                        let show = |t: i128| crate::output::time::Rfc3339(t).to_string();
                         ((show(from), ms), show(from + len))
                     }
                     None => ((start, v["window_ms"].as_u64().unwrap_or(0)), s("end")),
