@@ -118,7 +118,7 @@ pub fn synthetic_mix(n: usize, seed: u64) -> RecordBuf {
             tid: pid,
             uid: if rng.below(4) == 0 { 0 } else { 1000 },
             gid: 1000,
-            _pad0: 0,
+            weight: 0,
             comm: *b"worker\0\0\0\0\0\0\0\0\0\0",
         };
         match kind {

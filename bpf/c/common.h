@@ -9,6 +9,9 @@
 #include "kernel.h"
 #include "events.h"
 
+/* The category of a kind: kind ids are laid out in decades, one per category. */
+#define KIND_CATEGORY(kind) ((kind) / 10)
+
 /* Index of the page-fault token bucket; the other indices are enum event_category. */
 #define RL_PAGE_FAULT 7
 
@@ -38,6 +41,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kind_counters);
 } counters SEC(".maps");
+
+/* 1-in-N sampling per CPU and kind, decided here before any ring space is reserved. The
+ * engine's sampler writes N (key: cpu * EK_MAX + kind) every sampling interval; 0 or 1 keeps
+ * everything. The loader sets max_entries to possible CPUs x EK_MAX. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EK_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} sample_n SEC(".maps");
 
 struct bucket {
 	__u64 nanotokens; /* tokens * 1e9 */
@@ -102,6 +115,9 @@ static __always_inline void count(__u32 kind, __u32 field)
 	case 4:
 		__sync_fetch_and_add(&c->unpaired, 1);
 		break;
+	case 5:
+		__sync_fetch_and_add(&c->sampled, 1);
+		break;
 	}
 }
 #define C_PRODUCED 0
@@ -109,6 +125,7 @@ static __always_inline void count(__u32 kind, __u32 field)
 #define C_FILTERED 2
 #define C_RATE_LIMITED 3
 #define C_UNPAIRED 4
+#define C_SAMPLED 5
 
 /* Self, tgid and cgroup filters on the current task; true when the task is excluded. */
 static __always_inline bool excluded(void)
@@ -174,13 +191,60 @@ static __always_inline bool rate_ok(__u32 slot, __u32 kind)
 	return true;
 }
 
-/* Filters then rate limit: the gate every event goes through before reserve. */
-static __always_inline bool admit(__u32 kind, __u32 slot)
+/* splitmix64, as the engine's sampler (engine/src/sampler.rs) mixes. */
+static __always_inline __u64 mix64(__u64 x)
 {
-	return pass_filters(kind) && rate_ok(slot, kind);
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
 }
 
-static __always_inline void fill_header(struct event_header *h, __u32 kind, __u32 len, __u32 cpu)
+/*
+ * The kernel's 1-in-N decision for `kind` on this CPU: the weight N when the record is kept
+ * (1 when nothing is sampled), 0 when it is left out (counted in `sampled`). Deterministic:
+ * a hash of the CPU's own sequence of candidates of this kind, so a periodic workload is not
+ * aliased (a loop of three calls at N = 3 is not always the same call) and every candidate
+ * has the same chance; the weights of the kept ones estimate the candidates without bias.
+ */
+static __always_inline __u32 sample(__u32 kind)
+{
+	/* Critical kinds are never sampled, whatever the map says. process.exit is critical
+	 * when by a signal, which is not known yet: the engine samples the others itself. */
+	if (KIND_CATEGORY(kind) == CAT_SECURITY || kind == EK_PROCESS_EXEC || kind == EK_PROCESS_EXIT ||
+	    kind == EK_MEMORY_OOM_KILL)
+		return 1;
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 key = cpu * EK_MAX + kind;
+	__u32 *np = bpf_map_lookup_elem(&sample_n, &key);
+	__u32 n = np ? *np : 1;
+	if (n <= 1)
+		return 1;
+	__u32 k = kind;
+	struct kind_counters *c = bpf_map_lookup_elem(&counters, &k);
+	if (!c)
+		return 1;
+	/* Not atomic: a nested program of the same kind may reuse a number, which changes
+	 * which record is kept, not the odds or the counts. */
+	__u64 seq = c->sample_seq++;
+	if (mix64(seq ^ ((__u64)cpu << 32) ^ ((__u64)kind << 56)) % n == 0)
+		return n;
+	__sync_fetch_and_add(&c->sampled, 1);
+	return 0;
+}
+
+/* Filters, sampling, then the rate limit: the gate every event goes through before reserve.
+ * `*weight` is the record's 1-in-N (for RESERVE). Sampled-out events take no tokens. */
+static __always_inline bool admit(__u32 kind, __u32 slot, __u32 *weight)
+{
+	if (!pass_filters(kind))
+		return false;
+	*weight = sample(kind);
+	return *weight && rate_ok(slot, kind);
+}
+
+static __always_inline void fill_header(struct event_header *h, __u32 kind, __u32 len, __u32 cpu,
+					__u32 weight)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -194,6 +258,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 	h->tid = (__u32)pid_tgid;
 	h->uid = (__u32)uid_gid;
 	h->gid = uid_gid >> 32;
+	h->weight = weight;
 	bpf_get_current_comm(h->comm, COMM_LEN);
 }
 
@@ -216,11 +281,12 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 	} while (0)
 
 /*
- * Reserve a zeroed record of `size` bytes on this CPU's ring, header filled in.
+ * Reserve a zeroed record of `size` bytes on this CPU's ring, header filled in with the
+ * kernel's sampling weight `weight` (from admit or sample).
  * Counts `produced` and, on failure, `ring_full`. Returns NULL when there is no room.
  * A macro so that `size` stays a compile-time constant for the verifier.
  */
-#define RESERVE(rb, type, kind)                                                        \
+#define RESERVE(rb, type, kind, weight)                                                      \
 	({                                                                             \
 		type *__e = NULL;                                                      \
 		__u32 __cpu = bpf_get_smp_processor_id();                              \
@@ -230,7 +296,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 			__e = bpf_ringbuf_reserve(rb, sizeof(type), 0);                \
 		if (__e) {                                                             \
 			zero_record(__e, sizeof(type));                                \
-			fill_header(&__e->h, kind, sizeof(type), __cpu);               \
+			fill_header(&__e->h, kind, sizeof(type), __cpu, weight);            \
 		} else {                                                               \
 			count(kind, C_RING_FULL);                                      \
 		}                                                                      \
@@ -268,9 +334,6 @@ static __always_inline __u32 str_len(long n, __u32 cap, __u16 *flags)
 }
 
 
-/* The category of a kind: kind ids are laid out in decades, one per category. */
-#define KIND_CATEGORY(kind) ((kind) / 10)
-
 /* A syscall seen at sys_enter, waiting for its sys_exit (map `pending`, by tid). */
 struct pending_call {
 	__u64 ts;
@@ -279,6 +342,8 @@ struct pending_call {
 	__u8 kind; /* file/security kind to emit at exit, or 0 */
 	__u8 generic; /* 1: also emit a generic syscall record */
 	__u16 armed; /* 1 between sys_enter and sys_exit */
+	__u32 weight; /* the kernel's 1-in-N for the `kind` record, decided at sys_enter */
+	__u32 generic_weight; /* and for the generic record */
 };
 
 /* Ring records: the common header followed by one payload. */

@@ -6,9 +6,10 @@ static __always_inline int emit_cgroup(__u32 kind, struct cgroup *cgrp, const ch
 				       struct task_struct *task, bool threadgroup)
 {
 	void *rb;
-	if (!category_on(CAT_CONTAINER) || !admit(kind, CAT_CONTAINER))
+	__u32 w = 1;
+	if (!category_on(CAT_CONTAINER) || !admit(kind, CAT_CONTAINER, &w))
 		return 0;
-	struct rec_cgroup_event *e = RESERVE(rb, struct rec_cgroup_event, kind);
+	struct rec_cgroup_event *e = RESERVE(rb, struct rec_cgroup_event, kind, w);
 	if (!e)
 		return 0;
 	e->p.cgroup_id = cgrp->kn->id;

@@ -101,7 +101,7 @@ struct event_header {
 	__u32 tid; /* thread id */
 	__u32 uid; /* real uid */
 	__u32 gid; /* real gid */
-	__u32 _pad0;
+	__u32 weight; /* the kernel's 1-in-N for this record (sampled in the kernel); 0 or 1: not */
 	char comm[COMM_LEN];
 };
 
@@ -329,7 +329,9 @@ struct kind_counters {
 	__u64 filtered; /* rejected by the tgid/cgroup/self filter */
 	__u64 rate_limited; /* rejected by the per-CPU category token bucket */
 	__u64 unpaired; /* sys_exit (or reclaim end) without its start: in flight at attach, or no storage */
-	__u64 _pad0[3];
+	__u64 sampled; /* left out by the kernel's 1-in-N sampling (map sample_n) */
+	__u64 sample_seq; /* candidates of this kind the sampler decided on (its hash input) */
+	__u64 _pad0;
 };
 
 /* Load-time configuration, a .rodata global overridden by the loader. */

@@ -20,7 +20,7 @@ struct open_how_min {
 static __always_inline void emit_file_op(struct pending_call *c, long ret, __u32 kind)
 {
 	void *rb;
-	struct rec_file_op *e = RESERVE(rb, struct rec_file_op, kind);
+	struct rec_file_op *e = RESERVE(rb, struct rec_file_op, kind, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -98,7 +98,7 @@ static __always_inline void emit_file_op(struct pending_call *c, long ret, __u32
 static __always_inline void emit_file_rename(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_file_rename *e = RESERVE(rb, struct rec_file_rename, EK_FILE_RENAME);
+	struct rec_file_rename *e = RESERVE(rb, struct rec_file_rename, EK_FILE_RENAME, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;

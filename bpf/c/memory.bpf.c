@@ -21,10 +21,11 @@ int handle_mark_victim(__u64 *ctx)
 	struct task_struct *task = (void *)ctx[0];
 	__u32 uid = (__u32)ctx[1];
 	void *rb;
+	__u32 w = 1;
 
-	if (!category_on(CAT_MEMORY) || !admit(EK_MEMORY_OOM_KILL, CAT_MEMORY))
+	if (!category_on(CAT_MEMORY) || !admit(EK_MEMORY_OOM_KILL, CAT_MEMORY, &w))
 		return 0;
-	struct rec_oom_kill *e = RESERVE(rb, struct rec_oom_kill, EK_MEMORY_OOM_KILL);
+	struct rec_oom_kill *e = RESERVE(rb, struct rec_oom_kill, EK_MEMORY_OOM_KILL, w);
 	if (!e)
 		return 0;
 	e->p.victim_pid = task->tgid;
@@ -59,6 +60,7 @@ int handle_reclaim_end(__u64 *ctx)
 	__u64 nr_reclaimed = ctx[0];
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	void *rb;
+	__u32 w = 1;
 
 	if (!category_on(CAT_MEMORY))
 		return 0;
@@ -70,9 +72,9 @@ int handle_reclaim_end(__u64 *ctx)
 	}
 	struct reclaim_start s = *p;
 	bpf_map_delete_elem(&reclaim_pending, &tid);
-	if (!admit(EK_MEMORY_DIRECT_RECLAIM, CAT_MEMORY))
+	if (!admit(EK_MEMORY_DIRECT_RECLAIM, CAT_MEMORY, &w))
 		return 0;
-	struct rec_direct_reclaim *e = RESERVE(rb, struct rec_direct_reclaim, EK_MEMORY_DIRECT_RECLAIM);
+	struct rec_direct_reclaim *e = RESERVE(rb, struct rec_direct_reclaim, EK_MEMORY_DIRECT_RECLAIM, w);
 	if (!e)
 		return 0;
 	e->p.duration_ns = e->h.ts_ns - s.ts;
@@ -88,10 +90,11 @@ int handle_page_fault_user(__u64 *ctx)
 {
 	struct pt_regs *regs = (void *)ctx[1];
 	void *rb;
+	__u32 w = 1;
 
-	if (!category_on(CAT_MEMORY) || !admit(EK_MEMORY_PAGE_FAULT, RL_PAGE_FAULT))
+	if (!category_on(CAT_MEMORY) || !admit(EK_MEMORY_PAGE_FAULT, RL_PAGE_FAULT, &w))
 		return 0;
-	struct rec_page_fault *e = RESERVE(rb, struct rec_page_fault, EK_MEMORY_PAGE_FAULT);
+	struct rec_page_fault *e = RESERVE(rb, struct rec_page_fault, EK_MEMORY_PAGE_FAULT, w);
 	if (!e)
 		return 0;
 	e->p.address = ctx[0];

@@ -90,9 +90,10 @@ static __always_inline int emit_tcp(__u32 kind, const struct sock *sk, __u32 old
 				    __u32 reason)
 {
 	void *rb;
-	if (!admit(kind, CAT_NET))
+	__u32 w = 1;
+	if (!admit(kind, CAT_NET, &w))
 		return 0;
-	struct rec_tcp_sock_event *e = RESERVE(rb, struct rec_tcp_sock_event, kind);
+	struct rec_tcp_sock_event *e = RESERVE(rb, struct rec_tcp_sock_event, kind, w);
 	if (!e)
 		return 0;
 	fill_sock(&e->p, sk);
@@ -153,6 +154,7 @@ int handle_tcp_send_reset(__u64 *ctx)
 	struct sk_buff *skb = (void *)ctx[1];
 	__u32 reason = (__u32)ctx[2];
 	void *rb;
+	__u32 w = 1;
 
 	if (!category_on(CAT_NET))
 		return 0;
@@ -161,9 +163,9 @@ int handle_tcp_send_reset(__u64 *ctx)
 		return emit_tcp(EK_NET_TCP_RESET_SENT, sk, state, state, reason);
 	}
 	/* No socket (e.g. a SYN to a closed port): addresses come from the packet answered. */
-	if (!admit(EK_NET_TCP_RESET_SENT, CAT_NET))
+	if (!admit(EK_NET_TCP_RESET_SENT, CAT_NET, &w))
 		return 0;
-	struct rec_tcp_sock_event *e = RESERVE(rb, struct rec_tcp_sock_event, EK_NET_TCP_RESET_SENT);
+	struct rec_tcp_sock_event *e = RESERVE(rb, struct rec_tcp_sock_event, EK_NET_TCP_RESET_SENT, w);
 	if (!e)
 		return 0;
 	struct flow f = {};
@@ -188,12 +190,13 @@ int handle_kfree_skb(__u64 *ctx)
 	void *location = (void *)ctx[1];
 	__u32 reason = (__u32)ctx[2];
 	void *rb;
+	__u32 w = 1;
 
 	if (!category_on(CAT_NET) || reason <= SKB_CONSUMED)
 		return 0;
-	if (!admit(EK_NET_PACKET_DROP, CAT_NET))
+	if (!admit(EK_NET_PACKET_DROP, CAT_NET, &w))
 		return 0;
-	struct rec_packet_drop *e = RESERVE(rb, struct rec_packet_drop, EK_NET_PACKET_DROP);
+	struct rec_packet_drop *e = RESERVE(rb, struct rec_packet_drop, EK_NET_PACKET_DROP, w);
 	if (!e)
 		return 0;
 	e->p.location = (__u64)location;

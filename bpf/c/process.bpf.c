@@ -10,10 +10,11 @@ int handle_exec(__u64 *ctx)
 	int old_pid = (int)ctx[1];
 	struct linux_binprm *bprm = (void *)ctx[2];
 	void *rb;
+	__u32 w = 1;
 
-	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_EXEC, CAT_PROCESS))
+	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_EXEC, CAT_PROCESS, &w))
 		return 0;
-	struct rec_process_exec *e = RESERVE(rb, struct rec_process_exec, EK_PROCESS_EXEC);
+	struct rec_process_exec *e = RESERVE(rb, struct rec_process_exec, EK_PROCESS_EXEC, w);
 	if (!e)
 		return 0;
 
@@ -60,6 +61,7 @@ int handle_fork(__u64 *ctx)
 	__u32 parent_tgid = parent->tgid;
 	__u32 child_tgid = child->tgid;
 	void *rb;
+	__u32 w = 1;
 
 	if (CONFIG.follow_children && CONFIG.tgid_filter == FILTER_INCLUDE && parent_tgid != child_tgid &&
 	    bpf_map_lookup_elem(&tgid_filter, &parent_tgid)) {
@@ -67,9 +69,9 @@ int handle_fork(__u64 *ctx)
 		bpf_map_update_elem(&tgid_filter, &child_tgid, &one, BPF_ANY);
 	}
 
-	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_FORK, CAT_PROCESS))
+	if (!category_on(CAT_PROCESS) || !admit(EK_PROCESS_FORK, CAT_PROCESS, &w))
 		return 0;
-	struct rec_process_fork *e = RESERVE(rb, struct rec_process_fork, EK_PROCESS_FORK);
+	struct rec_process_fork *e = RESERVE(rb, struct rec_process_fork, EK_PROCESS_FORK, w);
 	if (!e)
 		return 0;
 	e->p.parent_pid = parent_tgid;
@@ -87,13 +89,14 @@ int handle_exit(__u64 *ctx)
 	struct task_struct *task = (void *)ctx[0];
 	bool group_dead = (bool)ctx[1];
 	void *rb;
+	__u32 w = 1;
 
 	if (!group_dead)
 		return 0;
 	__u32 tgid = task->tgid;
 
-	if (category_on(CAT_PROCESS) && admit(EK_PROCESS_EXIT, CAT_PROCESS)) {
-		struct rec_process_exit *e = RESERVE(rb, struct rec_process_exit, EK_PROCESS_EXIT);
+	if (category_on(CAT_PROCESS) && admit(EK_PROCESS_EXIT, CAT_PROCESS, &w)) {
+		struct rec_process_exit *e = RESERVE(rb, struct rec_process_exit, EK_PROCESS_EXIT, w);
 		if (e) {
 			int code = task->exit_code;
 			e->p.exit_code = (code >> 8) & 0xff;

@@ -8,7 +8,7 @@
 static __always_inline void emit_cred_change(struct pending_call *c, long ret, __u32 kind)
 {
 	void *rb;
-	struct rec_cred_change *e = RESERVE(rb, struct rec_cred_change, kind);
+	struct rec_cred_change *e = RESERVE(rb, struct rec_cred_change, kind, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -41,7 +41,7 @@ static __always_inline void emit_cred_change(struct pending_call *c, long ret, _
 static __always_inline void emit_ptrace(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_ptrace_event *e = RESERVE(rb, struct rec_ptrace_event, EK_SECURITY_PTRACE);
+	struct rec_ptrace_event *e = RESERVE(rb, struct rec_ptrace_event, EK_SECURITY_PTRACE, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -55,7 +55,7 @@ static __always_inline void emit_ptrace(struct pending_call *c, long ret)
 static __always_inline void emit_module(struct pending_call *c, long ret, __u32 kind)
 {
 	void *rb;
-	struct rec_module_event *e = RESERVE(rb, struct rec_module_event, kind);
+	struct rec_module_event *e = RESERVE(rb, struct rec_module_event, kind, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -83,7 +83,7 @@ static __always_inline void emit_module(struct pending_call *c, long ret, __u32 
 static __always_inline void emit_bpf_call(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_bpf_call *e = RESERVE(rb, struct rec_bpf_call, EK_SECURITY_BPF);
+	struct rec_bpf_call *e = RESERVE(rb, struct rec_bpf_call, EK_SECURITY_BPF, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -101,7 +101,7 @@ static __always_inline void emit_bpf_call(struct pending_call *c, long ret)
 static __always_inline void emit_mount(struct pending_call *c, long ret, __u32 kind)
 {
 	void *rb;
-	struct rec_mount_event *e = RESERVE(rb, struct rec_mount_event, kind);
+	struct rec_mount_event *e = RESERVE(rb, struct rec_mount_event, kind, c->weight);
 	if (!e)
 		return;
 	e->p.ret = ret;
@@ -130,10 +130,11 @@ int handle_cap_capable(__u64 *ctx)
 	int cap = (int)ctx[3];
 	int ret = (int)ctx[4];
 	void *rb;
+	__u32 w = 1;
 
-	if (!category_on(CAT_SECURITY) || !admit(EK_SECURITY_CAPABILITY, CAT_SECURITY))
+	if (!category_on(CAT_SECURITY) || !admit(EK_SECURITY_CAPABILITY, CAT_SECURITY, &w))
 		return 0;
-	struct rec_capability_event *e = RESERVE(rb, struct rec_capability_event, EK_SECURITY_CAPABILITY);
+	struct rec_capability_event *e = RESERVE(rb, struct rec_capability_event, EK_SECURITY_CAPABILITY, w);
 	if (!e)
 		return 0;
 	e->p.cap = cap;
@@ -152,10 +153,11 @@ int handle_signal_generate(__u64 *ctx)
 	int group = (int)ctx[3];
 	int result = (int)ctx[4];
 	void *rb;
+	__u32 w = 1;
 
-	if (!category_on(CAT_SECURITY) || !admit(EK_SECURITY_SIGNAL, CAT_SECURITY))
+	if (!category_on(CAT_SECURITY) || !admit(EK_SECURITY_SIGNAL, CAT_SECURITY, &w))
 		return 0;
-	struct rec_signal_event *e = RESERVE(rb, struct rec_signal_event, EK_SECURITY_SIGNAL);
+	struct rec_signal_event *e = RESERVE(rb, struct rec_signal_event, EK_SECURITY_SIGNAL, w);
 	if (!e)
 		return 0;
 	e->p.sig = sig;

@@ -82,10 +82,10 @@ static __always_inline bool generic_wanted(long id)
 
 /* A generic syscall record from sys_enter alone (CONFIG.syscall_enter_only): no result,
  * no latency, and no sys_exit program at all when nothing else needs it. */
-static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id)
+static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id, __u32 w)
 {
 	void *rb;
-	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL);
+	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL, w);
 	if (!e)
 		return;
 	e->h.flags |= EVF_NO_RESULT;
@@ -109,13 +109,26 @@ int handle_sys_enter(__u64 *ctx)
 	bool generic = generic_wanted(id);
 	if (!kind && !generic)
 		return 0;
+	/* Filters and the kernel's sampling decide here, so a call that is left out costs no
+	 * task storage and no sys_exit work; the rate limit is applied at emit time. */
+	__u32 kw = 1, gw = 1;
 	if (kind && !pass_filters(kind))
 		kind = 0;
+	if (kind) {
+		kw = sample(kind);
+		if (!kw)
+			kind = 0;
+	}
 	if (generic && !pass_filters(EK_SYSCALL_CALL))
 		generic = false;
+	if (generic) {
+		gw = sample(EK_SYSCALL_CALL);
+		if (!gw)
+			generic = false;
+	}
 	if (generic && CONFIG.syscall_enter_only) {
 		if (rate_ok(CAT_SYSCALL, EK_SYSCALL_CALL))
-			emit_syscall_enter(regs, id);
+			emit_syscall_enter(regs, id, gw);
 		generic = false;
 	}
 	if (!kind && !generic)
@@ -129,6 +142,8 @@ int handle_sys_enter(__u64 *ctx)
 	call->id = id;
 	call->kind = kind;
 	call->generic = generic;
+	call->weight = kw;
+	call->generic_weight = gw;
 	call->armed = 1;
 	call->args[0] = regs->di;
 	call->args[1] = regs->si;
@@ -142,7 +157,7 @@ int handle_sys_enter(__u64 *ctx)
 static __always_inline void emit_syscall(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL);
+	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL, c->generic_weight);
 	if (!e)
 		return;
 	e->p.latency_ns = e->h.ts_ns - c->ts;

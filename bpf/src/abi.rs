@@ -57,7 +57,9 @@ pub struct EventHeader {
     pub uid: u32,
     /// Real gid.
     pub gid: u32,
-    pub _pad0: u32,
+    /// The kernel's 1-in-N for this record when it was sampled in the kernel; 0 (records
+    /// written before kernel sampling existed) or 1 when it was not. See [`EventHeader::kernel_weight`].
+    pub weight: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -73,6 +75,13 @@ macro_rules! payload {
 }
 
 const _: () = assert!(size_of::<EventHeader>() == 64);
+
+impl EventHeader {
+    /// The kernel's 1-in-N for this record: 1 when the kernel did not sample it.
+    pub fn kernel_weight(&self) -> u32 {
+        self.weight.max(1)
+    }
+}
 
 payload!(
     /// `process.exec`
@@ -284,7 +293,12 @@ payload!(
     /// `sys_exit` (or reclaim end) seen without its start: the call was in flight
     /// when the programs were attached, or per-task storage could not be had.
     unpaired: u64,
-    _pad0: [u64; 3],
+    /// Left out by the kernel's 1-in-N sampling (their weight is carried by the kept ones).
+    sampled: u64,
+    /// Candidates the kernel's sampler decided on (the input of its hash, not a count to
+    /// add up: it is not advanced while nothing is sampled).
+    sample_seq: u64,
+    _pad0: u64,
 });
 
 payload!(
@@ -320,6 +334,8 @@ impl KindCounters {
         self.filtered += other.filtered;
         self.rate_limited += other.rate_limited;
         self.unpaired += other.unpaired;
+        self.sampled += other.sampled;
+        self.sample_seq += other.sample_seq;
     }
 }
 

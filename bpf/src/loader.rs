@@ -2,6 +2,7 @@
 //! and attaching exactly the programs the enabled categories need.
 
 use std::collections::BTreeSet;
+use std::os::fd::AsFd;
 
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::{BtfTracePoint, ProgramError};
@@ -416,6 +417,7 @@ impl Collector {
             .allow_unsupported_maps()
             .override_global("CONFIG", &raw, true)
             .map_max_entries("rings", possible as u32)
+            .map_max_entries("sample_n", possible as u32 * KIND_MAX as u32)
             .map_max_entries("tgid_filter", config.tgid_filter_max)
             .map_max_entries("cgroup_filter", config.cgroup_filter_max)
             .load(OBJECT)
@@ -502,6 +504,33 @@ impl Collector {
         m.insert(tgid, 1, 0).map_err(map_err("tgid_filter"))
     }
 
+    /// A handle on the kernel's sampling table, for one core thread to set the 1-in-N of
+    /// the CPUs it drains (each call opens its own handle: no lock between threads).
+    pub fn kernel_sampling(&self) -> Result<KernelSampling, LoadError> {
+        let map = self.ebpf.map("sample_n").ok_or(LoadError::Map {
+            map: "sample_n",
+            source: MapError::InvalidName {
+                name: "sample_n".into(),
+            },
+        })?;
+        let fd = match map {
+            aya::maps::Map::Array(data) => data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| map_err("sample_n")(MapError::IoError(e)))?,
+            _ => {
+                return Err(map_err("sample_n")(MapError::InvalidMapType {
+                    map_type: 0,
+                }));
+            }
+        };
+        let data = MapData::from_fd(fd).map_err(map_err("sample_n"))?;
+        let array =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).map_err(map_err("sample_n"))?;
+        Ok(KernelSampling { array })
+    }
+
     /// Counters per possible CPU, indexed `[cpu][kind id]`.
     pub fn counters_per_cpu(&self) -> Result<Vec<Vec<KindCounters>>, LoadError> {
         let map = self.ebpf.map("counters").ok_or(LoadError::Map {
@@ -534,6 +563,30 @@ impl Collector {
             }
         }
         Ok(total)
+    }
+}
+
+/// The kernel's 1-in-N per CPU and kind (map `sample_n`): the BPF programs decide before
+/// reserving ring space, count what they leave out (`KindCounters::sampled`) and stamp N
+/// in the kept record's header (`EventHeader::weight`).
+pub struct KernelSampling {
+    array: aya::maps::Array<MapData, u32>,
+}
+
+impl std::fmt::Debug for KernelSampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelSampling").finish()
+    }
+}
+
+impl KernelSampling {
+    /// Sets the 1-in-N of `kind` on `cpu` (1: keep everything). The kernel never samples
+    /// critical kinds, whatever is set here.
+    pub fn set(&mut self, cpu: u32, kind: usize, n: u32) -> Result<(), LoadError> {
+        let index = cpu * KIND_MAX as u32 + kind as u32;
+        self.array
+            .set(index, n.max(1), 0)
+            .map_err(map_err("sample_n"))
     }
 }
 

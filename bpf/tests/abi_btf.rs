@@ -129,7 +129,7 @@ fn every_record_layout_matches_btf() {
         "event_header",
         EventHeader,
         [
-            ts_ns, cgroup_id, kind, flags, len, cpu, pid, tid, uid, gid, _pad0, comm
+            ts_ns, cgroup_id, kind, flags, len, cpu, pid, tid, uid, gid, weight, comm
         ]
     );
     check_struct!(
@@ -328,7 +328,16 @@ fn every_record_layout_matches_btf() {
         btf,
         "kind_counters",
         KindCounters,
-        [produced, ring_full, filtered, rate_limited, unpaired, _pad0]
+        [
+            produced,
+            ring_full,
+            filtered,
+            rate_limited,
+            unpaired,
+            sampled,
+            sample_seq,
+            _pad0
+        ]
     );
     check_struct!(
         btf,

@@ -270,6 +270,9 @@ pub struct Sampling {
     pub normal_per_sec: u64,
     /// Events/s per core thread for the `bulk` class; 0 = never sampled.
     pub bulk_per_sec: u64,
+    /// Sample in the kernel where it can decide alone (before ring space is reserved),
+    /// else in the engine.
+    pub in_kernel: bool,
 }
 
 impl Default for Sampling {
@@ -279,6 +282,7 @@ impl Default for Sampling {
             high_per_sec: 0,
             normal_per_sec: 200_000,
             bulk_per_sec: 50_000,
+            in_kernel: true,
         }
     }
 }

@@ -95,6 +95,36 @@ impl Filter {
         }
     }
 
+    /// The kinds (bit per kind id) that no rule here can reject: every event of those
+    /// kinds that reaches user space is kept. Only those can be sampled in the kernel, which
+    /// must not spend the sampling budget on events this filter would throw away.
+    pub fn passes_all(&self) -> u64 {
+        let any_event = !self.pids.is_empty()
+            || !self.exclude_pids.is_empty()
+            || !self.comms.is_empty()
+            || !self.exclude_comms.is_empty()
+            || !self.uids.is_empty()
+            || !self.cgroups.is_empty();
+        if any_event {
+            return 0;
+        }
+        let mut mask = self.kinds;
+        if !self.path_prefixes.is_empty() {
+            mask &= !(1u64 << Kind::FileOpen as u16
+                | 1u64 << Kind::FileUnlink as u16
+                | 1u64 << Kind::FileChmod as u16
+                | 1u64 << Kind::FileRename as u16);
+        }
+        if !self.nets.is_empty() || !self.ports.is_empty() {
+            for &k in Kind::ALL {
+                if k.category() == bpf::Category::Net {
+                    mask &= !(1u64 << k as u16);
+                }
+            }
+        }
+        mask
+    }
+
     /// Whether to keep `ev`.
     pub fn keep(&self, ev: &Event<'_>) -> bool {
         let h = ev.header;

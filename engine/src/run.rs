@@ -171,16 +171,17 @@ pub struct Summary {
 
 impl Summary {
     /// `(hooks, accounted)`: what the kernel hooks saw, and written + filtered + sampled
-    /// out + dropped by every reason. Equal when nothing went unaccounted.
+    /// out (by the kernel or the engine) + dropped by every reason. Equal when nothing went unaccounted.
     pub fn identity(&self) -> (u64, u64) {
         let (mut hooks, mut accounted) = (0u64, 0u64);
         for k in 0..KIND_MAX {
             let kc = &self.kernel[k];
             let u = &self.user;
-            hooks += kc.produced + kc.filtered + kc.rate_limited;
+            hooks += kc.produced + kc.filtered + kc.rate_limited + kc.sampled;
             accounted += u.written[k]
                 + kc.filtered
                 + u.filtered[k]
+                + kc.sampled
                 + u.sampled_out[k]
                 + kc.ring_full
                 + kc.rate_limited
@@ -210,7 +211,7 @@ impl Summary {
             let k = kind as usize;
             let kc = &self.kernel[k];
             let u = &self.user;
-            let produced = kc.produced + kc.filtered + kc.rate_limited;
+            let produced = kc.produced + kc.filtered + kc.rate_limited + kc.sampled;
             if produced == 0 {
                 continue;
             }
@@ -221,7 +222,7 @@ impl Summary {
                 produced,
                 u.written[k],
                 kc.filtered + u.filtered[k],
-                u.sampled_out[k],
+                kc.sampled + u.sampled_out[k],
                 kc.ring_full,
                 kc.rate_limited,
                 u.storage_dropped[k]
@@ -230,13 +231,15 @@ impl Summary {
         let (hooks, accounted) = self.identity();
         let written = sum(&|k| self.user.written[k]);
         let filtered = sum(&|k| self.kernel[k].filtered + self.user.filtered[k]);
-        let sampled = sum(&|k| self.user.sampled_out[k]);
+        let sampled_kernel = sum(&|k| self.kernel[k].sampled);
+        let sampled_engine = sum(&|k| self.user.sampled_out[k]);
+        let sampled = sampled_kernel + sampled_engine;
         let ring_full = sum(&|k| self.kernel[k].ring_full);
         let rate_limited = sum(&|k| self.kernel[k].rate_limited);
         let storage = sum(&|k| self.user.storage_dropped[k]);
         writeln!(
             out,
-            "accounting: produced {hooks} = written {written} + filtered {filtered} + sampled out {sampled} + dropped {} (ring_full {ring_full}, rate_limited {rate_limited}, undecodable {}, storage {storage}) {}",
+            "accounting: produced {hooks} = written {written} + filtered {filtered} + sampled out {sampled} (kernel {sampled_kernel}, engine {sampled_engine}) + dropped {} (ring_full {ring_full}, rate_limited {rate_limited}, undecodable {}, storage {storage}) {}",
             ring_full + rate_limited + self.user.undecodable + storage,
             self.user.undecodable,
             if hooks == accounted {
@@ -575,17 +578,21 @@ pub(crate) fn run_with(
             eprintln!("engine: {r}");
         }
         let s = &config.sampling;
-        let pipeline = Pipeline::new(
-            writer,
-            Filter::new(filter_cfg),
-            Sampler::new(
-                s.high_per_sec,
-                s.normal_per_sec,
-                s.bulk_per_sec,
-                s.interval_ms,
-            ),
-            config.semantic.min_importance,
+        let filter = Filter::new(filter_cfg);
+        let mut sampler = Sampler::new(
+            s.high_per_sec,
+            s.normal_per_sec,
+            s.bulk_per_sec,
+            s.interval_ms,
         );
+        let in_kernel = sampler.kernel_kinds(filter.passes_all());
+        if s.in_kernel && in_kernel != 0 {
+            let table = collector
+                .kernel_sampling()
+                .map_err(Error::capture("opening the kernel's sampling table"))?;
+            sampler.sample_in_kernel(table, rings.iter().map(|r| r.cpu()).collect(), in_kernel);
+        }
+        let pipeline = Pipeline::new(writer, filter, sampler, config.semantic.min_importance);
         let mut pipeline = pipeline;
         pipeline.set_flush_interval(config.storage.flush_interval_ms);
         pipeline.set_stream_id(id as u32);

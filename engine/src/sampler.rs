@@ -5,8 +5,14 @@
 //! recomputed every interval from the rate observed in the last one. The decision is a
 //! hash of the record's identity (timestamp, tid, kind, cpu), so the same record gets the
 //! same decision on every run with the same N; the weight N is stored with the record.
+//!
+//! Where the kernel can decide alone (a kind whose class does not depend on its payload,
+//! and no user-space filter that could reject it), the N is pushed into the kernel's
+//! table instead ([`bpf::KernelSampling`]): the BPF programs leave the event out before it
+//! costs ring space, count it (`KindCounters::sampled`) and stamp N in the record header.
+//! Such records pass here unsampled, with the kernel's weight.
 
-use bpf::{Event, Kind, Payload};
+use bpf::{Event, KernelSampling, Kind, Payload};
 
 /// Importance classes, most important first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -43,14 +49,23 @@ impl Class {
 /// critical; lifecycle and connection kinds high; opens and packet-level kinds normal;
 /// syscalls and page faults bulk.
 pub fn class_of(ev: &Event<'_>) -> Class {
-    use Kind::*;
     match ev.kind {
-        k if k.category() == bpf::Category::Security => Class::Critical,
-        ProcessExec | MemoryOomKill => Class::Critical,
-        ProcessExit => match ev.payload {
+        Kind::ProcessExit => match ev.payload {
             Payload::ProcessExit(p) if p.signal != 0 => Class::Critical,
             _ => Class::High,
         },
+        k => fixed_class(k).unwrap_or(Class::Normal),
+    }
+}
+
+/// The class of a kind when the kind alone decides it (`None` for process.exit, which is
+/// critical only when by a signal).
+pub fn fixed_class(kind: Kind) -> Option<Class> {
+    use Kind::*;
+    Some(match kind {
+        k if k.category() == bpf::Category::Security => Class::Critical,
+        ProcessExec | MemoryOomKill => Class::Critical,
+        ProcessExit => return None,
         ProcessFork
         | FileRename
         | FileUnlink
@@ -67,7 +82,7 @@ pub fn class_of(ev: &Event<'_>) -> Class {
         FileOpen | NetTcpEstablished | NetTcpRetransmit | NetPacketDrop => Class::Normal,
         Syscall | MemoryPageFault => Class::Bulk,
         _ => Class::Normal,
-    }
+    })
 }
 
 /// The result of a call, for kinds that carry one.
@@ -124,8 +139,23 @@ pub fn keep_one_in(ev: &Event<'_>, n: u32) -> bool {
     mix(id).is_multiple_of(n as u64)
 }
 
+/// The kernel's side of one core thread's sampler: the kinds it samples and the CPUs
+/// whose table entries this thread owns.
+#[derive(Debug)]
+struct InKernel {
+    table: KernelSampling,
+    cpus: Vec<u32>,
+    /// Bit per kind id sampled in the kernel.
+    kinds: u64,
+    /// N last written, per class.
+    written: [u32; 4],
+    /// A write to the table failed (reported once; the kernel keeps its last N, and the
+    /// weights it stamps stay true).
+    failed: bool,
+}
+
 /// One core thread's sampler.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sampler {
     /// Budget per class (events/s); 0 = never sampled.
     budget: [u64; 4],
@@ -135,6 +165,7 @@ pub struct Sampler {
     seen: [u64; 4],
     interval_ns: u64,
     interval_start: u64,
+    kernel: Option<InKernel>,
 }
 
 impl Sampler {
@@ -146,13 +177,52 @@ impl Sampler {
             seen: [0; 4],
             interval_ns: interval_ms.max(1) * 1_000_000,
             interval_start: 0,
+            kernel: None,
         }
     }
 
-    /// Counts `ev` and decides: `Some(weight)` to keep it, `None` when sampled out.
+    /// The kinds of `kinds` (bit per kind id) whose class is sampled at all and that the
+    /// kernel can decide alone: a fixed class other than critical.
+    pub fn kernel_kinds(&self, kinds: u64) -> u64 {
+        Kind::ALL
+            .iter()
+            .filter(|&&k| {
+                kinds & (1u64 << k as u16) != 0
+                    && fixed_class(k)
+                        .is_some_and(|c| c != Class::Critical && self.budget[c as usize] > 0)
+            })
+            .fold(0, |m, &k| m | 1u64 << k as u16)
+    }
+
+    /// Hands the sampling of `kinds` (bit per kind id, from [`Sampler::kernel_kinds`]) on
+    /// `cpus` to the kernel. Their N starts at 1 (everything kept) and follows this
+    /// sampler's N from the next interval.
+    pub fn sample_in_kernel(&mut self, table: KernelSampling, cpus: Vec<u32>, kinds: u64) {
+        let mut k = InKernel {
+            table,
+            cpus,
+            kinds,
+            written: [0; 4],
+            failed: false,
+        };
+        k.push(self.n);
+        self.kernel = Some(k);
+    }
+
+    /// Counts `ev` and decides: `Some(weight)` to keep it, `None` when sampled out. A
+    /// record the kernel sampled counts for as many as its weight and is kept with it.
     pub fn decide(&mut self, ev: &Event<'_>, class: Class) -> Option<u32> {
         let c = class as usize;
-        self.seen[c] += 1;
+        let kw = ev.header.kernel_weight();
+        self.seen[c] += u64::from(kw);
+        if kw > 1
+            || self
+                .kernel
+                .as_ref()
+                .is_some_and(|k| k.kinds & (1u64 << ev.kind as u16) != 0)
+        {
+            return Some(kw);
+        }
         let n = self.n[c];
         keep_one_in(ev, n).then_some(n)
     }
@@ -178,11 +248,42 @@ impl Sampler {
             self.seen[c] = 0;
         }
         self.interval_start = now_ns;
+        if let Some(k) = &mut self.kernel {
+            k.push(self.n);
+        }
     }
 
     /// Current N per class `[critical, high, normal, bulk]`.
     pub fn rates(&self) -> [u32; 4] {
         self.n
+    }
+}
+
+impl InKernel {
+    /// Writes the N of every class that changed, for each kernel-sampled kind on each CPU.
+    fn push(&mut self, n: [u32; 4]) {
+        if self.failed {
+            return;
+        }
+        for &kind in Kind::ALL {
+            let Some(class) = fixed_class(kind) else {
+                continue;
+            };
+            let c = class as usize;
+            if self.kinds & (1u64 << kind as u16) == 0 || self.written[c] == n[c] {
+                continue;
+            }
+            for &cpu in &self.cpus {
+                if let Err(e) = self.table.set(cpu, kind as usize, n[c]) {
+                    eprintln!(
+                        "engine: setting the kernel's sampling for CPU {cpu}: {e}; it keeps its last 1-in-N (the weights it stamps stay true)"
+                    );
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        self.written = n;
     }
 }
 

@@ -193,11 +193,21 @@ impl Collector for EngineCollector {
             "Events the user-space filter rejected, by kind",
             &user(&stats.filtered),
         )?;
+        let mut sampled: Vec<(Labels, u64)> = Vec::new();
+        for (k, c) in kernel.iter().enumerate() {
+            for (by, v) in [("kernel", c.sampled), ("engine", stats.sampled_out[k])] {
+                if v > 0 {
+                    let mut l = kind_label(k);
+                    l.push(("by", by.to_string()));
+                    sampled.push((l, v));
+                }
+            }
+        }
         counter(
             &mut e,
             "kevent_events_sampled_out",
-            "Events left out by sampling (their weight is carried by the kept ones), by kind",
-            &user(&stats.sampled_out),
+            "Events left out by sampling (their weight is carried by the kept ones), by kind and by where it was decided (kernel: before the ring; engine: after)",
+            &sampled,
         )?;
         let mut dropped: Vec<(Labels, u64)> = Vec::new();
         for (k, c) in kernel.iter().enumerate() {
