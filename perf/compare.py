@@ -2,7 +2,7 @@
 """Side by side, in one run on one machine: each workload under no tracer, `perf record
 -a -z`, a bpftrace one-liner and the engine, all capturing the same events.
 
-    sudo perf/compare.py [--seconds S] [--workloads syscalls,files,exec,tcp] [--out perf/results]
+    sudo perf/compare.py [--seconds S] [--workloads syscalls,files,exec,tcp,redis] [--out perf/results]
 
 Installs its peers from the Debian archive when missing (linux-perf, bpftrace), mounts
 tracefs when needed, builds the engine and the load generator in release mode. Writes
@@ -89,7 +89,8 @@ def sh(cmd, **kw):
 
 
 def ensure_tools():
-    missing = [p for p, b in (("linux-perf", "perf"), ("bpftrace", "bpftrace")) if not shutil.which(b)]
+    missing = [p for p, b in (("linux-perf", "perf"), ("bpftrace", "bpftrace"), ("bpftool", "bpftool"))
+               if not shutil.which(b)]
     if missing:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         sh(["apt-get", "update", "-qq"], env=env)
@@ -98,6 +99,32 @@ def ensure_tools():
         sh(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"])
     sh(["cargo", "build", "--release", "-q", "-p", "engine", "-p", "bench", "--bin", "engine", "--bin", "loadgen"],
        cwd=ROOT)
+
+
+def bpf_stats(on):
+    """kernel.bpf_stats_enabled: run_cnt and run_time_ns per program (costs a clock read
+    per run while on, for every program alike)."""
+    with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+        f.write("1" if on else "0")
+
+
+def prog_costs(names):
+    """{program name: {"runs", "ns_per_run"}} of loaded programs whose name is in `names`
+    (bpftool prog show; the programs of this run only, they are loaded fresh)."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True)
+    res = {}
+    for p in json.loads(out.stdout or "[]"):
+        n, runs = p.get("name", ""), p.get("run_cnt", 0)
+        if n in names and runs:
+            r = res.setdefault(n, {"runs": 0, "ns": 0})
+            r["runs"] += runs
+            r["ns"] += p.get("run_time_ns", 0)
+    return {n: {"runs": r["runs"], "ns_per_run": r["ns"] / r["runs"]} for n, r in res.items()}
+
+
+ENGINE_PROGS = {"handle_sys_enter", "handle_sys_exit", "handle_exec", "handle_fork", "handle_exit",
+                "handle_inet_sock_set_state", "handle_page_fault_user", "handle_cap_capable"}
+BPFTRACE_PROGS = {"sys_enter", "sched_process_exec", "inet_sock_set_state", "sys_exit"}
 
 
 def proc_usage(pid):
@@ -178,10 +205,12 @@ def run_bpftrace(name, seconds, work):
     ops, rate = run_loadgen(name, seconds)
     time.sleep(0.2)
     cpu, rss = proc_usage(p.pid)
+    progs = prog_costs(BPFTRACE_PROGS)
     stop(p)
     out = p.stdout.read()
     m = re.search(r"@n:\s*(\d+)", out)
-    return dict(ops=ops, rate=rate, cpu_s=cpu, peak_rss_kib=rss, captured=int(m.group(1)) if m else 0, lost=0)
+    return dict(ops=ops, rate=rate, cpu_s=cpu, peak_rss_kib=rss, captured=int(m.group(1)) if m else 0, lost=0,
+                bpf_progs=progs)
 
 
 def engine_config(name, work):
@@ -230,10 +259,12 @@ def run_engine(name, seconds, work):
     ops, rate = run_loadgen(name, seconds)
     time.sleep(0.5)
     cpu, rss = proc_usage(p.pid)
+    progs = prog_costs(ENGINE_PROGS)
     stop(p)
     err = p.stderr.read()
     acct = next((l for l in err.splitlines() if l.startswith("accounting:")), "")
     dropped = int(re.search(r"dropped (\d+)", acct).group(1)) if acct else -1
+    produced = int(re.search(r"produced (\d+)", acct).group(1)) if acct else 0
     holds = "[holds]" in acct
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
     replay_json_s = timed([ENGINE, "replay", data, "--format", "json"])
@@ -245,10 +276,134 @@ def run_engine(name, seconds, work):
     total = int(re.search(r"written (\d+)", acct).group(1)) if acct else 0
     shutil.rmtree(data)
     return dict(ops=ops, rate=rate, cpu_s=cpu, peak_rss_kib=rss, captured=captured, total_events=total,
+                produced=produced, cpu_s_per_million=cpu / max(produced / 1e6, 1e-9), bpf_progs=progs,
                 lost=dropped, identity_holds=holds, bytes=size, bytes_per_event=size / max(total, 1),
                 replay_json_s=replay_json_s, replay_text_s=replay_text_s,
                 replay_json_events_per_s=total / max(replay_json_s, 1e-9),
                 replay_text_events_per_s=total / max(replay_text_s, 1e-9))
+
+
+def start_engine_preset(preset, data, extra=()):
+    """The engine on configs/<preset>.toml as a user runs it (sampling in force), writing to
+    `data`; returns the process once attached."""
+    p = subprocess.Popen([ENGINE, "--config", os.path.join(ROOT, "configs", f"{preset}.toml"),
+                          "--data-dir", data, "-o", "engine.status_interval_ms=0", *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
+        line = p.stderr.readline()
+        if not line:
+            raise RuntimeError(f"engine exited: {p.wait()}")
+        if "attached" in line:
+            return p
+
+
+def stop_engine_preset(p):
+    """Stops it; (cpu s, peak RSS KiB, per-program costs, accounting numbers)."""
+    cpu, rss = proc_usage(p.pid)
+    progs = prog_costs(ENGINE_PROGS)
+    stop(p)
+    acct = next((l for l in p.stderr.read().splitlines() if l.startswith("accounting:")), "")
+    num = lambda key: int(re.search(key + r" (\d+)", acct).group(1)) if re.search(key + r" (\d+)", acct) else 0
+    return cpu, rss, progs, dict(produced=num("produced"), written=num("written"), sampled_kernel=num(r"\(kernel"),
+                                 sampled_engine=num("engine"), dropped=num("dropped"), holds="[holds]" in acct)
+
+
+def run_engine_hp(name, seconds, work):
+    """The syscall storm under the full high-perf preset (every category, every syscall,
+    bulk kinds sampled in the kernel): what a user actually runs."""
+    data = os.path.join(work, f"{name}.hp")
+    p = start_engine_preset("high-perf", data)
+    time.sleep(0.5)
+    ops, rate = run_loadgen(name, seconds)
+    time.sleep(0.5)
+    cpu, rss, progs, acct = stop_engine_preset(p)
+    out = subprocess.run([ENGINE, "replay", data, "--format", "json", "--comm", "loadgen", "--kind", "syscall.call"],
+                         check=True, capture_output=True, text=True).stdout
+    estimate = 0
+    for line in out.splitlines():
+        ev = json.loads(line)
+        if ev.get("id") == 110:
+            estimate += ev.get("weight", 1)
+    shutil.rmtree(data)
+    return dict(ops=ops, rate=rate, cpu_s=cpu, peak_rss_kib=rss, bpf_progs=progs, lost=acct["dropped"],
+                captured=estimate, identity_holds=acct["holds"], **acct,
+                cpu_s_per_million=cpu / max(acct["produced"] / 1e6, 1e-9))
+
+
+REDIS_PORT = 16379
+REDIS_PERF = ["-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit", "-e", "sched:sched_process_exec",
+              "-e", "sched:sched_process_exit", "-e", "sock:inet_sock_set_state"]
+
+
+def redis_bench(requests):
+    """redis-benchmark, a fixed mix (SET and GET, 50 clients, no pipelining): (requests/s
+    over both, worst p99 ms)."""
+    out = subprocess.run(["redis-benchmark", "-p", str(REDIS_PORT), "-t", "set,get", "-n", str(requests),
+                          "-c", "50", "--csv"], check=True, capture_output=True, text=True).stdout
+    rows = [l.replace('"', "").split(",") for l in out.splitlines() if l.startswith('"SET"') or l.startswith('"GET"')]
+    rps = len(rows) / sum(1 / float(r[1]) for r in rows)  # requests over total time
+    return rps, max(float(r[6]) for r in rows)
+
+
+def run_redis(seconds, work):
+    """The application benchmark: redis-server under redis-benchmark, with no tracer, perf
+    record on the tracepoints high-perf attaches for syscalls and processes, a bpftrace
+    counter of every syscall, and the engine with each preset."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sh(["apt-get", "install", "-y", "-qq", "redis-server", "redis-tools"], env=env, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(["redis-server", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "ping"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.1)
+        # Size the run to about `seconds` per test, from a first untraced run.
+        rps, _ = redis_bench(20000)
+        requests = max(int(rps * seconds), 20000)
+        res = {"requests": requests}
+        rps, p99 = redis_bench(requests)
+        res["none"] = dict(rate=rps, p99_ms=p99)
+        data = os.path.join(work, "redis.perf.data")
+        p = subprocess.Popen(["perf", "record", "-a", "-z", "-o", data, *REDIS_PERF],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)
+        rps, p99 = redis_bench(requests)
+        cpu, rss = proc_usage(p.pid)
+        stop(p)
+        stats = subprocess.run(["perf", "report", "-i", data, "--stats"], capture_output=True, text=True).stdout
+        lost = sum(int(m) for m in re.findall(r"LOST(?:_SAMPLES)?\s+events:\s+(\d+)", stats))
+        res["perf"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, lost=lost, bytes=os.path.getsize(data))
+        os.remove(data)
+        p = subprocess.Popen(["bpftrace", "-e", "tracepoint:raw_syscalls:sys_enter { @n = count(); }"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while "Attaching" not in (p.stdout.readline() or "Attaching"):
+            pass
+        time.sleep(0.5)
+        rps, p99 = redis_bench(requests)
+        cpu, rss = proc_usage(p.pid)
+        progs = prog_costs(BPFTRACE_PROGS)
+        stop(p)
+        res["bpftrace"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, bpf_progs=progs, lost=0)
+        for preset in ("default", "high-perf"):
+            data = os.path.join(work, f"redis.{preset}")
+            p = start_engine_preset(preset, data)
+            time.sleep(0.5)
+            rps, p99 = redis_bench(requests)
+            cpu, rss, progs, acct = stop_engine_preset(p)
+            size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
+            shutil.rmtree(data)
+            res[f"engine-{preset}"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, bpf_progs=progs,
+                                           lost=acct["dropped"], bytes=size, **acct)
+        for t in ("perf", "bpftrace", "engine-default", "engine-high-perf"):
+            res[t]["rps_lost_pct"] = 100 * (1 - res[t]["rate"] / res["none"]["rate"])
+            res[t]["p99_added_ms"] = res[t]["p99_ms"] - res["none"]["p99_ms"]
+        return res
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def added_ns(base_rate, rate, per_op):
@@ -285,6 +440,40 @@ def markdown(res):
         q = r["ratios"]
         lines.append(f"| {w} | {q['overhead']:.2f}x | {q['bytes_per_event']:.2f}x | {q['replay_json_speed']:.1f}x | "
                      f"{r['engine']['lost']} vs {r['perf']['lost']} |")
+    for w, r in res["workloads"].items():
+        if "engine-hp" not in r:
+            continue
+        h, q = r["engine-hp"], r["ratios"]
+        base, gen = r["none"]["rate"], r["none"]["generated_per_op"]
+        lines += ["", f"High-perf preset as shipped (every category, every syscall, sampled in the kernel), {w}:", "",
+                  f"- ops/s {h['rate']:,.0f}, added ns/event {added_ns(base, h['rate'], gen):,.0f}: "
+                  f"{q.get('hp_overhead_vs_perf', float('nan')):.2f}x perf's, {q.get('hp_overhead_vs_bpftrace', float('nan')):.2f}x bpftrace's counter",
+                  f"- produced {h['produced']:,}, written {h['written']:,}, sampled out in the kernel {h['sampled_kernel']:,}, "
+                  f"in the engine {h['sampled_engine']:,}, dropped {h['dropped']:,}, identity {'holds' if h['identity_holds'] else 'BROKEN'}",
+                  f"- weighted estimate of the workload's getppid calls {h['captured']:,} of {h['ops'] * gen:,} made",
+                  f"- engine CPU {h['cpu_s']:.2f} s ({h['cpu_s_per_million']:.3f} s per million events produced), peak RSS {h['peak_rss_kib'] / 1024:.0f} MiB"]
+    costs = []
+    for w, r in res["workloads"].items():
+        for t in ("bpftrace", "engine", "engine-hp"):
+            for name, c in sorted(r.get(t, {}).get("bpf_progs", {}).items()):
+                costs.append(f"| {w} | {t} | {name} | {c['runs']:,} | {c['ns_per_run']:.0f} |")
+    if costs:
+        lines += ["", "Per-program kernel cost (`kernel.bpf_stats_enabled`, run_time_ns / run_cnt):", "",
+                  "| workload | tracer | program | runs | ns/run |", "| --- | --- | --- | ---: | ---: |", *costs]
+        for w, r in res["workloads"].items():
+            q = r["ratios"]
+            if "prog_kept_vs_bpftrace" in q:
+                lines.append(f"\n{w}: sys_enter, kept record vs the bpftrace counter {q['prog_kept_vs_bpftrace']:.2f}x; "
+                             f"high-perf (mostly sampled out) {q.get('prog_hp_vs_bpftrace', float('nan')):.2f}x")
+    if "redis" in res:
+        rd = res["redis"]
+        lines += ["", f"Application: redis-server under redis-benchmark (SET and GET, 50 clients, {rd['requests']:,} requests each):", "",
+                  "| tracer | requests/s | lost | p99 ms | p99 added ms | tracer CPU s | peak RSS MiB | dropped |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for t in ("none", "perf", "bpftrace", "engine-default", "engine-high-perf"):
+            x = rd[t]
+            lines.append(f"| {t} | {x['rate']:,.0f} | {x.get('rps_lost_pct', 0):.1f}% | {x['p99_ms']:.3f} | "
+                         f"{x.get('p99_added_ms', 0):.3f} | {x.get('cpu_s', 0):.2f} | {x.get('peak_rss_kib', 0) / 1024:.0f} | {x.get('lost', 0):,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -327,7 +516,7 @@ def svg(res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3)
-    ap.add_argument("--workloads", default="syscalls,files,exec")
+    ap.add_argument("--workloads", default="syscalls,files,exec,redis")
     ap.add_argument("--out", default=os.path.join(ROOT, "perf", "results"))
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -337,24 +526,43 @@ def main():
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "machine": f"{os.cpu_count()} CPUs, kernel {os.uname().release}",
            "command": " ".join(["perf/compare.py", *sys.argv[1:]]), "seconds": a.seconds, "workloads": {}}
+    bpf_stats(True)
     try:
         for w in a.workloads.split(","):
             print(f"compare: {w}", file=sys.stderr)
+            if w == "redis":
+                res["redis"] = run_redis(a.seconds, work)
+                continue
             ops, rate = run_loadgen(w, a.seconds)
             r = {"none": {"ops": ops, "rate": rate, "generated_per_op": WORKLOADS[w]["events_per_op"]}}
             r["perf"] = run_perf(w, a.seconds, work)
             r["bpftrace"] = run_bpftrace(w, a.seconds, work)
             r["engine"] = run_engine(w, a.seconds, work)
+            if w == "syscalls":
+                r["engine-hp"] = run_engine_hp(w, a.seconds, work)
             gen = WORKLOADS[w]["events_per_op"]
             e_add = added_ns(rate, r["engine"]["rate"], gen)
             p_add = added_ns(rate, r["perf"]["rate"], gen)
+            b_add = added_ns(rate, r["bpftrace"]["rate"], gen)
             r["ratios"] = {
                 "overhead": (e_add / p_add) if e_add and p_add and p_add > 0 else float("nan"),
                 "bytes_per_event": r["engine"]["bytes_per_event"] / max(r["perf"]["bytes_per_event"], 1e-9),
                 "replay_json_speed": r["engine"]["replay_json_events_per_s"] / max(r["perf"]["replay_events_per_s"], 1e-9),
             }
+            if "engine-hp" in r:
+                h_add = added_ns(rate, r["engine-hp"]["rate"], gen)
+                r["ratios"]["hp_overhead_vs_perf"] = (h_add / p_add) if h_add and p_add and p_add > 0 else float("nan")
+                r["ratios"]["hp_overhead_vs_bpftrace"] = (h_add / b_add) if h_add and b_add and b_add > 0 else float("nan")
+            bt = r["bpftrace"].get("bpf_progs", {}).get("sys_enter", {}).get("ns_per_run")
+            en = r["engine"].get("bpf_progs", {}).get("handle_sys_enter", {}).get("ns_per_run")
+            if bt and en and w == "syscalls":
+                r["ratios"]["prog_kept_vs_bpftrace"] = en / bt
+                hp = r.get("engine-hp", {}).get("bpf_progs", {}).get("handle_sys_enter", {}).get("ns_per_run")
+                if hp:
+                    r["ratios"]["prog_hp_vs_bpftrace"] = hp / bt
             res["workloads"][w] = r
     finally:
+        bpf_stats(False)
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(a.out, exist_ok=True)
     stamp = res["date"].replace(":", "").replace("-", "")
@@ -363,8 +571,9 @@ def main():
             json.dump(res, f, indent=1)
     with open(os.path.join(a.out, "latest.md"), "w") as f:
         f.write(markdown(res))
-    with open(os.path.join(a.out, "latest.svg"), "w") as f:
-        f.write(svg(res))
+    if res["workloads"]:
+        with open(os.path.join(a.out, "latest.svg"), "w") as f:
+            f.write(svg(res))
     print(markdown(res))
 
 

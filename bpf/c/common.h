@@ -243,23 +243,27 @@ static __always_inline bool admit(__u32 kind, __u32 slot, __u32 *weight)
 	return *weight && rate_ok(slot, kind);
 }
 
+/* The header, read straight from the current task (loads through trusted BTF pointers,
+ * no helper calls): what bpf_get_current_{pid_tgid,uid_gid,cgroup_id,comm} would return. */
 static __always_inline void fill_header(struct event_header *h, __u32 kind, __u32 len, __u32 cpu,
 					__u32 weight)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct cred *cred = t->cred;
 
 	h->ts_ns = bpf_ktime_get_ns();
-	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->cgroup_id = t->cgroups->dfl_cgrp->kn->id;
 	h->kind = kind;
+	h->flags = 0;
 	h->len = len;
 	h->cpu = cpu;
-	h->pid = pid_tgid >> 32;
-	h->tid = (__u32)pid_tgid;
-	h->uid = (__u32)uid_gid;
-	h->gid = uid_gid >> 32;
+	h->pid = t->tgid;
+	h->tid = t->pid;
+	h->uid = cred->uid.val;
+	h->gid = cred->gid.val;
 	h->weight = weight;
-	bpf_get_current_comm(h->comm, COMM_LEN);
+	/* task->comm is NUL-terminated and zero-padded (set_task_comm pads it). */
+	__builtin_memcpy(h->comm, t->comm, COMM_LEN);
 }
 
 /* Zero a record of constant size. clang expands memset inline only up to some size under 1 KiB
@@ -281,12 +285,13 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 	} while (0)
 
 /*
- * Reserve a zeroed record of `size` bytes on this CPU's ring, header filled in with the
- * kernel's sampling weight `weight` (from admit or sample).
+ * Reserve a record of `size` bytes on this CPU's ring, header filled in with the kernel's
+ * sampling weight `weight` (from admit or sample); zeroed first unless `zero` is 0 (for
+ * records whose every byte is then written: the syscall record).
  * Counts `produced` and, on failure, `ring_full`. Returns NULL when there is no room.
  * A macro so that `size` stays a compile-time constant for the verifier.
  */
-#define RESERVE(rb, type, kind, weight)                                                      \
+#define RESERVE_(rb, type, kind, weight, zero)                                         \
 	({                                                                             \
 		type *__e = NULL;                                                      \
 		__u32 __cpu = bpf_get_smp_processor_id();                              \
@@ -295,13 +300,15 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 		if (rb)                                                                \
 			__e = bpf_ringbuf_reserve(rb, sizeof(type), 0);                \
 		if (__e) {                                                             \
-			zero_record(__e, sizeof(type));                                \
-			fill_header(&__e->h, kind, sizeof(type), __cpu, weight);            \
+			if (zero)                                                      \
+				zero_record(__e, sizeof(type));                        \
+			fill_header(&__e->h, kind, sizeof(type), __cpu, weight);       \
 		} else {                                                               \
 			count(kind, C_RING_FULL);                                      \
 		}                                                                      \
 		__e;                                                                   \
 	})
+#define RESERVE(rb, type, kind, weight) RESERVE_(rb, type, kind, weight, 1)
 
 /*
  * Submit, waking the reader only when this record makes the pending bytes cross

@@ -173,6 +173,12 @@ struct signal_struct {
 	short oom_score_adj;
 } __core;
 
+struct cgroup;
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} __core;
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -184,6 +190,7 @@ struct task_struct {
 	struct files_struct *files;
 	const struct cred *cred;
 	struct signal_struct *signal;
+	struct css_set *cgroups;
 	char comm[16];
 } __core;
 

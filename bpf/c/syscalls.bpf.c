@@ -85,11 +85,15 @@ static __always_inline bool generic_wanted(long id)
 static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id, __u32 w)
 {
 	void *rb;
-	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL, w);
+	/* Every byte written below: no zeroing. */
+	struct rec_syscall_event *e = RESERVE_(rb, struct rec_syscall_event, EK_SYSCALL_CALL, w, 0);
 	if (!e)
 		return;
-	e->h.flags |= EVF_NO_RESULT;
+	e->h.flags = EVF_NO_RESULT;
+	e->p.latency_ns = 0;
+	e->p.ret = 0;
 	e->p.id = id;
+	e->p._pad0 = 0;
 	e->p.args[0] = regs->di;
 	e->p.args[1] = regs->si;
 	e->p.args[2] = regs->dx;
@@ -157,12 +161,15 @@ int handle_sys_enter(__u64 *ctx)
 static __always_inline void emit_syscall(struct pending_call *c, long ret)
 {
 	void *rb;
-	struct rec_syscall_event *e = RESERVE(rb, struct rec_syscall_event, EK_SYSCALL_CALL, c->generic_weight);
+	/* Every byte written below: no zeroing. */
+	struct rec_syscall_event *e =
+		RESERVE_(rb, struct rec_syscall_event, EK_SYSCALL_CALL, c->generic_weight, 0);
 	if (!e)
 		return;
 	e->p.latency_ns = e->h.ts_ns - c->ts;
 	e->p.ret = ret;
 	e->p.id = c->id;
+	e->p._pad0 = 0;
 	for (int i = 0; i < 6; i++)
 		e->p.args[i] = c->args[i];
 	submit(rb, e, sizeof(*e));

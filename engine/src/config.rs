@@ -178,8 +178,15 @@ pub struct Metrics {
 pub struct Capture {
     /// Categories to attach: process, file, net, security, container, memory, syscall.
     pub categories: Vec<String>,
-    /// Bytes per CPU ring: a power of two, at least one page.
+    /// Bytes per CPU ring: a power of two, at least one page. With `ring_bytes_total`,
+    /// the most a CPU's ring gets.
     pub ring_bytes: u32,
+    /// A budget for all the rings together (0: none, every CPU gets `ring_bytes`): split
+    /// over the online CPUs, rounded down to a power of two, at least `ring_bytes_min` and
+    /// at most `ring_bytes` per CPU. Memory then follows the budget, not the CPU count.
+    pub ring_bytes_total: u64,
+    /// The floor per CPU under `ring_bytes_total`.
+    pub ring_bytes_min: u32,
     /// Pending bytes at which a sleeping core thread is woken (0: every record).
     pub wakeup_bytes: u32,
     /// Syscall ids kept by the `syscall` category (x86_64 numbers); empty with
@@ -204,6 +211,8 @@ impl Default for Capture {
                 .map(String::from)
                 .to_vec(),
             ring_bytes: bpf::DEFAULT_RING_BYTES,
+            ring_bytes_total: 0,
+            ring_bytes_min: 1 << 20,
             wakeup_bytes: bpf::DEFAULT_WAKEUP_BYTES,
             syscalls: Vec::new(),
             syscalls_all: false,
@@ -803,9 +812,17 @@ impl Config {
                 "capture.ring_bytes: {} is not a power of two between 4096 and {RING_BYTES_MAX}",
                 c.ring_bytes
             ));
-        } else if let Some(problem) = memory_total_bytes()
-            .and_then(|total| ring_memory_problem(c.ring_bytes, online.len(), total))
+        } else if !c.ring_bytes_min.is_power_of_two()
+            || c.ring_bytes_min < 4096
+            || c.ring_bytes_min > c.ring_bytes
         {
+            p.push(format!(
+                "capture.ring_bytes_min: {} is not a power of two between 4096 and capture.ring_bytes ({})",
+                c.ring_bytes_min, c.ring_bytes
+            ));
+        } else if let Some(problem) = memory_total_bytes().and_then(|total| {
+            ring_memory_problem(c.ring_bytes_per_cpu(online.len()), online.len(), total)
+        }) {
             p.push(problem);
         }
         if c.wakeup_bytes >= c.ring_bytes {
@@ -1094,6 +1111,29 @@ impl Config {
     }
 }
 
+impl Capture {
+    /// The ring size of each CPU with `cpus` online: `ring_bytes`, or its share of
+    /// `ring_bytes_total` (a power of two, between `ring_bytes_min` and `ring_bytes`).
+    pub fn ring_bytes_per_cpu(&self, cpus: usize) -> u32 {
+        if self.ring_bytes_total == 0 {
+            return self.ring_bytes;
+        }
+        let share = self.ring_bytes_total / cpus.max(1) as u64;
+        let pow = if share == 0 {
+            0
+        } else {
+            1u64 << (63 - share.leading_zeros())
+        };
+        pow.clamp(u64::from(self.ring_bytes_min), u64::from(self.ring_bytes)) as u32
+    }
+
+    /// The wake-up threshold for rings of `ring_bytes` (a budget can make the rings
+    /// smaller than `wakeup_bytes` was set for: then a quarter of the ring).
+    pub fn wakeup_bytes_for(&self, ring_bytes: u32) -> u32 {
+        self.wakeup_bytes.min(ring_bytes / 4)
+    }
+}
+
 /// The rings take `ring_bytes` on every online CPU (whatever `engine.cpus` says): a
 /// problem when that is more than [`RING_MEMORY_SHARE_MAX`] of `memory_bytes`.
 fn ring_memory_problem(ring_bytes: u32, cpus: usize, memory_bytes: u64) -> Option<String> {
@@ -1145,6 +1185,38 @@ mod tests {
             .collect();
         files.sort();
         files
+    }
+
+    #[test]
+    fn a_ring_budget_is_split_over_the_cpus_within_its_bounds() {
+        let mut c = Capture {
+            ring_bytes: 64 << 20,
+            ring_bytes_total: 64 << 20,
+            ..Capture::default()
+        };
+        assert_eq!(c.ring_bytes_per_cpu(2), 32 << 20);
+        assert_eq!(c.ring_bytes_per_cpu(64), 1 << 20);
+        assert_eq!(c.ring_bytes_per_cpu(1000), 1 << 20, "the floor");
+        assert_eq!(c.ring_bytes_per_cpu(1), 64 << 20, "the cap");
+        assert_eq!(
+            c.ring_bytes_per_cpu(3),
+            16 << 20,
+            "a power of two below the share"
+        );
+        c.ring_bytes_min = 256 << 10;
+        assert_eq!(c.ring_bytes_per_cpu(256), 256 << 10);
+        assert_eq!(c.wakeup_bytes_for(256 << 10), 64 << 10);
+        c.ring_bytes_total = 0;
+        assert_eq!(c.ring_bytes_per_cpu(256), 64 << 20, "no budget: ring_bytes");
+        let mut bad = Config::default();
+        bad.capture.ring_bytes_min = 3000;
+        assert!(
+            bad.validate()
+                .iter()
+                .any(|p| p.starts_with("capture.ring_bytes_min")),
+            "{:?}",
+            bad.validate()
+        );
     }
 
     #[test]

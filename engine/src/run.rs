@@ -67,6 +67,9 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         .collect();
     let mut rate = [0u64; 8];
     let mut burst = [0u64; 8];
+    let ring_bytes = c
+        .capture
+        .ring_bytes_per_cpu(crate::config::online_cpus().len());
     let r = &c.capture.rate_limit;
     for (cat, v) in [
         (Category::Process, r.process),
@@ -85,8 +88,8 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
     }
     CaptureConfig {
         categories,
-        ring_bytes: c.capture.ring_bytes,
-        wakeup_bytes: c.capture.wakeup_bytes,
+        ring_bytes,
+        wakeup_bytes: c.capture.wakeup_bytes_for(ring_bytes),
         tgid_filter: if !c.filter.pids.is_empty() {
             IdFilter::Include(c.filter.pids.clone())
         } else if !c.filter.exclude_pids.is_empty() {
@@ -770,10 +773,11 @@ pub(crate) fn run_with(
         None => None,
     };
     eprintln!(
-        "engine: {} core thread(s) on CPUs {:?}, writing to {}; attached {}",
+        "engine: {} core thread(s) on CPUs {:?}, writing to {}; rings of {} KiB per CPU; attached {}",
         n,
         cpus,
         config.storage.data_dir.display(),
+        capture.ring_bytes >> 10,
         collector.attached().join(", ")
     );
 
