@@ -348,6 +348,8 @@ struct collector_config {
 	__u32 syscall_all; /* 1: every syscall id; 0: only ids set in map syscall_ids */
 	__u32 wakeup_bytes; /* wake the reader only when this much is pending; 0 = every record */
 	__u32 syscall_enter_only; /* generic syscalls recorded at sys_enter, without result */
+	__u32 syscall_events; /* 1: file/security calls come from the per-syscall tracepoints */
+	__u32 _pad0;
 	__u64 rate_per_sec[CAT_MAX]; /* per CPU; 0 = unlimited */
 	__u64 burst[CAT_MAX];
 };

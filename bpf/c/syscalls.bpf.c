@@ -82,7 +82,7 @@ static __always_inline bool generic_wanted(long id)
 
 /* A generic syscall record from sys_enter alone (CONFIG.syscall_enter_only): no result,
  * no latency, and no sys_exit program at all when nothing else needs it. */
-static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id, __u32 w)
+static __always_inline void emit_syscall_enter(const __u64 *args, long id, __u32 w)
 {
 	void *rb;
 	/* Every byte written below: no zeroing. */
@@ -94,27 +94,19 @@ static __always_inline void emit_syscall_enter(struct pt_regs *regs, long id, __
 	e->p.ret = 0;
 	e->p.id = id;
 	e->p._pad0 = 0;
-	e->p.args[0] = regs->di;
-	e->p.args[1] = regs->si;
-	e->p.args[2] = regs->dx;
-	e->p.args[3] = regs->r10;
-	e->p.args[4] = regs->r8;
-	e->p.args[5] = regs->r9;
+	for (int i = 0; i < 6; i++)
+		e->p.args[i] = args[i];
 	submit(rb, e, sizeof(*e));
 }
 
-SEC("tp_btf/sys_enter")
-int handle_sys_enter(__u64 *ctx)
+/*
+ * The enter side, shared by the raw sys_enter program and the per-syscall ones: filters and
+ * the kernel's sampling decide here, so a call that is left out costs no task storage and
+ * no exit work; the rate limit is applied at emit time. `storage` is the task-storage map
+ * the matching exit side reads.
+ */
+static __always_inline int on_enter(void *storage, long id, __u32 kind, bool generic, const __u64 *args)
 {
-	struct pt_regs *regs = (void *)ctx[0];
-	long id = (long)ctx[1];
-
-	__u32 kind = classify(id);
-	bool generic = generic_wanted(id);
-	if (!kind && !generic)
-		return 0;
-	/* Filters and the kernel's sampling decide here, so a call that is left out costs no
-	 * task storage and no sys_exit work; the rate limit is applied at emit time. */
 	__u32 kw = 1, gw = 1;
 	if (kind && !pass_filters(kind))
 		kind = 0;
@@ -132,14 +124,14 @@ int handle_sys_enter(__u64 *ctx)
 	}
 	if (generic && CONFIG.syscall_enter_only) {
 		if (rate_ok(CAT_SYSCALL, EK_SYSCALL_CALL))
-			emit_syscall_enter(regs, id, gw);
+			emit_syscall_enter(args, id, gw);
 		generic = false;
 	}
 	if (!kind && !generic)
 		return 0;
 
 	struct pending_call *call =
-		bpf_task_storage_get(&pending, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		bpf_task_storage_get(storage, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!call)
 		return 0; /* out of memory or storage busy: shows up as unpaired at exit */
 	call->ts = bpf_ktime_get_ns();
@@ -149,12 +141,8 @@ int handle_sys_enter(__u64 *ctx)
 	call->weight = kw;
 	call->generic_weight = gw;
 	call->armed = 1;
-	call->args[0] = regs->di;
-	call->args[1] = regs->si;
-	call->args[2] = regs->dx;
-	call->args[3] = regs->r10;
-	call->args[4] = regs->r8;
-	call->args[5] = regs->r9;
+	for (int i = 0; i < 6; i++)
+		call->args[i] = args[i];
 	return 0;
 }
 
@@ -175,19 +163,10 @@ static __always_inline void emit_syscall(struct pending_call *c, long ret)
 	submit(rb, e, sizeof(*e));
 }
 
-SEC("tp_btf/sys_exit")
-int handle_sys_exit(__u64 *ctx)
+/* The exit side: pairs the call parked by on_enter in `storage` and emits its records. */
+static __always_inline int on_exit(void *storage, long id, long ret, __u32 kind, bool generic)
 {
-	struct pt_regs *regs = (void *)ctx[0];
-	long ret = (long)ctx[1];
-	long id = regs->orig_ax;
-
-	__u32 kind = classify(id);
-	bool generic = generic_wanted(id) && !CONFIG.syscall_enter_only;
-	if (!kind && !generic)
-		return 0;
-
-	struct pending_call *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), NULL, 0);
+	struct pending_call *p = bpf_task_storage_get(storage, bpf_get_current_task_btf(), NULL, 0);
 	if (!p || !p->armed || p->id != id) {
 		/* Filtered at enter (not armed), or a call we would have kept whose enter we
 		 * did not see: in flight at attach, or no storage at enter. */
@@ -237,4 +216,99 @@ int handle_sys_exit(__u64 *ctx)
 	if (c.generic && rate_ok(CAT_SYSCALL, EK_SYSCALL_CALL))
 		emit_syscall(&c, ret);
 	return 0;
+}
+
+/*
+ * Raw sys_enter/sys_exit: every syscall of every task runs these once attached. They carry
+ * the generic `syscall` kind, and the file/security kinds only when the per-syscall
+ * tracepoints below are not in use (CONFIG.syscall_events = 0).
+ */
+SEC("tp_btf/sys_enter")
+int handle_sys_enter(__u64 *ctx)
+{
+	struct pt_regs *regs = (void *)ctx[0];
+	long id = (long)ctx[1];
+
+	__u32 kind = CONFIG.syscall_events ? 0 : classify(id);
+	bool generic = generic_wanted(id);
+	if (!kind && !generic)
+		return 0;
+	__u64 args[6] = { regs->di, regs->si, regs->dx, regs->r10, regs->r8, regs->r9 };
+	return on_enter(&pending, id, kind, generic, args);
+}
+
+SEC("tp_btf/sys_exit")
+int handle_sys_exit(__u64 *ctx)
+{
+	struct pt_regs *regs = (void *)ctx[0];
+	long ret = (long)ctx[1];
+	long id = regs->orig_ax;
+
+	__u32 kind = CONFIG.syscall_events ? 0 : classify(id);
+	bool generic = generic_wanted(id) && !CONFIG.syscall_enter_only;
+	if (!kind && !generic)
+		return 0;
+	return on_exit(&pending, id, ret, kind, generic);
+}
+
+/*
+ * Per-syscall tracepoints (syscalls:sys_enter_<name>, sys_exit_<name>), one program each
+ * side attached to the events of the calls the file and security kinds need: the kernel
+ * tests a bitmap per syscall before it runs any program, so every other syscall costs
+ * the traced-entry path and nothing more (the raw programs run on all of them).
+ * Records of these events: the common fields, the syscall number, then the arguments the
+ * call declares (reading past them reads the event buffer, never faults; the emitters
+ * use only the arguments their call has) or the return value.
+ */
+struct sc_enter_args {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct sc_exit_args {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+/* Their own pairing slot: with the generic kind on, the raw programs pair the same call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_call);
+} pending_sc SEC(".maps");
+
+/* The kernel refuses to attach a program that reads past the event's record, so there is
+ * one enter program per argument count (the loader attaches each call to its own). */
+#define SC_ENTER(n)                                                                    \
+	SEC("tracepoint/syscalls/sys_enter")                                           \
+	int handle_sc_enter##n(struct sc_enter_args *ctx)                              \
+	{                                                                              \
+		long id = ctx->nr;                                                     \
+		__u32 kind = classify(id);                                             \
+		if (!kind)                                                             \
+			return 0;                                                      \
+		__u64 args[6] = {};                                                    \
+		for (int i = 0; i < (n); i++)                                          \
+			args[i] = ctx->args[i];                                        \
+		return on_enter(&pending_sc, id, kind, false, args);                   \
+	}
+SC_ENTER(1)
+SC_ENTER(2)
+SC_ENTER(3)
+SC_ENTER(4)
+SC_ENTER(5)
+
+SEC("tracepoint/syscalls/sys_exit")
+int handle_sc_exit(struct sc_exit_args *ctx)
+{
+	long id = ctx->nr;
+	__u32 kind = classify(id);
+	if (!kind)
+		return 0;
+	return on_exit(&pending_sc, id, ctx->ret, kind, false);
 }

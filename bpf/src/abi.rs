@@ -303,11 +303,14 @@ payload!(
 
 payload!(
     /// Load-time configuration (`struct collector_config`, the `.rodata` global `CONFIG`).
-    CollectorConfigRaw, 160, {
+    CollectorConfigRaw, 168, {
     self_tgid: u32, categories: u32, tgid_filter: u32, cgroup_filter: u32,
     follow_children: u32, syscall_all: u32, wakeup_bytes: u32,
     /// Generic syscalls recorded at sys_enter, without result or latency.
     syscall_enter_only: u32,
+    /// 1: the file and security calls come from the per-syscall tracepoints
+    /// (`syscalls:sys_enter_<name>`), not from the raw sys_enter/sys_exit programs.
+    syscall_events: u32, _pad0: u32,
     rate_per_sec: [u64; RATE_SLOTS],
     burst: [u64; RATE_SLOTS],
 });

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
-use aya::programs::{BtfTracePoint, ProgramError};
+use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
 use crate::abi::*;
@@ -91,6 +91,11 @@ pub struct CaptureConfig {
     /// Record generic syscalls at sys_enter only (no result, no latency): about half the
     /// cost per syscall, and no sys_exit program unless file/security need it.
     pub syscall_enter_only: bool,
+    /// Take the file and security calls from the per-syscall tracepoints
+    /// (`syscalls:sys_enter_openat`, ...) when tracefs has them (it is mounted if it is
+    /// not), so that every other syscall runs no program at all. `false`, or no tracefs:
+    /// the raw sys_enter/sys_exit programs, which run on every syscall.
+    pub syscall_events: bool,
     /// Per-CPU token-bucket rate (events/s) per rate slot: the category ids, and
     /// [`RATE_SLOT_PAGE_FAULT`] for page faults. 0 = unlimited.
     pub rate_per_sec: [u64; RATE_SLOTS],
@@ -120,6 +125,7 @@ impl Default for CaptureConfig {
             follow_children: false,
             syscalls: SyscallSet::Ids(Vec::new()),
             syscall_enter_only: false,
+            syscall_events: true,
             rate_per_sec,
             burst,
             tgid_filter_max: DEFAULT_TGID_FILTER_MAX,
@@ -192,6 +198,8 @@ impl CaptureConfig {
             syscall_all: matches!(self.syscalls, SyscallSet::All) as u32,
             wakeup_bytes: self.wakeup_bytes,
             syscall_enter_only: self.syscall_enter_only as u32,
+            syscall_events: self.syscall_events as u32,
+            _pad0: 0,
             rate_per_sec: self.rate_per_sec,
             burst: self.burst,
         }
@@ -225,6 +233,13 @@ pub enum LoadError {
     MissingTracepoint {
         tracepoint: &'static str,
         category: &'static str,
+    },
+    #[error("program {program} on tracepoint syscalls:{tracepoint}")]
+    Event {
+        program: &'static str,
+        tracepoint: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("loading the BPF object")]
     Object(#[source] EbpfError),
@@ -320,14 +335,310 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_page_fault_user", "page_fault_user", Memory),
 ];
 
+/// Whether the raw programs carry the file and security calls (no per-syscall events).
+fn raw_classified(c: &CaptureConfig) -> bool {
+    !c.syscall_events && (c.has(Category::File) || c.has(Category::Security))
+}
+
 fn syscalls_needed(c: &CaptureConfig) -> bool {
-    c.has(Category::File) || c.has(Category::Security) || c.has(Category::Syscall)
+    raw_classified(c) || c.has(Category::Syscall)
 }
 
 fn sys_exit_needed(c: &CaptureConfig) -> bool {
-    c.has(Category::File)
-        || c.has(Category::Security)
-        || (c.has(Category::Syscall) && !c.syscall_enter_only)
+    raw_classified(c) || (c.has(Category::Syscall) && !c.syscall_enter_only)
+}
+
+/// The calls behind the file and security kinds, by x86_64 number, with the name of their
+/// tracepoints (`syscalls:sys_enter_<name>`, `sys_exit_<name>`), their argument count (the
+/// enter program that reads that many) and their category.
+const SYSCALL_EVENTS: &[(u32, &str, &str, usize, Category)] = &[
+    (2, "sys_enter_open", "sys_exit_open", 3, Category::File),
+    (85, "sys_enter_creat", "sys_exit_creat", 2, Category::File),
+    (
+        257,
+        "sys_enter_openat",
+        "sys_exit_openat",
+        4,
+        Category::File,
+    ),
+    (
+        437,
+        "sys_enter_openat2",
+        "sys_exit_openat2",
+        4,
+        Category::File,
+    ),
+    (84, "sys_enter_rmdir", "sys_exit_rmdir", 1, Category::File),
+    (87, "sys_enter_unlink", "sys_exit_unlink", 1, Category::File),
+    (
+        263,
+        "sys_enter_unlinkat",
+        "sys_exit_unlinkat",
+        3,
+        Category::File,
+    ),
+    (82, "sys_enter_rename", "sys_exit_rename", 2, Category::File),
+    (
+        264,
+        "sys_enter_renameat",
+        "sys_exit_renameat",
+        4,
+        Category::File,
+    ),
+    (
+        316,
+        "sys_enter_renameat2",
+        "sys_exit_renameat2",
+        5,
+        Category::File,
+    ),
+    (90, "sys_enter_chmod", "sys_exit_chmod", 2, Category::File),
+    (91, "sys_enter_fchmod", "sys_exit_fchmod", 2, Category::File),
+    (
+        268,
+        "sys_enter_fchmodat",
+        "sys_exit_fchmodat",
+        3,
+        Category::File,
+    ),
+    (
+        452,
+        "sys_enter_fchmodat2",
+        "sys_exit_fchmodat2",
+        4,
+        Category::File,
+    ),
+    (
+        105,
+        "sys_enter_setuid",
+        "sys_exit_setuid",
+        1,
+        Category::Security,
+    ),
+    (
+        113,
+        "sys_enter_setreuid",
+        "sys_exit_setreuid",
+        2,
+        Category::Security,
+    ),
+    (
+        117,
+        "sys_enter_setresuid",
+        "sys_exit_setresuid",
+        3,
+        Category::Security,
+    ),
+    (
+        122,
+        "sys_enter_setfsuid",
+        "sys_exit_setfsuid",
+        1,
+        Category::Security,
+    ),
+    (
+        106,
+        "sys_enter_setgid",
+        "sys_exit_setgid",
+        1,
+        Category::Security,
+    ),
+    (
+        114,
+        "sys_enter_setregid",
+        "sys_exit_setregid",
+        2,
+        Category::Security,
+    ),
+    (
+        119,
+        "sys_enter_setresgid",
+        "sys_exit_setresgid",
+        3,
+        Category::Security,
+    ),
+    (
+        123,
+        "sys_enter_setfsgid",
+        "sys_exit_setfsgid",
+        1,
+        Category::Security,
+    ),
+    (
+        101,
+        "sys_enter_ptrace",
+        "sys_exit_ptrace",
+        4,
+        Category::Security,
+    ),
+    (
+        175,
+        "sys_enter_init_module",
+        "sys_exit_init_module",
+        3,
+        Category::Security,
+    ),
+    (
+        313,
+        "sys_enter_finit_module",
+        "sys_exit_finit_module",
+        3,
+        Category::Security,
+    ),
+    (
+        176,
+        "sys_enter_delete_module",
+        "sys_exit_delete_module",
+        2,
+        Category::Security,
+    ),
+    (321, "sys_enter_bpf", "sys_exit_bpf", 3, Category::Security),
+    (
+        165,
+        "sys_enter_mount",
+        "sys_exit_mount",
+        5,
+        Category::Security,
+    ),
+    (
+        166,
+        "sys_enter_umount",
+        "sys_exit_umount",
+        2,
+        Category::Security,
+    ),
+];
+
+/// The tracefs mount with the syscall events, mounting tracefs at /sys/kernel/tracing when
+/// nothing is mounted there yet. `None` when there is none to be had.
+fn syscall_events_dir() -> Option<std::path::PathBuf> {
+    let dirs = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    let found = || {
+        dirs.iter()
+            .map(|d| std::path::Path::new(d).join("events/syscalls"))
+            .find(|p| p.is_dir())
+    };
+    if let Some(p) = found() {
+        return Some(p);
+    }
+    // SAFETY: mount(2) with NUL-terminated constant strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    found()
+}
+
+/// The per-syscall events to attach for `c`: `(enter, exit)` of each file/security call
+/// whose category is on and whose events this kernel has (a call built out of the kernel,
+/// such as the module calls without module support, has none: it only fails with ENOSYS).
+/// Empty when the events cannot be used: then the raw programs carry those calls.
+/// The enter programs for calls of 1 to 5 arguments.
+const SC_ENTER_PROGRAMS: [&str; 5] = [
+    "handle_sc_enter1",
+    "handle_sc_enter2",
+    "handle_sc_enter3",
+    "handle_sc_enter4",
+    "handle_sc_enter5",
+];
+
+/// The per-syscall events of one call: enter, exit, argument count.
+type CallEvents = (&'static str, &'static str, usize);
+
+fn syscall_events(c: &CaptureConfig) -> Option<(std::path::PathBuf, Vec<CallEvents>)> {
+    if !c.syscall_events || !(c.has(Category::File) || c.has(Category::Security)) {
+        return None;
+    }
+    let dir = syscall_events_dir()?;
+    let calls: Vec<_> = SYSCALL_EVENTS
+        .iter()
+        .filter(|(_, enter, exit, _, cat)| {
+            c.has(*cat) && dir.join(enter).join("id").exists() && dir.join(exit).join("id").exists()
+        })
+        .map(|&(_, enter, exit, args, _)| (enter, exit, args))
+        .collect();
+    (!calls.is_empty()).then_some((dir, calls))
+}
+
+/// `struct perf_event_attr` as of its first version (64 bytes; the kernel takes any
+/// known size).
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+/// `_IOW('$', 8, __u32)` and `_IO('$', 0)`.
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+
+/// Attaches program `prog` to the tracefs event at `event` (its folder, with an `id`)
+/// through a perf event and the SET_BPF ioctl, as bpftrace does: the program runs on
+/// every CPU until the returned descriptor is closed. (aya's bpf_link route for perf
+/// events is refused with EPERM on the kernels this runs on.)
+fn attach_event(
+    prog: std::os::fd::BorrowedFd<'_>,
+    event: &std::path::Path,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let id: u64 = std::fs::read_to_string(event.join("id"))?
+        .trim()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{}/id is not a number", event.display())))?;
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_TRACEPOINT,
+        size: size_of::<PerfEventAttr>() as u32,
+        config: id,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..PerfEventAttr::default()
+    };
+    // SAFETY: perf_event_open(2) reads `attr` (valid, its size given) and returns a new
+    // descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            -1i32,
+            0i32,
+            -1i32,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: ioctls on the perf event descriptor we own, with a program fd as argument.
+    for (req, arg) in [
+        (PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd() as libc::c_ulong),
+        (PERF_EVENT_IOC_ENABLE, 0),
+    ] {
+        if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
 }
 
 /// The online CPUs (the ones that get a ring), as the loader sees them.
@@ -366,6 +677,9 @@ pub struct Collector {
     ebpf: Ebpf,
     rings: Vec<CpuRing>,
     attached: Vec<&'static str>,
+    /// The perf events the per-syscall programs are attached through (closing one
+    /// detaches it).
+    event_fds: Vec<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -391,6 +705,11 @@ impl Collector {
             });
         }
         let btf = Btf::from_sys_fs().map_err(LoadError::NoBtf)?;
+        let events = syscall_events(config);
+        let calls: &[CallEvents] = events.as_ref().map_or(&[], |(_, c)| c);
+        let mut resolved = config.clone();
+        resolved.syscall_events = events.is_some();
+        let config = &resolved;
         let wanted: Vec<&ProgramSpec> = PROGRAMS.iter().filter(|p| (p.needed)(config)).collect();
         for p in &wanted {
             let name = format!("btf_trace_{}", p.tracepoint);
@@ -450,10 +769,55 @@ impl Collector {
             })?;
             attached.push(p.tracepoint);
         }
+        // The per-syscall programs, each attached to the events of every call it serves;
+        // enter before exit, as above.
+        let mut event_fds = Vec::new();
+        if let Some((dir, _)) = &events {
+            // Enter programs by argument count, then the exit program.
+            let sides = SC_ENTER_PROGRAMS
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (*p, Some(i + 1)))
+                .chain([("handle_sc_exit", None)]);
+            for (program, args) in sides {
+                let mine: Vec<&'static str> = calls
+                    .iter()
+                    .filter(|c| args.is_none_or(|n| c.2 == n))
+                    .map(|c| if args.is_some() { c.0 } else { c.1 })
+                    .collect();
+                let Some(&first) = mine.first() else {
+                    continue;
+                };
+                let err = |source| LoadError::Program {
+                    program,
+                    tracepoint: first,
+                    source,
+                };
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(program)
+                    .ok_or(LoadError::NoProgram(program))?
+                    .try_into()
+                    .map_err(err)?;
+                prog.load().map_err(err)?;
+                let fd = prog.fd().map_err(err)?.as_fd();
+                for tracepoint in mine {
+                    let event = attach_event(fd, &dir.join(tracepoint)).map_err(|source| {
+                        LoadError::Event {
+                            program,
+                            tracepoint,
+                            source,
+                        }
+                    })?;
+                    event_fds.push(event);
+                    attached.push(tracepoint);
+                }
+            }
+        }
         Ok(Collector {
             ebpf,
             rings,
             attached,
+            event_fds,
         })
     }
 
@@ -481,8 +845,32 @@ impl Collector {
                 prog.unload().map_err(err)?;
             }
         }
+        self.event_fds.clear();
         self.attached.clear();
         Ok(())
+    }
+
+    /// What is attached, for a log line: the tracepoints, with the per-syscall ones
+    /// folded into one entry naming their calls.
+    pub fn attached_summary(&self) -> String {
+        let calls: Vec<&str> = self
+            .attached
+            .iter()
+            .filter_map(|t| t.strip_prefix("sys_enter_"))
+            .collect();
+        let mut parts: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|t| !t.starts_with("sys_enter_") && !t.starts_with("sys_exit_"))
+            .map(|t| t.to_string())
+            .collect();
+        if !calls.is_empty() {
+            parts.push(format!(
+                "syscalls:sys_{{enter,exit}}_{{{}}}",
+                calls.join(",")
+            ));
+        }
+        parts.join(", ")
     }
 
     /// Tracepoints attached, in attach order.

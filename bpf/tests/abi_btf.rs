@@ -352,6 +352,8 @@ fn every_record_layout_matches_btf() {
             syscall_all,
             wakeup_bytes,
             syscall_enter_only,
+            syscall_events,
+            _pad0,
             rate_per_sec,
             burst
         ]

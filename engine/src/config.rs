@@ -198,6 +198,11 @@ pub struct Capture {
     /// record at sys_enter only (like `perf record -e raw_syscalls:sys_enter`), about half
     /// the cost per syscall.
     pub syscall_results: bool,
+    /// Take the file and security calls from the per-syscall tracepoints
+    /// (`syscalls:sys_enter_openat`, ...; tracefs is mounted when it is not), so that the
+    /// application's other syscalls run no program. `false`: the raw sys_enter/sys_exit
+    /// programs, on every syscall.
+    pub syscall_events: bool,
     /// With an include `filter.pids`: children of those processes are included too.
     pub follow_children: bool,
     /// In-kernel per-CPU rate limits (events/s; 0 = unlimited).
@@ -211,12 +216,13 @@ impl Default for Capture {
                 .map(String::from)
                 .to_vec(),
             ring_bytes: bpf::DEFAULT_RING_BYTES,
-            ring_bytes_total: 0,
+            ring_bytes_total: 64 << 20,
             ring_bytes_min: 1 << 20,
             wakeup_bytes: bpf::DEFAULT_WAKEUP_BYTES,
             syscalls: Vec::new(),
             syscalls_all: false,
             syscall_results: true,
+            syscall_events: true,
             follow_children: false,
             rate_limit: RateLimit::default(),
         }

@@ -90,6 +90,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         categories,
         ring_bytes,
         wakeup_bytes: c.capture.wakeup_bytes_for(ring_bytes),
+        syscall_events: c.capture.syscall_events,
         tgid_filter: if !c.filter.pids.is_empty() {
             IdFilter::Include(c.filter.pids.clone())
         } else if !c.filter.exclude_pids.is_empty() {
@@ -778,7 +779,7 @@ pub(crate) fn run_with(
         cpus,
         config.storage.data_dir.display(),
         capture.ring_bytes >> 10,
-        collector.attached().join(", ")
+        collector.attached_summary()
     );
 
     let stop = AtomicBool::new(false);

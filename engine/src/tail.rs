@@ -38,7 +38,7 @@ pub fn run(
     tracker.scan(monotonic_ns());
     tracker.take_updates().for_each(drop);
     let mut next_expire = monotonic_ns();
-    eprintln!("engine: attached {}", collector.attached().join(", "));
+    eprintln!("engine: attached {}", collector.attached_summary());
     let mut rings = collector.take_rings();
     let mut poller = Poller::new(&rings).map_err(Error::io("creating epoll instance"))?;
     let started = Instant::now();

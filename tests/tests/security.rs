@@ -1,5 +1,6 @@
 //! security.* on the real kernel: setuid in a child, the capability check behind it,
-//! a signal, ptrace, a module unload, bpf(), mount and umount.
+//! a signal, ptrace, a module unload, bpf(), mount and umount; once with the syscall-based
+//! kinds from the per-syscall tracepoints (the default) and once from the raw programs.
 
 use bpf::{Category, Kind};
 use tests::{Capture, Workload, bpf_available, payload, text, unique};
@@ -47,8 +48,30 @@ fn setuid_capability_signal_ptrace_module_bpf_mount() {
     if !bpf_available("setuid_capability_signal_ptrace_module_bpf_mount") {
         return;
     }
+    // A kernel built without module support has no delete_module tracepoint (the call
+    // only fails with ENOSYS): the per-syscall mode cannot see it, the raw programs can.
+    let has_module_events =
+        std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_delete_module")
+            .exists()
+            || !std::path::Path::new("/sys/kernel/tracing/events/syscalls").exists();
+    for per_syscall in [true, false] {
+        security_kinds(per_syscall, !per_syscall || has_module_events);
+    }
+}
+
+fn security_kinds(per_syscall: bool, module_visible: bool) {
     let marker = unique("sec");
-    let mut cap = Capture::start(&[Category::Security], |_| {});
+    let mut cap = Capture::start(&[Category::Security], |c| c.syscall_events = per_syscall);
+    if per_syscall {
+        assert!(
+            cap.collector.attached().contains(&"sys_enter_setuid")
+                && !cap.collector.attached().contains(&"sys_enter"),
+            "per-syscall tracepoints, no raw program: {:?}",
+            cap.collector.attached()
+        );
+    } else {
+        assert!(cap.collector.attached().contains(&"sys_enter"));
+    }
     let done = cap.run(Workload::python(SCRIPT, &[&marker]));
     done.assert_success();
 
@@ -92,15 +115,16 @@ fn setuid_capability_signal_ptrace_module_bpf_mount() {
         "PEEKDATA, -ESRCH"
     );
 
-    let unload = cap
-        .of_pid(Kind::SecurityModuleUnload, done.pid)
-        .next()
-        .expect("security.module_unload");
-    let m = payload!(unload, Module);
-    assert_eq!(text(&m.text, m.text_len), format!("nomod_{marker}"));
-    assert_eq!(m.syscall_nr, 176);
-    // -ENOENT, or -ENOSYS on a kernel built without module support (as here).
-    assert!(m.ret == -2 || m.ret == -38, "ret {}", m.ret);
+    let unload = cap.of_pid(Kind::SecurityModuleUnload, done.pid).next();
+    if module_visible {
+        let m = payload!(unload.expect("security.module_unload"), Module);
+        assert_eq!(text(&m.text, m.text_len), format!("nomod_{marker}"));
+        assert_eq!(m.syscall_nr, 176);
+        // -ENOENT, or -ENOSYS on a kernel built without module support (as here).
+        assert!(m.ret == -2 || m.ret == -38, "ret {}", m.ret);
+    } else {
+        assert!(unload.is_none(), "no tracepoint, no record");
+    }
 
     let bpf_fd: i64 = done.num("bpf_fd");
     let bpf_size: u32 = done.num("bpf_size");
