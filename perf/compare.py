@@ -218,6 +218,8 @@ def engine_config(name, work):
     sel = WORKLOADS[name]["engine"]
     hp = open(os.path.join(ROOT, "configs", "high-perf.toml")).read()
     ring = re.search(r"^ring_bytes\s*=\s*(\d+)", hp, re.M).group(1)
+    ring_total = re.search(r"^ring_bytes_total\s*=\s*(\d+)", hp, re.M)
+    ring_total = ring_total.group(1) if ring_total else "0"
     level = re.search(r"^zstd_level\s*=\s*(-?\d+)", hp, re.M).group(1)
     block = re.search(r"^block_bytes\s*=\s*(\d+)", hp, re.M).group(1)
     data = os.path.join(work, f"{name}.engine")
@@ -229,6 +231,7 @@ categories = {json.dumps(sel["categories"])}
 syscalls = {json.dumps(sel.get("syscalls", []))}
 syscall_results = {"true" if sel.get("syscall_results", True) else "false"}
 ring_bytes = {ring}
+ring_bytes_total = {ring_total}
 wakeup_bytes = 1048576
 [filter]
 kinds = {json.dumps(sel["kinds"])}
@@ -346,7 +349,46 @@ def redis_bench(requests):
     return rps, max(float(r[6]) for r in rows)
 
 
-def run_redis(seconds, work):
+def redis_round(t, requests, work):
+    """One redis-benchmark run under tracer `t`."""
+    if t == "none":
+        rps, p99 = redis_bench(requests)
+        return dict(rate=rps, p99_ms=p99)
+    if t == "perf":
+        data = os.path.join(work, "redis.perf.data")
+        p = subprocess.Popen(["perf", "record", "-a", "-z", "-o", data, *REDIS_PERF],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)
+        rps, p99 = redis_bench(requests)
+        cpu, rss = proc_usage(p.pid)
+        stop(p)
+        stats = subprocess.run(["perf", "report", "-i", data, "--stats"], capture_output=True, text=True).stdout
+        lost = sum(int(m) for m in re.findall(r"LOST(?:_SAMPLES)?\s+events:\s+(\d+)", stats))
+        size = os.path.getsize(data)
+        os.remove(data)
+        return dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, lost=lost, bytes=size)
+    if t == "bpftrace":
+        p = subprocess.Popen(["bpftrace", "-e", "tracepoint:raw_syscalls:sys_enter { @n = count(); }"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while "Attaching" not in (p.stdout.readline() or "Attaching"):
+            pass
+        time.sleep(0.5)
+        rps, p99 = redis_bench(requests)
+        cpu, rss = proc_usage(p.pid)
+        stop(p)
+        return dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, lost=0)
+    preset = t.removeprefix("engine-")
+    data = os.path.join(work, f"redis.{preset}")
+    p = start_engine_preset(preset, data)
+    time.sleep(0.5)
+    rps, p99 = redis_bench(requests)
+    cpu, rss, _, acct = stop_engine_preset(p)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
+    shutil.rmtree(data)
+    return dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, lost=acct["dropped"], bytes=size, **acct)
+
+
+def run_redis(seconds, work, rounds=5):
     """The application benchmark: redis-server under redis-benchmark, with no tracer, perf
     record on the tracepoints high-perf attaches for syscalls and processes, a bpftrace
     counter of every syscall, and the engine with each preset."""
@@ -364,41 +406,21 @@ def run_redis(seconds, work):
         # Size the run to about `seconds` per test, from a first untraced run.
         rps, _ = redis_bench(20000)
         requests = max(int(rps * seconds), 20000)
-        res = {"requests": requests}
-        rps, p99 = redis_bench(requests)
-        res["none"] = dict(rate=rps, p99_ms=p99)
-        data = os.path.join(work, "redis.perf.data")
-        p = subprocess.Popen(["perf", "record", "-a", "-z", "-o", data, *REDIS_PERF],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)
-        rps, p99 = redis_bench(requests)
-        cpu, rss = proc_usage(p.pid)
-        stop(p)
-        stats = subprocess.run(["perf", "report", "-i", data, "--stats"], capture_output=True, text=True).stdout
-        lost = sum(int(m) for m in re.findall(r"LOST(?:_SAMPLES)?\s+events:\s+(\d+)", stats))
-        res["perf"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, lost=lost, bytes=os.path.getsize(data))
-        os.remove(data)
-        p = subprocess.Popen(["bpftrace", "-e", "tracepoint:raw_syscalls:sys_enter { @n = count(); }"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        while "Attaching" not in (p.stdout.readline() or "Attaching"):
-            pass
-        time.sleep(0.5)
-        rps, p99 = redis_bench(requests)
-        cpu, rss = proc_usage(p.pid)
-        progs = prog_costs(BPFTRACE_PROGS)
-        stop(p)
-        res["bpftrace"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, bpf_progs=progs, lost=0)
-        for preset in ("default", "high-perf"):
-            data = os.path.join(work, f"redis.{preset}")
-            p = start_engine_preset(preset, data)
-            time.sleep(0.5)
-            rps, p99 = redis_bench(requests)
-            cpu, rss, progs, acct = stop_engine_preset(p)
-            size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
-            shutil.rmtree(data)
-            res[f"engine-{preset}"] = dict(rate=rps, p99_ms=p99, cpu_s=cpu, peak_rss_kib=rss, bpf_progs=progs,
-                                           lost=acct["dropped"], bytes=size, **acct)
-        for t in ("perf", "bpftrace", "engine-default", "engine-high-perf"):
+        tracers = ("none", "perf", "bpftrace", "engine-default", "engine-high-perf")
+        runs = {t: [] for t in tracers}
+        # Rounds, each tracer once per round, so that the machine's drift hits all alike;
+        # the median of each is reported.
+        for _ in range(rounds):
+            for t in tracers:
+                runs[t].append(redis_round(t, requests, work))
+        res = {"requests": requests, "rounds": rounds}
+        for t in tracers:
+            xs = sorted(runs[t], key=lambda x: x["rate"])
+            med = dict(xs[len(xs) // 2])
+            med["p99_ms"] = sorted(x["p99_ms"] for x in xs)[len(xs) // 2]
+            med["rates"] = [round(x["rate"]) for x in runs[t]]
+            res[t] = med
+        for t in tracers[1:]:
             res[t]["rps_lost_pct"] = 100 * (1 - res[t]["rate"] / res["none"]["rate"])
             res[t]["p99_added_ms"] = res[t]["p99_ms"] - res["none"]["p99_ms"]
         return res
@@ -456,10 +478,11 @@ def markdown(res):
     costs = []
     for w, r in res["workloads"].items():
         for t in ("bpftrace", "engine", "engine-hp"):
-            for name, c in sorted(r.get(t, {}).get("bpf_progs", {}).items()):
+            for name, c in sorted(r.get("prog_costs", {}).get(t, {}).items()):
                 costs.append(f"| {w} | {t} | {name} | {c['runs']:,} | {c['ns_per_run']:.0f} |")
     if costs:
-        lines += ["", "Per-program kernel cost (`kernel.bpf_stats_enabled`, run_time_ns / run_cnt):", "",
+        lines += ["", "Per-program kernel cost (`kernel.bpf_stats_enabled`, run_time_ns / run_cnt; 2 s runs of their own,"
+                  " since the statistics add two clock reads to every program run):", "",
                   "| workload | tracer | program | runs | ns/run |", "| --- | --- | --- | ---: | ---: |", *costs]
         for w, r in res["workloads"].items():
             q = r["ratios"]
@@ -468,13 +491,15 @@ def markdown(res):
                              f"high-perf (mostly sampled out) {q.get('prog_hp_vs_bpftrace', float('nan')):.2f}x")
     if "redis" in res:
         rd = res["redis"]
-        lines += ["", f"Application: redis-server under redis-benchmark (SET and GET, 50 clients, {rd['requests']:,} requests each):", "",
-                  "| tracer | requests/s | lost | p99 ms | p99 added ms | tracer CPU s | peak RSS MiB | dropped |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["", f"Application: redis-server under redis-benchmark (SET and GET, 50 clients, {rd['requests']:,} requests each; "
+                      f"median of {rd['rounds']} interleaved rounds):", "",
+                  "| tracer | requests/s | lost | p99 ms | p99 added ms | tracer CPU s | peak RSS MiB | dropped | rounds (requests/s) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for t in ("none", "perf", "bpftrace", "engine-default", "engine-high-perf"):
             x = rd[t]
             lines.append(f"| {t} | {x['rate']:,.0f} | {x.get('rps_lost_pct', 0):.1f}% | {x['p99_ms']:.3f} | "
-                         f"{x.get('p99_added_ms', 0):.3f} | {x.get('cpu_s', 0):.2f} | {x.get('peak_rss_kib', 0) / 1024:.0f} | {x.get('lost', 0):,} |")
+                         f"{x.get('p99_added_ms', 0):.3f} | {x.get('cpu_s', 0):.2f} | {x.get('peak_rss_kib', 0) / 1024:.0f} | {x.get('lost', 0):,} | "
+                         f"{', '.join(f'{v:,}' for v in x['rates'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -527,7 +552,7 @@ def main():
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "machine": f"{os.cpu_count()} CPUs, kernel {os.uname().release}",
            "command": " ".join(["perf/compare.py", *sys.argv[1:]]), "seconds": a.seconds, "workloads": {}}
-    bpf_stats(True)
+    bpf_stats(False)
     try:
         for w in a.workloads.split(","):
             print(f"compare: {w}", file=sys.stderr)
@@ -541,6 +566,15 @@ def main():
             r["engine"] = run_engine(w, a.seconds, work)
             if w == "syscalls":
                 r["engine-hp"] = run_engine_hp(w, a.seconds, work)
+                # Per-program kernel cost, in runs of their own: bpf_stats adds two clock
+                # reads to every program run, which the throughput runs above must not pay.
+                bpf_stats(True)
+                try:
+                    r["prog_costs"] = {"bpftrace": run_bpftrace(w, 2, work)["bpf_progs"],
+                                       "engine": run_engine(w, 2, work)["bpf_progs"],
+                                       "engine-hp": run_engine_hp(w, 2, work)["bpf_progs"]}
+                finally:
+                    bpf_stats(False)
             gen = WORKLOADS[w]["events_per_op"]
             e_add = added_ns(rate, r["engine"]["rate"], gen)
             p_add = added_ns(rate, r["perf"]["rate"], gen)
@@ -554,11 +588,12 @@ def main():
                 h_add = added_ns(rate, r["engine-hp"]["rate"], gen)
                 r["ratios"]["hp_overhead_vs_perf"] = (h_add / p_add) if h_add and p_add and p_add > 0 else float("nan")
                 r["ratios"]["hp_overhead_vs_bpftrace"] = (h_add / b_add) if h_add and b_add and b_add > 0 else float("nan")
-            bt = r["bpftrace"].get("bpf_progs", {}).get("sys_enter", {}).get("ns_per_run")
-            en = r["engine"].get("bpf_progs", {}).get("handle_sys_enter", {}).get("ns_per_run")
-            if bt and en and w == "syscalls":
+            pc = r.get("prog_costs", {})
+            bt = pc.get("bpftrace", {}).get("sys_enter", {}).get("ns_per_run")
+            en = pc.get("engine", {}).get("handle_sys_enter", {}).get("ns_per_run")
+            if bt and en:
                 r["ratios"]["prog_kept_vs_bpftrace"] = en / bt
-                hp = r.get("engine-hp", {}).get("bpf_progs", {}).get("handle_sys_enter", {}).get("ns_per_run")
+                hp = pc.get("engine-hp", {}).get("handle_sys_enter", {}).get("ns_per_run")
                 if hp:
                     r["ratios"]["prog_hp_vs_bpftrace"] = hp / bt
             res["workloads"][w] = r
