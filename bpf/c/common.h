@@ -233,6 +233,14 @@ static __always_inline __u32 sample(__u32 kind)
 	return 0;
 }
 
+/* Whether the kernel samples `kind` on this CPU now (its N is above 1). */
+static __always_inline bool sampling(__u32 kind)
+{
+	__u32 key = bpf_get_smp_processor_id() * EK_MAX + kind;
+	__u32 *np = bpf_map_lookup_elem(&sample_n, &key);
+	return np && *np > 1;
+}
+
 /* Filters, sampling, then the rate limit: the gate every event goes through before reserve.
  * `*weight` is the record's 1-in-N (for RESERVE). Sampled-out events take no tokens. */
 static __always_inline bool admit(__u32 kind, __u32 slot, __u32 *weight)

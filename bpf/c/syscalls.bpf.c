@@ -168,12 +168,14 @@ static __always_inline int on_exit(void *storage, long id, long ret, __u32 kind,
 {
 	struct pending_call *p = bpf_task_storage_get(storage, bpf_get_current_task_btf(), NULL, 0);
 	if (!p || !p->armed || p->id != id) {
-		/* Filtered at enter (not armed), or a call we would have kept whose enter we
-		 * did not see: in flight at attach, or no storage at enter. */
+		/* Filtered or sampled out at enter (not armed), or a call we would have kept
+		 * whose enter we did not see: in flight at attach, or no storage at enter. While
+		 * the kernel samples a kind on this CPU, an unarmed exit of it is not counted
+		 * (it is most likely a call the sampling left out). */
 		if (!excluded()) {
-			if (kind)
+			if (kind && !sampling(kind))
 				count(kind, C_UNPAIRED);
-			if (generic)
+			if (generic && !sampling(EK_SYSCALL_CALL))
 				count(EK_SYSCALL_CALL, C_UNPAIRED);
 		}
 		if (p)

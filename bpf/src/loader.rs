@@ -629,11 +629,12 @@ fn attach_event(
     }
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: ioctls on the perf event descriptor we own, with a program fd as argument.
     for (req, arg) in [
         (PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd() as libc::c_ulong),
         (PERF_EVENT_IOC_ENABLE, 0),
     ] {
+        // SAFETY: ioctls on the perf event descriptor we own, with a program fd (or
+        // nothing) as argument.
         if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) } != 0 {
             return Err(std::io::Error::last_os_error());
         }

@@ -7,8 +7,10 @@
 //! storm's own children make room for each other, and the long-lived entries (init,
 //! sshd, the shells and container runtimes that are everyone's ancestors) stay.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hash::Hash;
+
+use crate::semantic::partial::FoldMap;
 
 #[derive(Debug, Clone)]
 struct Slot<V> {
@@ -21,7 +23,7 @@ struct Slot<V> {
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Bounded<K, V> {
-    map: HashMap<K, Slot<V>>,
+    map: FoldMap<K, Slot<V>>,
     live: BTreeSet<(u64, K)>,
     retired: BTreeSet<(u64, K)>,
     limit: usize,
@@ -33,7 +35,7 @@ impl<K: Copy + Ord + Hash, V> Bounded<K, V> {
     /// A table holding at most `limit` entries (at least 1).
     pub(crate) fn new(limit: usize) -> Bounded<K, V> {
         Bounded {
-            map: HashMap::new(),
+            map: FoldMap::default(),
             live: BTreeSet::new(),
             retired: BTreeSet::new(),
             limit: limit.max(1),

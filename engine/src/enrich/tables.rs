@@ -2,7 +2,6 @@
 //! say about one event. Replay builds them from the enrichment records alone; the live
 //! tracker ([`super::tracker`]) keeps the same tables and writes those records.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bpf::abi::EventHeader;
@@ -10,6 +9,7 @@ use bpf::abi::EventHeader;
 use super::container::{Placement, classify};
 use super::record::{Cgroup, KIND_CGROUP, KIND_PROCESS, Op, Process, RecordError};
 use super::table::Bounded;
+use crate::semantic::partial::FoldMap;
 
 /// Ancestors named on an event (parent first).
 pub(crate) const ANCESTORS_MAX: usize = 4;
@@ -52,8 +52,8 @@ impl<'a> Enrichment<'a> {
 pub(crate) struct Tables {
     processes: Bounded<u32, Process>,
     cgroups: Bounded<u64, CgroupEntry>,
-    users: HashMap<u32, Arc<str>>,
-    groups: HashMap<u32, Arc<str>>,
+    users: FoldMap<u32, Arc<str>>,
+    groups: FoldMap<u32, Arc<str>>,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -65,8 +65,8 @@ impl Tables {
         Tables {
             processes: Bounded::new(processes_max),
             cgroups: Bounded::new(cgroups_max),
-            users: HashMap::new(),
-            groups: HashMap::new(),
+            users: FoldMap::default(),
+            groups: FoldMap::default(),
         }
     }
 
@@ -195,7 +195,7 @@ impl Tables {
     }
 }
 
-fn remember(names: &mut HashMap<u32, Arc<str>>, id: u32, name: &Arc<str>) {
+fn remember(names: &mut FoldMap<u32, Arc<str>>, id: u32, name: &Arc<str>) {
     if name.is_empty() || names.get(&id).is_some_and(|n| n == name) {
         return;
     }

@@ -138,31 +138,59 @@ impl JsonWriter {
 
     fn string(&mut self, s: &[u8]) {
         self.buf.push(b'"');
+        let mut rest = s;
+        // Runs of plain ASCII are copied whole (paths, names: almost everything); a byte
+        // that needs escaping is escaped alone, and from the first non-ASCII byte on the
+        // rest goes through the UTF-8 path (it starts on a character boundary).
+        loop {
+            let run = plain_run(rest);
+            self.buf.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
+            let Some(&b) = rest.first() else {
+                break;
+            };
+            if b >= 0x80 {
+                self.string_utf8(rest);
+                break;
+            }
+            self.escape_ascii(b);
+            rest = &rest[1..];
+        }
+        self.buf.push(b'"');
+    }
+
+    /// An ASCII byte that JSON wants escaped.
+    fn escape_ascii(&mut self, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match b {
+            b'"' => self.raw(b"\\\""),
+            b'\\' => self.raw(b"\\\\"),
+            b'\n' => self.raw(b"\\n"),
+            b'\r' => self.raw(b"\\r"),
+            b'\t' => self.raw(b"\\t"),
+            0..=0x1f => {
+                self.raw(b"\\u00");
+                self.buf.push(HEX[(b >> 4) as usize]);
+                self.buf.push(HEX[(b & 15) as usize]);
+            }
+            _ => self.buf.push(b),
+        }
+    }
+
+    /// The rest of a string from its first non-ASCII byte: valid UTF-8 as it is, other
+    /// bytes as `\\xNN`.
+    fn string_utf8(&mut self, s: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for chunk in s.utf8_chunks() {
             for &b in chunk.valid().as_bytes() {
-                match b {
-                    b'"' => self.raw(b"\\\""),
-                    b'\\' => self.raw(b"\\\\"),
-                    b'\n' => self.raw(b"\\n"),
-                    b'\r' => self.raw(b"\\r"),
-                    b'\t' => self.raw(b"\\t"),
-                    0..=0x1f => {
-                        const HEX: &[u8; 16] = b"0123456789abcdef";
-                        self.raw(b"\\u00");
-                        self.buf.push(HEX[(b >> 4) as usize]);
-                        self.buf.push(HEX[(b & 15) as usize]);
-                    }
-                    _ => self.buf.push(b),
-                }
+                self.escape_ascii(b);
             }
             for &b in chunk.invalid() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 self.raw(b"\\\\x");
                 self.buf.push(HEX[(b >> 4) as usize]);
                 self.buf.push(HEX[(b & 15) as usize]);
             }
         }
-        self.buf.push(b'"');
     }
 
     /// `"key":"2026-11-26T12:00:00.123456789Z"`; outside the range of dates (see
@@ -491,9 +519,56 @@ impl JsonWriter {
     }
 }
 
+/// The length of the leading run of `s` that JSON takes as it is: printable ASCII other
+/// than `"` and `\\`. Eight bytes at a time (SWAR): a word is plain when none of its bytes
+/// is below 0x20, at or above 0x80, or equal to either quote character.
+fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        // A byte is zero in `x` <=> the high bit of that byte in `zero(x)` (exact for the
+        // lowest such byte, which is all that is needed to stop at the first word).
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let hits = below_space
+            | (w & HIGH)
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| special(b))
+        .unwrap_or(s.len() - i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_runs_stop_at_the_first_byte_to_escape() {
+        let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x80;
+        // Every byte value at every position of strings of several lengths.
+        for len in [1usize, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let want = if special(b) { at } else { len };
+                    assert_eq!(plain_run(&s), want, "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert_eq!(plain_run(b""), 0);
+        assert_eq!(plain_run(b"/usr/lib/x86_64-linux-gnu/libc.so.6"), 35);
+    }
 
     #[test]
     fn strings_are_escaped() {
@@ -503,6 +578,12 @@ mod tests {
         w.clear();
         w.string(b"\xff");
         assert_eq!(w.bytes(), br#""\\xff""#);
+        w.clear();
+        w.string("/tmp/é\"x\t".as_bytes());
+        assert_eq!(w.bytes(), "\"/tmp/é\\\"x\\t\"".as_bytes());
+        w.clear();
+        w.string(b"/plain/ascii/path");
+        assert_eq!(w.bytes(), br#""/plain/ascii/path""#);
     }
 
     #[test]

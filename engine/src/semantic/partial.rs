@@ -111,7 +111,9 @@ impl std::hash::Hasher for FoldHasher {
     }
 }
 
-type FoldMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FoldHasher>>;
+/// A map hashed with [`FoldHasher`] (also the enrichment tables' maps, keyed by pids,
+/// uids and cgroup ids).
+pub(crate) type FoldMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FoldHasher>>;
 
 impl std::fmt::Debug for PathKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
