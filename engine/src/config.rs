@@ -820,11 +820,11 @@ impl Config {
             ));
         } else if !c.ring_bytes_min.is_power_of_two()
             || c.ring_bytes_min < 4096
-            || c.ring_bytes_min > c.ring_bytes
+            || c.ring_bytes_min > RING_BYTES_MAX
         {
             p.push(format!(
-                "capture.ring_bytes_min: {} is not a power of two between 4096 and capture.ring_bytes ({})",
-                c.ring_bytes_min, c.ring_bytes
+                "capture.ring_bytes_min: {} is not a power of two between 4096 and {RING_BYTES_MAX}",
+                c.ring_bytes_min
             ));
         } else if let Some(problem) = memory_total_bytes().and_then(|total| {
             ring_memory_problem(c.ring_bytes_per_cpu(online.len()), online.len(), total)
@@ -1119,7 +1119,8 @@ impl Config {
 
 impl Capture {
     /// The ring size of each CPU with `cpus` online: `ring_bytes`, or its share of
-    /// `ring_bytes_total` (a power of two, between `ring_bytes_min` and `ring_bytes`).
+    /// `ring_bytes_total` (a power of two, between `ring_bytes_min` and `ring_bytes`;
+    /// `ring_bytes` wins where the two disagree).
     pub fn ring_bytes_per_cpu(&self, cpus: usize) -> u32 {
         if self.ring_bytes_total == 0 {
             return self.ring_bytes;
@@ -1130,7 +1131,9 @@ impl Capture {
         } else {
             1u64 << (63 - share.leading_zeros())
         };
-        pow.clamp(u64::from(self.ring_bytes_min), u64::from(self.ring_bytes)) as u32
+        // `ring_bytes` bounds everything, the floor included.
+        let floor = self.ring_bytes_min.min(self.ring_bytes);
+        pow.clamp(u64::from(floor), u64::from(self.ring_bytes)) as u32
     }
 
     /// The wake-up threshold for rings of `ring_bytes` (a budget can make the rings
@@ -1214,8 +1217,21 @@ mod tests {
         assert_eq!(c.wakeup_bytes_for(256 << 10), 64 << 10);
         c.ring_bytes_total = 0;
         assert_eq!(c.ring_bytes_per_cpu(256), 64 << 20, "no budget: ring_bytes");
+        // A small ring_bytes (set before budgets existed) bounds the floor too.
+        let small = Capture {
+            ring_bytes: 64 << 10,
+            wakeup_bytes: 16 << 10,
+            ..Capture::default()
+        };
+        assert_eq!(small.ring_bytes_per_cpu(2), 64 << 10);
+        let problems = Config {
+            capture: small,
+            ..Config::default()
+        }
+        .validate();
+        assert!(problems.is_empty(), "{problems:?}");
         let mut bad = Config::default();
-        bad.capture.ring_bytes_min = 3000;
+        bad.capture.ring_bytes_min = 3 << 10;
         assert!(
             bad.validate()
                 .iter()

@@ -210,6 +210,40 @@ mod tests {
     }
 
     #[test]
+    fn passes_all_names_the_kinds_no_rule_can_reject() {
+        let bit = |k: Kind| 1u64 << k as u16;
+        let all = Filter::new(&config::Filter::default()).passes_all();
+        assert_ne!(all & bit(Kind::Syscall), 0);
+        assert_ne!(all & bit(Kind::FileOpen), 0);
+        let comms = Filter::new(&config::Filter {
+            comms: vec!["nginx".into()],
+            ..config::Filter::default()
+        });
+        assert_eq!(comms.passes_all(), 0, "a comm rule can reject any event");
+        let paths = Filter::new(&config::Filter {
+            path_prefixes: vec!["/var".into()],
+            ..config::Filter::default()
+        })
+        .passes_all();
+        assert_eq!(paths & bit(Kind::FileOpen), 0);
+        assert_eq!(paths & bit(Kind::FileRename), 0);
+        assert_ne!(paths & bit(Kind::Syscall), 0);
+        let ports = Filter::new(&config::Filter {
+            ports: vec![443],
+            ..config::Filter::default()
+        })
+        .passes_all();
+        assert_eq!(ports & bit(Kind::NetTcpConnect), 0);
+        assert_ne!(ports & bit(Kind::FileOpen), 0);
+        let kinds = Filter::new(&config::Filter {
+            exclude_kinds: vec!["syscall.call".into()],
+            ..config::Filter::default()
+        })
+        .passes_all();
+        assert_eq!(kinds & bit(Kind::Syscall), 0);
+    }
+
+    #[test]
     fn keep_applies_every_rule() {
         let open = record(Kind::FileOpen, |_, body| {
             let p: &mut bpf::abi::FileOp = bytemuck::from_bytes_mut(body);

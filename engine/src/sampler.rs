@@ -387,6 +387,36 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_samples_only_kinds_of_a_fixed_sampled_class() {
+        let s = Sampler::new(0, 1000, 1000, 100);
+        let bit = |k: Kind| 1u64 << k as u16;
+        let mask = s.kernel_kinds(u64::MAX);
+        for k in [
+            Kind::Syscall,
+            Kind::MemoryPageFault,
+            Kind::FileOpen,
+            Kind::NetPacketDrop,
+        ] {
+            assert_ne!(mask & bit(k), 0, "{k:?} is sampled in the kernel");
+        }
+        for k in [
+            Kind::ProcessExec,
+            Kind::ProcessExit, // critical when by a signal: only the engine can tell
+            Kind::MemoryOomKill,
+            Kind::SecuritySetuid,
+            Kind::SecurityCapability,
+            Kind::ProcessFork, // high class, budget 0: never sampled
+        ] {
+            assert_eq!(mask & bit(k), 0, "{k:?} is not sampled in the kernel");
+        }
+        // Kinds a user-space filter could reject stay with the engine.
+        assert_eq!(
+            s.kernel_kinds(!bit(Kind::FileOpen)) & bit(Kind::FileOpen),
+            0
+        );
+    }
+
+    #[test]
     fn critical_is_never_sampled_and_zero_budget_means_no_sampling() {
         let mut s = Sampler::new(0, 0, 1, 1);
         s.tick(1);
