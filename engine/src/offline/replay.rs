@@ -104,6 +104,18 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
     })
 }
 
+/// JSON lines are written out in chunks of about this many bytes.
+const JSON_SPILL_BYTES: usize = 1 << 16;
+
+/// Writes the accumulated JSON lines to `out` once they are `at_least` bytes (0: now).
+fn spill(json: &mut JsonWriter, out: &mut impl Write, at_least: usize) -> std::io::Result<()> {
+    if json.bytes().len() >= at_least.max(1) {
+        out.write_all(json.bytes())?;
+        json.clear();
+    }
+    Ok(())
+}
+
 /// `engine replay`: the events of `dir` merged in time order, written to `out`;
 /// undecodable records and progress are reported on `diag`.
 pub fn replay<W: Write, D: Write>(
@@ -120,6 +132,7 @@ pub fn replay<W: Write, D: Write>(
     let progress = is_tty();
     let blocks = reader.progress();
     let mut json = JsonWriter::default();
+    json.accumulate();
     let mut tables = Tables::for_reader();
     let mut last_progress = Instant::now();
     let mut summary = ReplaySummary::default();
@@ -128,7 +141,12 @@ pub fn replay<W: Write, D: Write>(
         if args.limit.is_some_and(|l| summary.shown >= l) {
             break;
         }
-        let Some(loc) = reader.next_located()? else {
+        // Lines before a failure are written before it is reported.
+        let next = reader.next_located();
+        if next.is_err() {
+            spill(&mut json, out, 0)?;
+        }
+        let Some(loc) = next? else {
             break;
         };
         let rec = loc.record;
@@ -162,7 +180,7 @@ pub fn replay<W: Write, D: Write>(
                     match format {
                         Format::Json => {
                             json.loss(&l, loc.mono_to_wall_ns);
-                            out.write_all(json.bytes())?;
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
                         }
                         Format::Text => write_loss(out, &l, loc.mono_to_wall_ns)?,
                     }
@@ -188,7 +206,7 @@ pub fn replay<W: Write, D: Write>(
                         Format::Json => {
                             json.event(&ev, rec.weight, wall);
                             json.enrichment(&ev, &e);
-                            out.write_all(json.bytes())?;
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
                         }
                         Format::Text => write_replay(out, &ev, rec.weight, wall, Some(&e))?,
                     }
@@ -210,6 +228,7 @@ pub fn replay<W: Write, D: Write>(
             rec.ts_ns
         );
         if args.strict {
+            spill(&mut json, out, 0)?;
             return Err(Error::Invalid(format!(
                 "{what} (--strict stops at the first undecodable record)"
             )));
@@ -219,6 +238,7 @@ pub fn replay<W: Write, D: Write>(
             writeln!(diag, "replay: {what}; skipped")?;
         }
     }
+    spill(&mut json, out, 0)?;
     if progress {
         writeln!(
             diag,

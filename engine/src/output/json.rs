@@ -22,6 +22,8 @@ pub struct JsonWriter {
     /// The second (since the epoch) whose `YYYY-MM-DDTHH:MM:SS` is in `date`.
     date_sec: Option<i64>,
     date: Vec<u8>,
+    /// Lines accumulate ([`JsonWriter::accumulate`]).
+    append: bool,
 }
 
 impl std::fmt::Debug for JsonWriter {
@@ -87,9 +89,23 @@ impl JsonWriter {
         &self.buf
     }
 
-    /// Starts a new line.
+    /// Starts a new line (with [`JsonWriter::accumulate`]: drops every line so far).
     pub fn clear(&mut self) {
         self.buf.clear();
+    }
+
+    /// From now on [`JsonWriter::event`] and [`JsonWriter::loss`] append their line to the
+    /// ones before instead of replacing them: a reader writes the buffer out once it is
+    /// large, with one copy of each byte fewer than line by line through a `BufWriter`.
+    pub(crate) fn accumulate(&mut self) {
+        self.append = true;
+    }
+
+    /// The start of an event or loss line.
+    fn start_line(&mut self) {
+        if !self.append {
+            self.buf.clear();
+        }
     }
 
     fn raw(&mut self, b: &[u8]) {
@@ -258,7 +274,7 @@ impl JsonWriter {
     /// record's monotonic times plus `mono_to_wall_ns`.
     pub fn loss(&mut self, l: &Loss, mono_to_wall_ns: i64) {
         let off = mono_to_wall_ns as i128;
-        self.buf.clear();
+        self.start_line();
         self.buf.push(b'{');
         self.time("ts", l.end_ns as i128 + off);
         self.field("kind", Str(b"loss"));
@@ -275,7 +291,7 @@ impl JsonWriter {
     /// Builds the JSON line of one event (ending in a newline).
     pub fn event(&mut self, ev: &Event<'_>, weight: u32, wall_ns: i128) {
         let h = ev.header;
-        self.buf.clear();
+        self.start_line();
         self.buf.push(b'{');
         self.time("ts", wall_ns);
         self.buf.extend_from_slice(b",\"kind\":\"");

@@ -121,10 +121,21 @@ pub fn rest(rx: &std::sync::mpsc::Receiver<String>) -> String {
 
 /// A process's resident memory (KiB); 0 once it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The anonymous part of the resident memory of `pid` (heap and stacks: what a leak
+/// grows), KiB. The rings are shared mappings of the kernel's and are not in it: their
+/// pages turn resident as the producer first goes round each ring, whatever the load.
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
