@@ -200,6 +200,14 @@ static __always_inline __u64 mix64(__u64 x)
 	return x ^ (x >> 31);
 }
 
+/* The 1-in-N the engine set for `kind` on `cpu` (0 or 1: keep everything). */
+static __always_inline __u32 sample_rate(__u32 cpu, __u32 kind)
+{
+	__u32 key = cpu * EK_MAX + kind;
+	__u32 *np = bpf_map_lookup_elem(&sample_n, &key);
+	return np ? *np : 1;
+}
+
 /*
  * The kernel's 1-in-N decision for `kind` on this CPU: the weight N when the record is kept
  * (1 when nothing is sampled), 0 when it is left out (counted in `sampled`). Deterministic:
@@ -215,9 +223,7 @@ static __always_inline __u32 sample(__u32 kind)
 	    kind == EK_MEMORY_OOM_KILL)
 		return 1;
 	__u32 cpu = bpf_get_smp_processor_id();
-	__u32 key = cpu * EK_MAX + kind;
-	__u32 *np = bpf_map_lookup_elem(&sample_n, &key);
-	__u32 n = np ? *np : 1;
+	__u32 n = sample_rate(cpu, kind);
 	if (n <= 1)
 		return 1;
 	__u32 k = kind;
@@ -236,9 +242,7 @@ static __always_inline __u32 sample(__u32 kind)
 /* Whether the kernel samples `kind` on this CPU now (its N is above 1). */
 static __always_inline bool sampling(__u32 kind)
 {
-	__u32 key = bpf_get_smp_processor_id() * EK_MAX + kind;
-	__u32 *np = bpf_map_lookup_elem(&sample_n, &key);
-	return np && *np > 1;
+	return sample_rate(bpf_get_smp_processor_id(), kind) > 1;
 }
 
 /* Filters, sampling, then the rate limit: the gate every event goes through before reserve.

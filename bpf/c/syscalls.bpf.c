@@ -254,13 +254,12 @@ int handle_sys_exit(__u64 *ctx)
 }
 
 /*
- * Per-syscall tracepoints (syscalls:sys_enter_<name>, sys_exit_<name>), one program each
- * side attached to the events of the calls the file and security kinds need: the kernel
- * tests a bitmap per syscall before it runs any program, so every other syscall costs
- * the traced-entry path and nothing more (the raw programs run on all of them).
- * Records of these events: the common fields, the syscall number, then the arguments the
- * call declares (reading past them reads the event buffer, never faults; the emitters
- * use only the arguments their call has) or the return value.
+ * Per-syscall tracepoints (syscalls:sys_enter_<name>, sys_exit_<name>), attached to the
+ * events of the calls the file and security kinds need: the kernel tests a bitmap per
+ * syscall before it runs any program, so every other syscall costs the traced-entry path
+ * and nothing more (the raw programs run on all of them). Records of these events: the
+ * common fields, the syscall number, then the arguments the call declares (enter) or the
+ * return value (exit).
  */
 struct sc_enter_args {
 	__u64 common;
