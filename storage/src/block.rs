@@ -339,6 +339,12 @@ impl std::fmt::Debug for DecodedBlock {
     }
 }
 
+/// `n` and a quarter more, at most `max` (and at least `n`): the size of a reusable
+/// buffer that must hold `n`, so that the next, slightly larger block fits too.
+fn with_headroom(n: usize, max: usize) -> usize {
+    n.saturating_add(n / 4).min(max).max(n)
+}
+
 impl DecodedBlock {
     /// An empty, reusable decoded block.
     pub fn new() -> DecodedBlock {
@@ -409,7 +415,10 @@ impl DecodedBlock {
                 .insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd context: {e}"))?),
         };
         self.raw.clear();
-        self.raw.reserve(raw_len);
+        if self.raw.capacity() < raw_len {
+            // A new buffer, not a grown one: growing would copy the old bytes for nothing.
+            self.raw = Vec::with_capacity(with_headroom(raw_len, BLOCK_BYTES_MAX as usize));
+        }
         let n = dctx
             .decompress_to_buffer(payload, &mut self.raw)
             .map_err(|e| format!("zstd: {e}"))?;
@@ -490,7 +499,11 @@ impl DecodedBlock {
         // Grow only: every byte of a record is written below (stored bytes, restored
         // timestamp, zeroed tail), so stale bytes from earlier blocks never show.
         if self.words.len() < total_words {
-            self.words.resize(total_words, 0);
+            // Replaced, not grown (nothing in it is kept), with room for somewhat larger
+            // blocks; zeroed by the allocator, so pages fresh from the OS are touched only
+            // where records are written.
+            self.words = Vec::new();
+            self.words = vec![0; with_headroom(total_words, DECODED_WORDS_MAX)];
         }
         let out: &mut [u8] = as_bytes_mut(&mut self.words);
         for (i, e) in self.entries.iter().enumerate() {

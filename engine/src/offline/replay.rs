@@ -116,6 +116,39 @@ fn spill(json: &mut JsonWriter, out: &mut impl Write, at_least: usize) -> std::i
     Ok(())
 }
 
+/// What the enrichment of an event depends on besides the tables: consecutive events
+/// with the same key, and no table record between them, get the same enrichment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemoKey {
+    pid: u32,
+    uid: u32,
+    gid: u32,
+    cgroup_id: u64,
+    /// `process.exec` lines leave out the table's `exe` (theirs is the new one).
+    exec: bool,
+}
+
+impl MemoKey {
+    fn of(ev: &bpf::Event<'_>) -> MemoKey {
+        let h = ev.header;
+        MemoKey {
+            pid: h.pid,
+            uid: h.uid,
+            gid: h.gid,
+            cgroup_id: h.cgroup_id,
+            exec: matches!(ev.payload, bpf::Payload::ProcessExec(_)),
+        }
+    }
+}
+
+/// The enrichment JSON of the last event line ([`JsonWriter::enrichment_again`]): events
+/// come in runs from one process, and the lookup and its strings then cost one copy.
+#[derive(Debug, Default)]
+struct Memo {
+    key: Option<MemoKey>,
+    tail: Vec<u8>,
+}
+
 /// `engine replay`: the events of `dir` merged in time order, written to `out`;
 /// undecodable records and progress are reported on `diag`.
 pub fn replay<W: Write, D: Write>(
@@ -134,6 +167,7 @@ pub fn replay<W: Write, D: Write>(
     let mut json = JsonWriter::default();
     json.accumulate();
     let mut tables = Tables::for_reader();
+    let mut memo = Memo::default();
     let mut last_progress = Instant::now();
     let mut summary = ReplaySummary::default();
     let mut seen = 0u64;
@@ -164,6 +198,7 @@ pub fn replay<W: Write, D: Write>(
         let wall = rec.ts_ns as i128 + loc.mono_to_wall_ns as i128;
         let problem = if rec.kind == KIND_PROCESS || rec.kind == KIND_CGROUP {
             // Table updates: applied, never shown.
+            memo.key = None;
             match tables.apply_record(rec.kind, rec.bytes) {
                 Ok(_) => continue,
                 Err(e) => e.to_string(),
@@ -201,14 +236,24 @@ pub fn replay<W: Write, D: Write>(
                     {
                         continue;
                     }
-                    let e = tables.lookup(h);
                     match format {
                         Format::Json => {
                             json.event(&ev, rec.weight, wall);
-                            json.enrichment(&ev, &e);
+                            let key = MemoKey::of(&ev);
+                            if memo.key == Some(key) {
+                                json.enrichment_again(&memo.tail);
+                            } else {
+                                let start = json.bytes().len().saturating_sub(2);
+                                json.enrichment(&ev, &tables.lookup(h));
+                                memo.tail.clear();
+                                memo.tail.extend_from_slice(&json.bytes()[start..]);
+                                memo.key = Some(key);
+                            }
                             spill(&mut json, out, JSON_SPILL_BYTES)?;
                         }
-                        Format::Text => write_replay(out, &ev, rec.weight, wall, Some(&e))?,
+                        Format::Text => {
+                            write_replay(out, &ev, rec.weight, wall, Some(&tables.lookup(h)))?
+                        }
                     }
                     summary.shown += 1;
                     continue;
