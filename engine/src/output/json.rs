@@ -32,6 +32,22 @@ pub struct JsonWriter {
     date: Vec<u8>,
     /// Lines accumulate ([`JsonWriter::accumulate`]).
     append: bool,
+    /// The header fields (`"cpu"` to `"cgroup_id"`) of the last event line, and what they
+    /// were made of: events come in runs from one thread, which then cost one copy.
+    head_key: Option<HeadKey>,
+    head: Vec<u8>,
+}
+
+/// The header fields an event line shows from `"cpu"` to `"cgroup_id"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadKey {
+    cpu: u32,
+    pid: u32,
+    tid: u32,
+    uid: u32,
+    gid: u32,
+    cgroup_id: u64,
+    comm: [u8; bpf::abi::COMM_LEN],
 }
 
 impl std::fmt::Debug for JsonWriter {
@@ -341,13 +357,30 @@ impl JsonWriter {
         self.buf.extend_from_slice(b",\"kind\":\"");
         self.buf.extend_from_slice(ev.kind.name().as_bytes());
         self.buf.push(b'"');
-        field!(self, "cpu", h.cpu);
-        field!(self, "pid", h.pid);
-        field!(self, "tid", h.tid);
-        field!(self, "uid", h.uid);
-        field!(self, "gid", h.gid);
-        field!(self, "comm", Str(cstr_bytes(&h.comm)));
-        field!(self, "cgroup_id", h.cgroup_id);
+        let key = HeadKey {
+            cpu: h.cpu,
+            pid: h.pid,
+            tid: h.tid,
+            uid: h.uid,
+            gid: h.gid,
+            cgroup_id: h.cgroup_id,
+            comm: h.comm,
+        };
+        if self.head_key == Some(key) {
+            self.buf.extend_from_slice(&self.head);
+        } else {
+            let start = self.buf.len();
+            field!(self, "cpu", h.cpu);
+            field!(self, "pid", h.pid);
+            field!(self, "tid", h.tid);
+            field!(self, "uid", h.uid);
+            field!(self, "gid", h.gid);
+            field!(self, "comm", Str(cstr_bytes(&h.comm)));
+            field!(self, "cgroup_id", h.cgroup_id);
+            self.head.clear();
+            self.head.extend_from_slice(&self.buf[start..]);
+            self.head_key = Some(key);
+        }
         field!(self, "weight", weight);
         if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
             field!(self, "truncated", true);
