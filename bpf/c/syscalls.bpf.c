@@ -172,10 +172,14 @@ static __always_inline int on_exit(void *storage, long id, long ret, __u32 kind,
 		 * whose enter we did not see: in flight at attach, or no storage at enter. While
 		 * the kernel samples a kind on this CPU, an unarmed exit of it is not counted
 		 * (it is most likely a call the sampling left out). */
-		if (!excluded()) {
-			if (kind && !sampling(kind))
+		bool kind_unpaired = kind && !sampling(kind);
+		bool generic_unpaired = generic && !sampling(EK_SYSCALL_CALL);
+		/* The sampling test first: under sampling (the common case for an unarmed exit)
+		 * the filters are not evaluated at all. */
+		if ((kind_unpaired || generic_unpaired) && !excluded()) {
+			if (kind_unpaired)
 				count(kind, C_UNPAIRED);
-			if (generic && !sampling(EK_SYSCALL_CALL))
+			if (generic_unpaired)
 				count(EK_SYSCALL_CALL, C_UNPAIRED);
 		}
 		if (p)
