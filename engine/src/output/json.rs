@@ -706,6 +706,8 @@ mod tests {
         w.time("a", 1_700_000_000_999_999_999);
         w.time("b", 1_700_000_001_000_000_000);
         w.time("c", -1);
+        w.time("d", 1_700_000_000_500_000_000);
+        w.time("e", 1_700_000_000_000_000_000);
         assert_eq!(
             std::str::from_utf8(w.bytes()).unwrap(),
             concat!(
@@ -713,6 +715,8 @@ mod tests {
                 r#","a":"2023-11-14T22:13:20.999999999Z""#,
                 r#","b":"2023-11-14T22:13:21.000000000Z""#,
                 r#","c":"1969-12-31T23:59:59.999999999Z""#,
+                r#","d":"2023-11-14T22:13:20.500000000Z""#,
+                r#","e":"2023-11-14T22:13:20.000000000Z""#,
             )
         );
     }
@@ -752,6 +756,64 @@ mod tests {
         assert_eq!(v["filename"], "./a.out");
         assert_eq!(v["exe"], "/tmp/d/a.out");
         assert_eq!(v["truncated"], true);
+    }
+
+    /// A file.open record with the given header identity and return value.
+    fn file_open(pid: u32, tid: u32, uid: u32, comm: &[u8], ret: i64) -> Vec<u8> {
+        use bpf::abi::{EventHeader, FileOp};
+        let len = size_of::<EventHeader>() + size_of::<FileOp>();
+        let mut rec = vec![0u8; len];
+        let (head, body) = rec.split_at_mut(size_of::<EventHeader>());
+        let h: &mut EventHeader = bytemuck::from_bytes_mut(head);
+        h.kind = bpf::Kind::FileOpen as u16;
+        h.len = u32::try_from(len).unwrap();
+        h.pid = pid;
+        h.tid = tid;
+        h.uid = uid;
+        h.cpu = pid % 3;
+        h.cgroup_id = u64::from(uid) * 1000;
+        h.comm[..comm.len()].copy_from_slice(comm);
+        let p: &mut FileOp = bytemuck::from_bytes_mut(body);
+        p.ret = ret;
+        rec
+    }
+
+    #[test]
+    fn lines_of_one_writer_equal_lines_of_fresh_ones() {
+        // The header fields are reused while the thread's identity is unchanged, small
+        // integers take their own path: any mix must write what a fresh writer writes.
+        let recs = [
+            file_open(1, 1, 0, b"a", 0),
+            file_open(1, 1, 0, b"a", 9),
+            file_open(1, 2, 0, b"a", 10),
+            file_open(1, 2, 0, b"b", 99),
+            file_open(100, 2, 0, b"b", 100),
+            file_open(100, 2, 999, b"b", 999),
+            file_open(100, 2, 1000, b"b", 1000),
+            file_open(1, 1, 0, b"a", -1),
+            file_open(u32::MAX, u32::MAX, u32::MAX, b"0123456789abcdef", i64::MIN),
+            file_open(1, 1, 0, b"a", i64::MAX),
+        ];
+        let mut shared = JsonWriter::default();
+        shared.accumulate();
+        let mut expected = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            let ev = bpf::decode(r).expect("a well-formed record");
+            let wall = 1_700_000_000_000_000_000 + i as i128 * 300_000_000;
+            shared.event(&ev, 1, wall);
+            let mut fresh = JsonWriter::default();
+            fresh.event(&ev, 1, wall);
+            expected.extend_from_slice(fresh.bytes());
+            let v: serde_json::Value = serde_json::from_slice(fresh.bytes()).unwrap();
+            assert_eq!(v["pid"], ev.header.pid);
+            assert_eq!(v["tid"], ev.header.tid);
+            assert_eq!(v["uid"], ev.header.uid);
+            assert_eq!(v["cgroup_id"], ev.header.cgroup_id);
+        }
+        assert_eq!(
+            std::str::from_utf8(shared.bytes()).unwrap(),
+            std::str::from_utf8(&expected).unwrap()
+        );
     }
 
     #[test]
