@@ -11,6 +11,7 @@
 #include "net.bpf.c"
 #include "container.bpf.c"
 #include "memory.bpf.c"
+#include "perf.bpf.c"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -40,6 +41,9 @@ struct abi_types {
 	struct rec_direct_reclaim direct_reclaim;
 	struct rec_page_fault page_fault;
 	struct rec_syscall_event syscall_event;
+	struct rec_runq_wait runq_wait;
+	struct runq_hist runq_hist;
+	struct perf_counters perf_counters;
 	struct kind_counters kind_counters;
 	struct collector_config collector_config;
 	enum event_kind event_kind;

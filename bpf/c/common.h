@@ -13,7 +13,7 @@
 #define KIND_CATEGORY(kind) ((kind) / 10)
 
 /* Index of the page-fault token bucket; the other indices are enum event_category. */
-#define RL_PAGE_FAULT 7
+#define RL_PAGE_FAULT 8
 
 #define NSEC_PER_SEC 1000000000ULL
 #define AT_FDCWD -100
@@ -127,11 +127,10 @@ static __always_inline void count(__u32 kind, __u32 field)
 #define C_UNPAIRED 4
 #define C_SAMPLED 5
 
-/* Self, tgid and cgroup filters on the current task; true when the task is excluded. */
-static __always_inline bool excluded(void)
+/* Self, tgid and cgroup filters on a task of thread group `tgid` in cgroup `cg_or_zero` (0:
+ * the current task's, read only when the cgroup filter is on); true when it is excluded. */
+static __always_inline bool excluded_ids(__u32 tgid, __u64 cg_or_zero)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
 	if (tgid == CONFIG.self_tgid)
 		return true;
 	if (CONFIG.tgid_filter != FILTER_OFF) {
@@ -140,12 +139,18 @@ static __always_inline bool excluded(void)
 			return true;
 	}
 	if (CONFIG.cgroup_filter != FILTER_OFF) {
-		__u64 cg = bpf_get_current_cgroup_id();
+		__u64 cg = cg_or_zero ? cg_or_zero : bpf_get_current_cgroup_id();
 		bool hit = bpf_map_lookup_elem(&cgroup_filter, &cg) != NULL;
 		if (hit != (CONFIG.cgroup_filter == FILTER_INCLUDE))
 			return true;
 	}
 	return false;
+}
+
+/* Self, tgid and cgroup filters on the current task; true when the task is excluded. */
+static __always_inline bool excluded(void)
+{
+	return excluded_ids(bpf_get_current_pid_tgid() >> 32, 0);
 }
 
 /* The filters, counting a rejection against `kind`. */
@@ -258,9 +263,8 @@ static __always_inline bool admit(__u32 kind, __u32 slot, __u32 *weight)
 /* The header, read straight from the current task (loads through trusted BTF pointers,
  * no helper calls): what bpf_get_current_{pid_tgid,uid_gid,cgroup_id,comm} would return. */
 static __always_inline void fill_header(struct event_header *h, __u32 kind, __u32 len, __u32 cpu,
-					__u32 weight)
+					__u32 weight, struct task_struct *t)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
 	const struct cred *cred = t->cred;
 
 	h->ts_ns = bpf_ktime_get_ns();
@@ -304,6 +308,9 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
  * A macro so that `size` stays a compile-time constant for the verifier.
  */
 #define RESERVE_(rb, type, kind, weight, zero)                                         \
+	RESERVE_FOR(rb, type, kind, weight, zero, bpf_get_current_task_btf())
+/* RESERVE_ with the header describing `task` instead of the current task. */
+#define RESERVE_FOR(rb, type, kind, weight, zero, task)                                \
 	({                                                                             \
 		type *__e = NULL;                                                      \
 		__u32 __cpu = bpf_get_smp_processor_id();                              \
@@ -314,7 +321,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 kind, __u3
 		if (__e) {                                                             \
 			if (zero)                                                      \
 				zero_record(__e, sizeof(type));                        \
-			fill_header(&__e->h, kind, sizeof(type), __cpu, weight);       \
+			fill_header(&__e->h, kind, sizeof(type), __cpu, weight, task); \
 		} else {                                                               \
 			count(kind, C_RING_FULL);                                      \
 		}                                                                      \
@@ -390,5 +397,6 @@ RECORD(oom_kill);
 RECORD(direct_reclaim);
 RECORD(page_fault);
 RECORD(syscall_event);
+RECORD(runq_wait);
 
 #endif

@@ -66,11 +66,16 @@ enum event_kind {
 
 	EK_SYSCALL_CALL = 60,
 
-	/* 62 and 63 are taken by records the engine writes itself (process and container
-	 * table updates, engine/src/enrich/record.rs); 0 is the storage's loss record. */
+	/* 61 to 63 are taken by records the engine writes itself (window markers, process
+	 * and container table updates); 0 is the storage's loss record. */
+
+	EK_PERF_RUNQ_WAIT = 70,
+
+	/* 75 to 79 are the engine's own interval aggregates of the perf category
+	 * (engine/src/perf/record.rs). */
 
 	/* Size of the per-kind counter array; every kind id is below it. */
-	EK_MAX = 64,
+	EK_MAX = 80,
 };
 
 /* Categories: the unit of attach/detach and of the in-kernel rate limit. */
@@ -82,7 +87,9 @@ enum event_category {
 	CAT_CONTAINER = 4,
 	CAT_MEMORY = 5,
 	CAT_SYSCALL = 6,
-	CAT_MAX = 8,
+	CAT_PERF = 7,
+	/* Slots of the rate-limit arrays: the categories, then RL_PAGE_FAULT (common.h). */
+	CAT_MAX = 9,
 };
 
 /* event_header.flags */
@@ -288,6 +295,34 @@ struct cgroup_event {
 	char path[PATH_MAX_LEN];
 };
 
+/* perf.runq_wait: a task that waited longer than CONFIG.runq_slow_ns to run after it became
+ * runnable (sched_wakeup/sched_wakeup_new, or preempted while runnable, to sched_switch).
+ * The header is the waiting task's, on the CPU it then ran on. */
+struct runq_wait {
+	__u64 wait_ns;
+	__u32 prev_pid; /* the task it took the CPU from (thread id; 0: the idle task) */
+	__u32 prev_tgid;
+	char prev_comm[COMM_LEN];
+};
+
+/* Log2 buckets of microseconds in the perf category's histograms: slot 0 holds 0 and 1 us,
+ * slot k (k >= 1) holds [2^k, 2^(k+1)) us, the last slot everything above. */
+#define RUNQ_SLOTS 27
+
+/* A cumulative run-queue latency histogram (maps runq_cpu and runq_cgroup). */
+struct runq_hist {
+	__u64 slots[RUNQ_SLOTS];
+	__u64 count;
+	__u64 sum_ns;
+	__u64 _pad0;
+};
+
+/* The perf category's own counters (map perf_counters, per CPU). */
+struct perf_counters {
+	__u64 cgroup_full; /* waits not counted per cgroup: runq_cgroup had no room */
+	__u64 no_storage; /* waits not measured: no task storage for the task */
+};
+
 /* memory.oom_kill: oom:mark_victim */
 struct oom_kill {
 	__u32 victim_pid;
@@ -352,6 +387,7 @@ struct collector_config {
 	__u32 _pad0;
 	__u64 rate_per_sec[CAT_MAX]; /* per CPU; 0 = unlimited */
 	__u64 burst[CAT_MAX];
+	__u64 runq_slow_ns; /* perf.runq_wait for waits at least this long; 0: none */
 };
 
 #endif

@@ -23,11 +23,14 @@ pub const MOUNT_SOURCE_LEN: usize = 128;
 /// `MOUNT_FSTYPE_LEN`
 pub const MOUNT_FSTYPE_LEN: usize = 32;
 /// `EK_MAX`: every kind id is below it; size of the counter array.
-pub const KIND_MAX: usize = 64;
+pub const KIND_MAX: usize = 80;
 /// `CAT_MAX`: slots of the rate-limit arrays.
-pub const RATE_SLOTS: usize = 8;
-/// Rate-limit slot of `memory.page_fault` (`RL_PAGE_FAULT`); slots 0..7 are categories.
-pub const RATE_SLOT_PAGE_FAULT: usize = 7;
+pub const RATE_SLOTS: usize = 9;
+/// Rate-limit slot of `memory.page_fault` (`RL_PAGE_FAULT`); slots 0..8 are categories.
+pub const RATE_SLOT_PAGE_FAULT: usize = 8;
+/// `RUNQ_SLOTS`: log2 buckets of microseconds in the perf category's histograms (slot 0:
+/// 0 and 1 us; slot k: `[2^k, 2^(k+1))` us; the last slot everything above).
+pub const RUNQ_SLOTS: usize = 27;
 
 /// `EVF_TRUNCATED`: a string, path or argv was cut at its buffer bound.
 pub const FLAG_TRUNCATED: u16 = 0x1;
@@ -280,6 +283,35 @@ payload!(
 });
 
 payload!(
+    /// `perf.runq_wait`: a wait for a CPU of at least `perf.runq_slow_us`. The header is the
+    /// waiting task's, on the CPU it then ran on.
+    RunqWait, 32, {
+    wait_ns: u64,
+    /// The thread it took the CPU from (0: the idle task), and its thread group.
+    prev_pid: u32, prev_tgid: u32,
+    prev_comm: [u8; COMM_LEN],
+});
+
+payload!(
+    /// A cumulative run-queue latency histogram (`struct runq_hist`, maps `runq_cpu` and
+    /// `runq_cgroup`), in [`RUNQ_SLOTS`] log2 buckets of microseconds.
+    RunqHist, 240, {
+    slots: [u64; RUNQ_SLOTS],
+    count: u64,
+    sum_ns: u64,
+    _pad0: u64,
+});
+
+payload!(
+    /// The perf category's own counters (`struct perf_counters`, per CPU).
+    PerfCounters, 16, {
+    /// Waits not counted per cgroup: `runq_cgroup` had no room.
+    cgroup_full: u64,
+    /// Waits not measured: no task storage could be had for the task.
+    no_storage: u64,
+});
+
+payload!(
     /// Per-CPU, per-kind counters kept by the kernel side (`struct kind_counters`).
     KindCounters, 64, {
     /// Records offered to the ring (passed the filters and the rate limit).
@@ -303,7 +335,7 @@ payload!(
 
 payload!(
     /// Load-time configuration (`struct collector_config`, the `.rodata` global `CONFIG`).
-    CollectorConfigRaw, 168, {
+    CollectorConfigRaw, 192, {
     self_tgid: u32, categories: u32, tgid_filter: u32, cgroup_filter: u32,
     follow_children: u32, syscall_all: u32, wakeup_bytes: u32,
     /// Generic syscalls recorded at sys_enter, without result or latency.
@@ -313,11 +345,31 @@ payload!(
     syscall_events: u32, _pad0: u32,
     rate_per_sec: [u64; RATE_SLOTS],
     burst: [u64; RATE_SLOTS],
+    /// `perf.runq_wait` for run-queue waits at least this long; 0: none.
+    runq_slow_ns: u64,
 });
 
 // SAFETY: CollectorConfigRaw is repr(C), has no padding (explicit `_pad0`, size asserted)
 // and every bit pattern is valid, which is what aya's Pod requires.
 unsafe impl aya::Pod for CollectorConfigRaw {}
+
+// SAFETY: RunqHist and PerfCounters are repr(C), padding-free (sizes asserted, explicit
+// `_pad0`) and valid for every bit pattern.
+unsafe impl aya::Pod for RunqHist {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PerfCounters {}
+
+impl Default for RunqHist {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
+
+impl Default for PerfCounters {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
 
 // SAFETY: KindCounters is repr(C), padding-free (size asserted, explicit `_pad0`) and
 // valid for every bit pattern.
@@ -353,11 +405,12 @@ pub enum Category {
     Container = 4,
     Memory = 5,
     Syscall = 6,
+    Perf = 7,
 }
 
 impl Category {
     /// Every category, in id order.
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Process,
         Category::File,
         Category::Net,
@@ -365,6 +418,7 @@ impl Category {
         Category::Container,
         Category::Memory,
         Category::Syscall,
+        Category::Perf,
     ];
 
     /// The name used in configs and kind names.
@@ -377,6 +431,7 @@ impl Category {
             Category::Container => "container",
             Category::Memory => "memory",
             Category::Syscall => "syscall",
+            Category::Perf => "perf",
         }
     }
 
@@ -463,6 +518,7 @@ kinds! {
     MemoryDirectReclaim = 51, "memory.direct_reclaim", Memory, DirectReclaim;
     MemoryPageFault = 52, "memory.page_fault", Memory, PageFault;
     Syscall = 60, "syscall.call", Syscall, SyscallEvent;
+    PerfRunqWait = 70, "perf.runq_wait", Perf, RunqWait;
 }
 
 /// The bytes of a NUL-padded buffer up to `len` (clamped to the buffer).

@@ -51,6 +51,7 @@ pub enum Payload<'a> {
     DirectReclaim(&'a DirectReclaim),
     PageFault(&'a PageFault),
     Syscall(&'a SyscallEvent),
+    RunqWait(&'a RunqWait),
 }
 
 /// A decoded record: header and payload, both borrowed from the record bytes.
@@ -119,6 +120,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         MemoryDirectReclaim => Payload::DirectReclaim(view(body)?),
         MemoryPageFault => Payload::PageFault(view(body)?),
         Syscall => Payload::Syscall(view(body)?),
+        PerfRunqWait => Payload::RunqWait(view(body)?),
     };
     Ok(Event {
         kind,

@@ -33,6 +33,10 @@ pub const DEFAULT_PAGE_FAULT_RATE: u64 = 1000;
 pub const DEFAULT_TGID_FILTER_MAX: u32 = 4096;
 /// Default capacity of the cgroup filter table (entries).
 pub const DEFAULT_CGROUP_FILTER_MAX: u32 = 1024;
+/// Default `perf.runq_wait` threshold: 10 ms.
+pub const DEFAULT_RUNQ_SLOW_NS: u64 = 10_000_000;
+/// Default capacity of the per-cgroup run-queue histogram table.
+pub const DEFAULT_RUNQ_CGROUPS_MAX: u32 = 1024;
 
 /// Include or exclude a set of ids in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -105,6 +109,10 @@ pub struct CaptureConfig {
     pub tgid_filter_max: u32,
     /// Capacity of the cgroup filter table.
     pub cgroup_filter_max: u32,
+    /// `perf.runq_wait` records for run-queue waits at least this long (ns); 0: none.
+    pub runq_slow_ns: u64,
+    /// Capacity of the per-cgroup run-queue histogram table.
+    pub runq_cgroups_max: u32,
 }
 
 impl Default for CaptureConfig {
@@ -116,7 +124,7 @@ impl Default for CaptureConfig {
         Self {
             categories: Category::ALL
                 .into_iter()
-                .filter(|c| *c != Category::Syscall)
+                .filter(|c| !matches!(c, Category::Syscall | Category::Perf))
                 .collect(),
             ring_bytes: DEFAULT_RING_BYTES,
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
@@ -130,6 +138,8 @@ impl Default for CaptureConfig {
             burst,
             tgid_filter_max: DEFAULT_TGID_FILTER_MAX,
             cgroup_filter_max: DEFAULT_CGROUP_FILTER_MAX,
+            runq_slow_ns: DEFAULT_RUNQ_SLOW_NS,
+            runq_cgroups_max: DEFAULT_RUNQ_CGROUPS_MAX,
         }
     }
 }
@@ -185,6 +195,9 @@ impl CaptureConfig {
         if self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
             p.push("tgid_filter_max, cgroup_filter_max: must be above 0".into());
         }
+        if self.runq_cgroups_max == 0 {
+            p.push("runq_cgroups_max: must be above 0".into());
+        }
         p
     }
 
@@ -202,6 +215,7 @@ impl CaptureConfig {
             _pad0: 0,
             rate_per_sec: self.rate_per_sec,
             burst: self.burst,
+            runq_slow_ns: self.runq_slow_ns,
         }
     }
 
@@ -333,6 +347,9 @@ const PROGRAMS: &[ProgramSpec] = &[
     ),
     spec!("handle_reclaim_end", "mm_vmscan_direct_reclaim_end", Memory),
     spec!("handle_page_fault_user", "page_fault_user", Memory),
+    spec!("handle_sched_wakeup", "sched_wakeup", Perf),
+    spec!("handle_sched_wakeup_new", "sched_wakeup_new", Perf),
+    spec!("handle_sched_switch", "sched_switch", Perf),
 ];
 
 /// Whether the raw programs carry the file and security calls (no per-syscall events).
@@ -627,6 +644,7 @@ impl Collector {
             .map_max_entries("sample_n", possible as u32 * KIND_MAX as u32)
             .map_max_entries("tgid_filter", config.tgid_filter_max)
             .map_max_entries("cgroup_filter", config.cgroup_filter_max)
+            .map_max_entries("runq_cgroup", config.runq_cgroups_max)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
 
@@ -839,6 +857,58 @@ impl Collector {
             }
         }
         Ok(total)
+    }
+}
+
+/// The perf category's cumulative run-queue latency histograms as the kernel holds them
+/// (maps `runq_cpu`, `runq_cgroup`, `perf_counters`); a reader takes differences.
+#[derive(Debug, Clone, Default)]
+pub struct RunqSnapshot {
+    /// One per possible CPU (the CPU the task ran on after its wait).
+    pub per_cpu: Vec<RunqHist>,
+    /// Per cgroup id of the waiting task, in the table's order.
+    pub per_cgroup: Vec<(u64, RunqHist)>,
+    /// Summed over CPUs.
+    pub counters: PerfCounters,
+}
+
+impl Collector {
+    /// Reads the run-queue histograms into `out` (its vectors reused).
+    pub fn runq_snapshot(&self, out: &mut RunqSnapshot) -> Result<(), LoadError> {
+        fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a aya::maps::Map, LoadError> {
+            ebpf.map(name).ok_or(LoadError::Map {
+                map: name,
+                source: MapError::InvalidName { name: name.into() },
+            })
+        }
+        let cpus: PerCpuArray<&MapData, RunqHist> =
+            PerCpuArray::try_from(map(&self.ebpf, "runq_cpu")?).map_err(map_err("runq_cpu"))?;
+        out.per_cpu.clear();
+        out.per_cpu.extend(
+            cpus.get(&0, 0)
+                .map_err(map_err("runq_cpu"))?
+                .iter()
+                .copied(),
+        );
+        let counters: PerCpuArray<&MapData, PerfCounters> =
+            PerCpuArray::try_from(map(&self.ebpf, "perf_counters")?)
+                .map_err(map_err("perf_counters"))?;
+        out.counters = PerfCounters::default();
+        for c in counters
+            .get(&0, 0)
+            .map_err(map_err("perf_counters"))?
+            .iter()
+        {
+            out.counters.cgroup_full += c.cgroup_full;
+            out.counters.no_storage += c.no_storage;
+        }
+        let groups: BpfHashMap<&MapData, u64, RunqHist> =
+            BpfHashMap::try_from(map(&self.ebpf, "runq_cgroup")?)
+                .map_err(map_err("runq_cgroup"))?;
+        out.per_cgroup.clear();
+        // An entry deleted while iterating is skipped, not an error.
+        out.per_cgroup.extend(groups.iter().flatten());
+        Ok(())
     }
 }
 

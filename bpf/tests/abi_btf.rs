@@ -326,6 +326,19 @@ fn every_record_layout_matches_btf() {
     );
     check_struct!(
         btf,
+        "runq_wait",
+        RunqWait,
+        [wait_ns, prev_pid, prev_tgid, prev_comm]
+    );
+    check_struct!(btf, "runq_hist", RunqHist, [slots, count, sum_ns, _pad0]);
+    check_struct!(
+        btf,
+        "perf_counters",
+        PerfCounters,
+        [cgroup_full, no_storage]
+    );
+    check_struct!(
+        btf,
         "kind_counters",
         KindCounters,
         [
@@ -355,7 +368,8 @@ fn every_record_layout_matches_btf() {
             syscall_events,
             _pad0,
             rate_per_sec,
-            burst
+            burst,
+            runq_slow_ns
         ]
     );
 }
@@ -383,6 +397,7 @@ fn every_ring_record_is_header_then_payload_of_the_kind_size() {
         ("rec_direct_reclaim", Kind::MemoryDirectReclaim),
         ("rec_page_fault", Kind::MemoryPageFault),
         ("rec_syscall_event", Kind::Syscall),
+        ("rec_runq_wait", Kind::PerfRunqWait),
     ];
     let mut seen = std::collections::HashSet::new();
     for (name, kind) in records {

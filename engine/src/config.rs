@@ -58,6 +58,34 @@ pub struct Config {
     pub enrich: Enrich,
     /// The export API (gRPC) and the metrics endpoint.
     pub export: Export,
+    /// The `perf` category's kernel aggregates.
+    pub perf: Perf,
+}
+
+/// `[perf]`: the `perf` category (scheduler run-queue latency, aggregated in the kernel).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Perf {
+    /// How often the kernel's histograms are read and written out as interval records
+    /// (`perf.runq_latency`) and metrics (ms).
+    pub interval_ms: u64,
+    /// A run-queue wait at least this long is also a record of its own (`perf.runq_wait`,
+    /// µs); 0: none.
+    pub runq_slow_us: u64,
+    /// Cgroups with a run-queue histogram of their own in the kernel (bounded table);
+    /// waits of cgroups beyond it are counted in the per-CPU histograms and as
+    /// `cgroup_full`.
+    pub cgroups_max: u32,
+}
+
+impl Default for Perf {
+    fn default() -> Self {
+        Perf {
+            interval_ms: 1000,
+            runq_slow_us: bpf::DEFAULT_RUNQ_SLOW_NS / 1000,
+            cgroups_max: bpf::DEFAULT_RUNQ_CGROUPS_MAX,
+        }
+    }
 }
 
 /// `[export]`
@@ -240,6 +268,8 @@ pub struct RateLimit {
     pub container: u64,
     pub memory: u64,
     pub syscall: u64,
+    /// `perf.runq_wait` records.
+    pub perf: u64,
     /// User page faults have their own bucket (default 1000/s per CPU).
     pub page_fault: Option<u64>,
 }
@@ -759,6 +789,7 @@ impl Config {
             semantic: Semantic::default(),
             enrich: Enrich::default(),
             export: Export::default(),
+            perf: Perf::default(),
         }
     }
 
@@ -801,6 +832,24 @@ impl Config {
     /// Every problem, each with its key path; empty when the config is sound.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if !(10..=3_600_000).contains(&self.perf.interval_ms) {
+            p.push(format!(
+                "perf.interval_ms: {} is not between 10 and 3600000",
+                self.perf.interval_ms
+            ));
+        }
+        if self.perf.runq_slow_us > 3_600_000_000 {
+            p.push(format!(
+                "perf.runq_slow_us: {} is above an hour",
+                self.perf.runq_slow_us
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.perf.cgroups_max) {
+            p.push(format!(
+                "perf.cgroups_max: {} is not between 1 and 1048576",
+                self.perf.cgroups_max
+            ));
+        }
         let c = &self.capture;
         if c.categories.is_empty() {
             p.push("capture.categories: at least one category is needed".into());
@@ -808,7 +857,7 @@ impl Config {
         for name in &c.categories {
             if bpf::Category::from_name(name).is_none() {
                 p.push(format!(
-                    "capture.categories: unknown category {name:?} (process, file, net, security, container, memory, syscall)"
+                    "capture.categories: unknown category {name:?} (process, file, net, security, container, memory, syscall, perf)"
                 ));
             }
         }

@@ -38,8 +38,8 @@ impl CommPattern {
 
 /// The compiled user-space filter.
 pub struct Filter {
-    /// Bit per kind id (< 64) to keep.
-    kinds: u64,
+    /// Bit per kind id (< 128) to keep.
+    kinds: u128,
     pids: Vec<u32>,
     exclude_pids: Vec<u32>,
     comms: Vec<CommPattern>,
@@ -60,10 +60,10 @@ impl std::fmt::Debug for Filter {
 }
 
 /// The kinds a config keeps (bit per kind id).
-pub fn kind_mask(f: &config::Filter) -> u64 {
-    let bit = |name: &String| Kind::from_name(name).map_or(0, |k| 1u64 << (k as u16));
+pub fn kind_mask(f: &config::Filter) -> u128 {
+    let bit = |name: &String| Kind::from_name(name).map_or(0, |k| 1u128 << (k as u16));
     let keep = if f.kinds.is_empty() {
-        u64::MAX
+        u128::MAX
     } else {
         f.kinds.iter().map(bit).fold(0, |a, b| a | b)
     };
@@ -98,7 +98,7 @@ impl Filter {
     /// The kinds (bit per kind id) that no rule here can reject: every event of those
     /// kinds that reaches user space is kept. Only those can be sampled in the kernel, which
     /// must not spend the sampling budget on events this filter would throw away.
-    pub fn passes_all(&self) -> u64 {
+    pub fn passes_all(&self) -> u128 {
         let any_event = !self.pids.is_empty()
             || !self.exclude_pids.is_empty()
             || !self.comms.is_empty()
@@ -110,15 +110,15 @@ impl Filter {
         }
         let mut mask = self.kinds;
         if !self.path_prefixes.is_empty() {
-            mask &= !(1u64 << Kind::FileOpen as u16
-                | 1u64 << Kind::FileUnlink as u16
-                | 1u64 << Kind::FileChmod as u16
-                | 1u64 << Kind::FileRename as u16);
+            mask &= !(1u128 << Kind::FileOpen as u16
+                | 1u128 << Kind::FileUnlink as u16
+                | 1u128 << Kind::FileChmod as u16
+                | 1u128 << Kind::FileRename as u16);
         }
         if !self.nets.is_empty() || !self.ports.is_empty() {
             for &k in Kind::ALL {
                 if k.category() == bpf::Category::Net {
-                    mask &= !(1u64 << k as u16);
+                    mask &= !(1u128 << k as u16);
                 }
             }
         }
@@ -128,7 +128,7 @@ impl Filter {
     /// Whether to keep `ev`.
     pub fn keep(&self, ev: &Event<'_>) -> bool {
         let h = ev.header;
-        if self.kinds & (1u64 << ((ev.kind as u16) & 63)) == 0 {
+        if self.kinds & (1u128 << (ev.kind as u16)) == 0 {
             return false;
         }
         if !self.pids.is_empty() && !self.pids.contains(&h.pid) {
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn passes_all_names_the_kinds_no_rule_can_reject() {
-        let bit = |k: Kind| 1u64 << k as u16;
+        let bit = |k: Kind| 1u128 << k as u16;
         let all = Filter::new(&config::Filter::default()).passes_all();
         assert_ne!(all & bit(Kind::Syscall), 0);
         assert_ne!(all & bit(Kind::FileOpen), 0);

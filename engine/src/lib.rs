@@ -24,6 +24,7 @@ mod lock;
 mod offline;
 mod outage;
 mod output;
+mod perf;
 mod pipeline;
 mod run;
 mod sampler;

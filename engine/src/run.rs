@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT};
+use bpf::abi::{KIND_MAX, KindCounters, RATE_SLOT_PAGE_FAULT, RATE_SLOTS};
 use bpf::{CaptureConfig, Category, Collector, IdFilter, Kind, SyscallSet};
 use storage::{Durability, Loss, LossReason, StreamWriter, WriterConfig};
 
@@ -29,6 +29,7 @@ use crate::export::nats::{NatsPublisher, NatsSettings, NatsSink};
 use crate::export::raw::{CoreExport, RawExport};
 use crate::filter::{Filter, kind_mask};
 use crate::lock::DataDirLock;
+use crate::perf::{PERF_STREAM_ID, PerfAggregator};
 use crate::pipeline::{ExportDrops, ExportTap, Pipeline, PipelineStats, monotonic_ns};
 use crate::sampler::{Class, Sampler};
 use crate::semantic::core::{CoreWindowsShared, SemanticCore};
@@ -62,11 +63,11 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
             (c.enrich.enabled && matches!(cat, Category::Process | Category::Container))
                 || Kind::ALL
                     .iter()
-                    .any(|k| k.category() == *cat && mask & (1u64 << (*k as u16)) != 0)
+                    .any(|k| k.category() == *cat && mask & (1u128 << (*k as u16)) != 0)
         })
         .collect();
-    let mut rate = [0u64; 8];
-    let mut burst = [0u64; 8];
+    let mut rate = [0u64; RATE_SLOTS];
+    let mut burst = [0u64; RATE_SLOTS];
     let ring_bytes = c
         .capture
         .ring_bytes_per_cpu(crate::config::online_cpus().len());
@@ -79,11 +80,12 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         (Category::Container, r.container),
         (Category::Memory, r.memory),
         (Category::Syscall, r.syscall),
+        (Category::Perf, r.perf),
     ] {
         rate[cat as usize] = v;
     }
     rate[RATE_SLOT_PAGE_FAULT] = r.page_fault.unwrap_or(bpf::DEFAULT_PAGE_FAULT_RATE);
-    for i in 0..8 {
+    for i in 0..RATE_SLOTS {
         burst[i] = rate[i].max(1);
     }
     CaptureConfig {
@@ -114,6 +116,8 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         burst,
         tgid_filter_max: bpf::DEFAULT_TGID_FILTER_MAX.max(c.filter.pids.len() as u32 * 2),
         cgroup_filter_max: bpf::DEFAULT_CGROUP_FILTER_MAX.max(c.filter.cgroups.len() as u32),
+        runq_slow_ns: c.perf.runq_slow_us.saturating_mul(1000),
+        runq_cgroups_max: c.perf.cgroups_max,
     }
 }
 
@@ -170,6 +174,8 @@ pub struct Summary {
     pub enrich: Option<EnrichReport>,
     /// The semantic thread's report, when the semantic path is on.
     pub semantic: Option<SemanticReport>,
+    /// The perf aggregator's report, when the perf category is on.
+    pub perf: Option<crate::perf::PerfReport>,
     pub elapsed: Duration,
 }
 
@@ -294,6 +300,9 @@ impl Summary {
             if let Some(e) = &c.storage_error {
                 writeln!(out, "core {}: storage failed: {e}", c.id)?;
             }
+        }
+        if let Some(p) = &self.perf {
+            writeln!(out, "{p}")?;
         }
         if let Some(e) = &self.enrich {
             let dropped = self.user.enrich_dropped;
@@ -522,8 +531,10 @@ pub(crate) fn run_with(
     // an embedding program's subscribers.
     let exporting = grpc.is_some() || embed.is_some();
     let mut core_exports = Vec::new();
-    // Streams sharing the retention budget: one per core, and the enrichment stream.
-    let streams = n as u32 + u32::from(enrich);
+    // Streams sharing the retention budget: one per core, the enrichment stream and the
+    // perf aggregates.
+    let perf_on = capture.categories.contains(&Category::Perf);
+    let streams = n as u32 + u32::from(enrich) + u32::from(perf_on);
     for cat in [Category::Process, Category::Container] {
         if enrich && !capture.categories.contains(&cat) {
             eprintln!(
@@ -758,6 +769,23 @@ pub(crate) fn run_with(
     );
     telemetry.nats = nats_stats.clone();
     let telemetry = Arc::new(telemetry);
+    let mut perf = if perf_on {
+        let writer = StreamWriter::create(writer_config(config, PERF_STREAM_ID, streams)).map_err(
+            |source| Error::Storage {
+                what: "opening the perf stream".into(),
+                source: Box::new(source),
+            },
+        )?;
+        Some(PerfAggregator::start(
+            writer,
+            &collector,
+            config.perf.interval_ms,
+            monotonic_ns(),
+            telemetry.clone(),
+        ))
+    } else {
+        None
+    };
     let metrics_server = if config.export.metrics.listen.is_empty() {
         None
     } else {
@@ -790,8 +818,9 @@ pub(crate) fn run_with(
         Vec<CoreReport>,
         Option<EnrichReport>,
         Option<SemanticReport>,
+        Option<crate::perf::PerfReport>,
     );
-    let (reports, enrich_report, semantic_report) = std::thread::scope(
+    let (reports, enrich_report, semantic_report, perf_report) = std::thread::scope(
         |scope| -> Result<Reports> {
             let enrich_handle = match enricher {
                 Some(e) => {
@@ -905,6 +934,9 @@ pub(crate) fn run_with(
                         Err(e) => eprintln!("engine: reading kernel counters: {e}; retrying"),
                     }
                 }
+                if let Some(p) = &mut perf {
+                    p.tick(&collector, monotonic_ns());
+                }
                 let asked = signals::take_status();
                 if asked
                     || (status && !status_every.is_zero() && last_status.elapsed() >= status_every)
@@ -932,6 +964,7 @@ pub(crate) fn run_with(
             loss_deltas(&prev, &now, prev_ns, monotonic_ns(), |cpu, l| {
                 outbox.send(cpu, l)
             });
+            let perf_report = perf.take().map(|p| p.finish(&collector, monotonic_ns()));
             // The cores are still running and popping: every pending loss gets its place
             // before they are told to stop (nothing is left unwritten for want of room).
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -963,7 +996,7 @@ pub(crate) fn run_with(
             if let Some(h) = export_handle {
                 h.join().map_err(|_| Error::CorePanicked)?;
             }
-            Ok((reports, enrich_report, semantic_report))
+            Ok((reports, enrich_report, semantic_report, perf_report))
         },
     )?;
     if let Some(m) = metrics_server {
@@ -999,6 +1032,7 @@ pub(crate) fn run_with(
         cores: reports,
         enrich: enrich_report,
         semantic: semantic_report,
+        perf: perf_report,
         elapsed: started.elapsed(),
     })
 }

@@ -146,7 +146,7 @@ struct InKernel {
     table: KernelSampling,
     cpus: Vec<u32>,
     /// Bit per kind id sampled in the kernel.
-    kinds: u64,
+    kinds: u128,
     /// N last written, per class.
     written: [u32; 4],
     /// A write to the table failed (reported once; the kernel keeps its last N, and the
@@ -183,21 +183,21 @@ impl Sampler {
 
     /// The kinds of `kinds` (bit per kind id) whose class is sampled at all and that the
     /// kernel can decide alone: a fixed class other than critical.
-    pub fn kernel_kinds(&self, kinds: u64) -> u64 {
+    pub fn kernel_kinds(&self, kinds: u128) -> u128 {
         Kind::ALL
             .iter()
             .filter(|&&k| {
-                kinds & (1u64 << k as u16) != 0
+                kinds & (1u128 << k as u16) != 0
                     && fixed_class(k)
                         .is_some_and(|c| c != Class::Critical && self.budget[c as usize] > 0)
             })
-            .fold(0, |m, &k| m | 1u64 << k as u16)
+            .fold(0, |m, &k| m | 1u128 << k as u16)
     }
 
     /// Hands the sampling of `kinds` (bit per kind id, from [`Sampler::kernel_kinds`]) on
     /// `cpus` to the kernel. Their N starts at 1 (everything kept) and follows this
     /// sampler's N from the next interval.
-    pub fn sample_in_kernel(&mut self, table: KernelSampling, cpus: Vec<u32>, kinds: u64) {
+    pub fn sample_in_kernel(&mut self, table: KernelSampling, cpus: Vec<u32>, kinds: u128) {
         let mut k = InKernel {
             table,
             cpus,
@@ -219,7 +219,7 @@ impl Sampler {
             || self
                 .kernel
                 .as_ref()
-                .is_some_and(|k| k.kinds & (1u64 << ev.kind as u16) != 0)
+                .is_some_and(|k| k.kinds & (1u128 << ev.kind as u16) != 0)
         {
             return Some(kw);
         }
@@ -270,7 +270,7 @@ impl InKernel {
                 continue;
             };
             let c = class as usize;
-            if self.kinds & (1u64 << kind as u16) == 0 || self.written[c] == n[c] {
+            if self.kinds & (1u128 << kind as u16) == 0 || self.written[c] == n[c] {
                 continue;
             }
             for &cpu in &self.cpus {
@@ -389,8 +389,8 @@ mod tests {
     #[test]
     fn the_kernel_samples_only_kinds_of_a_fixed_sampled_class() {
         let s = Sampler::new(0, 1000, 1000, 100);
-        let bit = |k: Kind| 1u64 << k as u16;
-        let mask = s.kernel_kinds(u64::MAX);
+        let bit = |k: Kind| 1u128 << k as u16;
+        let mask = s.kernel_kinds(u128::MAX);
         for k in [
             Kind::Syscall,
             Kind::MemoryPageFault,

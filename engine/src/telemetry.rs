@@ -36,9 +36,28 @@ pub(crate) struct Telemetry {
     pub rates: Mutex<Vec<f64>>,
     /// (When, written per core) at the last rate update.
     last: Mutex<(Instant, Vec<u64>)>,
+    /// Run-queue latency per CPU since the start (the perf category), as the perf
+    /// aggregator wrote it out.
+    pub runq: Mutex<Vec<bpf::abi::RunqHist>>,
 }
 
 impl Telemetry {
+    /// Adds an interval's run-queue latency on `cpu` (the perf aggregator).
+    pub(crate) fn runq_cpu(&self, cpu: usize, d: &bpf::abi::RunqHist) {
+        let Ok(mut all) = self.runq.lock() else {
+            return;
+        };
+        if all.len() <= cpu {
+            all.resize(cpu + 1, bpf::abi::RunqHist::default());
+        }
+        let h = &mut all[cpu];
+        for (x, y) in h.slots.iter_mut().zip(&d.slots) {
+            *x += y;
+        }
+        h.count += d.count;
+        h.sum_ns += d.sum_ns;
+    }
+
     pub(crate) fn new(
         config: &crate::Config,
         host: String,
@@ -63,6 +82,7 @@ impl Telemetry {
             kernel: Mutex::new(Vec::new()),
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),
+            runq: Mutex::new(Vec::new()),
         }
     }
 

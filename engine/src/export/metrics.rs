@@ -98,6 +98,41 @@ fn histogram(
     m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
 }
 
+/// The perf category's run-queue latency per CPU: its log2 buckets of microseconds as
+/// they are (bucket k ends below `2^(k+1)` us), cumulative since the start.
+fn runq_histograms(e: &mut DescriptorEncoder, runq: &[bpf::abi::RunqHist]) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(
+        "kevent_runq_latency_seconds",
+        "Time runnable tasks waited for a CPU (perf category), by the CPU they then ran on",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (cpu, h) in runq.iter().enumerate() {
+        let last = h.slots.len() - 1;
+        let buckets: Vec<(f64, u64)> = h
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                let le = if k == last {
+                    f64::INFINITY
+                } else {
+                    (1u64 << (k + 1)) as f64 / 1e6
+                };
+                (le, n)
+            })
+            .collect();
+        let labels: Labels = vec![("cpu", cpu.to_string())];
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            h.sum_ns as f64 / 1e9,
+            h.count,
+            &buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 fn kind_label(k: usize) -> Labels {
     vec![("kind", crate::output::kind_name(k as u16).into_owned())]
 }
@@ -292,6 +327,11 @@ impl Collector for EngineCollector {
             "Kernel timestamp to the writer, per event",
             latencies.as_ref().map(|l| &l.event_age),
         )?;
+        if let Ok(runq) = t.runq.lock()
+            && !runq.is_empty()
+        {
+            runq_histograms(&mut e, &runq)?;
+        }
         histogram(
             &mut e,
             "kevent_block_write_seconds",

@@ -30,9 +30,11 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
         .streams
         .iter()
         .map(|s| {
-            let table = s.id == ENRICH_STREAM_ID;
-            let name = if table {
+            let table = s.id == ENRICH_STREAM_ID || s.id == crate::perf::PERF_STREAM_ID;
+            let name = if s.id == ENRICH_STREAM_ID {
                 format!("stream {} (enrichment: process and cgroup tables)", s.id)
+            } else if table {
+                format!("stream {} (perf: interval aggregates)", s.id)
             } else {
                 format!("stream {}", s.id)
             };
@@ -46,7 +48,9 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
         .collect();
     // The total is of the event streams: table records are not events.
     let mut events_only = stats.clone();
-    events_only.streams.retain(|s| s.id != ENRICH_STREAM_ID);
+    events_only
+        .streams
+        .retain(|s| s.id != ENRICH_STREAM_ID && s.id != crate::perf::PERF_STREAM_ID);
     if events_only.streams.len() > 1 {
         rows.push((
             "total (event streams)".to_string(),

@@ -21,7 +21,8 @@ use crate::enrich::record::{KIND_CGROUP, KIND_PROCESS};
 use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
-use crate::output::text::{WallTime, write_loss, write_replay};
+use crate::output::text::{WallTime, write_loss, write_replay, write_runq};
+use crate::perf::{KIND_PERF_RUNQ, RunqRecord};
 use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
@@ -78,6 +79,8 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
     for k in &args.kinds {
         if k == "loss" {
             kinds.push(KIND_LOSS);
+        } else if k == "perf.runq_latency" {
+            kinds.push(KIND_PERF_RUNQ);
         } else {
             let kind = Kind::from_name(k)
                 .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
@@ -206,6 +209,25 @@ pub fn replay<W: Write, D: Write>(
         } else if loc.context || rec.kind == KIND_WINDOW {
             // Window markers belong to the semantic path (`engine summarize`).
             continue;
+        } else if rec.kind == KIND_PERF_RUNQ {
+            // Interval aggregates: machine-wide, not of a process.
+            if args.pid.is_some() || args.comm.is_some() {
+                continue;
+            }
+            match RunqRecord::decode(rec.bytes) {
+                Some(r) => {
+                    match format {
+                        Format::Json => {
+                            json.runq(&r, loc.mono_to_wall_ns);
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
+                        }
+                        Format::Text => write_runq(out, &r, loc.mono_to_wall_ns)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                None => format!("a perf.runq_latency record of {} bytes", rec.bytes.len()),
+            }
         } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {
                 continue;

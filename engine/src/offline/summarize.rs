@@ -108,7 +108,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
     let streams: Vec<u32> = storage::list_streams(dir, &mut skipped)?
         .into_iter()
         .map(|(id, _)| id)
-        .filter(|&id| id != ENRICH_STREAM_ID)
+        .filter(|&id| id != ENRICH_STREAM_ID && id != crate::perf::PERF_STREAM_ID)
         .collect();
     let mut merged: Merged = BTreeMap::new();
     let mut host = String::new();

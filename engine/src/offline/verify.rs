@@ -25,6 +25,13 @@ pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
                 .map(drop)
                 .ok_or_else(|| format!("not a window marker ({} bytes)", r.bytes.len()));
         }
+        if r.kind == crate::perf::KIND_PERF_RUNQ {
+            return crate::perf::RunqRecord::decode(r.bytes)
+                .map(drop)
+                .ok_or_else(|| {
+                    format!("not a perf.runq_latency record ({} bytes)", r.bytes.len())
+                });
+        }
         match crate::enrich::record::check(r.kind, r.bytes) {
             Some(table_record) => table_record.map_err(|e| e.to_string()),
             None => bpf::decode(r.bytes).map(drop).map_err(|e| e.to_string()),

@@ -348,6 +348,43 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    /// Builds the JSON line of a `perf.runq_latency` record (ending in a newline); times
+    /// are its monotonic times plus `mono_to_wall_ns`.
+    pub(crate) fn runq(&mut self, r: &crate::perf::RunqRecord, mono_to_wall_ns: i64) {
+        let off = mono_to_wall_ns as i128;
+        self.start_line();
+        self.buf.push(b'{');
+        self.time("ts", r.end_ns as i128 + off);
+        field!(self, "kind", Str(b"perf.runq_latency"));
+        field!(self, "scope", Str(r.scope_name().as_bytes()));
+        if r.scope == crate::perf::SCOPE_CPU {
+            field!(self, "cpu", r.id);
+        } else {
+            field!(self, "cgroup_id", r.id);
+        }
+        self.time("from", r.start_ns as i128 + off);
+        field!(self, "interval_ns", r.end_ns - r.start_ns);
+        field!(self, "count", r.count);
+        field!(self, "sum_ns", r.sum_ns);
+        self.buf.extend_from_slice(b",\"buckets\":[");
+        let last = r.slots.len() - 1;
+        let mut first = true;
+        for (k, &n) in r.slots.iter().enumerate().filter(|(_, n)| **n > 0) {
+            if !first {
+                self.buf.push(b',');
+            }
+            first = false;
+            self.buf.push(b'{');
+            field!(self, "low_us", crate::perf::RunqRecord::bucket_low_us(k));
+            if k < last {
+                field!(self, "high_us", 1u64 << (k + 1));
+            }
+            field!(self, "count", n);
+            self.buf.push(b'}');
+        }
+        self.buf.extend_from_slice(b"]}\n");
+    }
+
     /// Builds the JSON line of one event (ending in a newline).
     pub fn event(&mut self, ev: &Event<'_>, weight: u32, wall_ns: i128) {
         let h = ev.header;
@@ -556,6 +593,12 @@ impl JsonWriter {
                     a.write_to(self);
                 }
                 self.buf.push(b']');
+            }
+            Payload::RunqWait(r) => {
+                field!(self, "wait_ns", r.wait_ns);
+                field!(self, "prev_pid", r.prev_pid);
+                field!(self, "prev_tgid", r.prev_tgid);
+                field!(self, "prev_comm", Str(cstr_bytes(&r.prev_comm)));
             }
         }
         self.buf.extend_from_slice(b"}\n");

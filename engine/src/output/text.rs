@@ -342,11 +342,50 @@ fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<(
             " id={} ret={} latency_ns={} args={:x?}",
             p.id, p.ret, p.latency_ns, p.args
         )?,
+        Payload::RunqWait(r) => {
+            write!(
+                out,
+                " wait_ns={} prev_pid={} prev_tgid={} prev_comm=",
+                r.wait_ns, r.prev_pid, r.prev_tgid
+            )?;
+            out.write_all(cstr_bytes(&r.prev_comm))?;
+        }
     }
     if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
         out.write_all(b" truncated")?;
     }
     Ok(())
+}
+
+/// One `perf.runq_latency` record as a text line: the interval, the scope, the count and
+/// mean, then each non-empty bucket as `low-high:count` (microseconds).
+pub fn write_runq(out: &mut impl Write, r: &crate::perf::RunqRecord, off: i64) -> io::Result<()> {
+    let wall = |t: u64| WallTime(t as i128 + off as i128);
+    write!(
+        out,
+        "{} perf.runq_latency {}={} from={} count={} mean_us={:.1} buckets_us=",
+        wall(r.end_ns),
+        r.scope_name(),
+        r.id,
+        wall(r.start_ns),
+        r.count,
+        r.sum_ns as f64 / r.count.max(1) as f64 / 1000.0
+    )?;
+    let last = r.slots.len() - 1;
+    let mut first = true;
+    for (k, &n) in r.slots.iter().enumerate().filter(|(_, n)| **n > 0) {
+        if !first {
+            out.write_all(b",")?;
+        }
+        first = false;
+        let low = crate::perf::RunqRecord::bucket_low_us(k);
+        if k == last {
+            write!(out, "{low}+:{n}")?;
+        } else {
+            write!(out, "{low}-{}:{n}", (1u64 << (k + 1)) - 1)?;
+        }
+    }
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

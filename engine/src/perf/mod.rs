@@ -1,0 +1,292 @@
+//! The `perf` category's interval aggregates: the kernel keeps cumulative run-queue
+//! latency histograms (per CPU, per cgroup; bpf/c/perf.bpf.c); every `perf.interval_ms`
+//! the control thread reads them, takes the differences with the previous read and writes
+//! each non-empty one as a `perf.runq_latency` record into its own stream
+//! (`stream-1000001`), so that replay shows exactly what was measured, and into the
+//! metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bpf::abi::{RUNQ_SLOTS, RunqHist};
+use bpf::{Collector, RunqSnapshot};
+use bytemuck::{Pod, Zeroable};
+use storage::{RecordRef, StreamWriter};
+
+use crate::telemetry::Telemetry;
+
+/// The id of the perf aggregate stream (`stream-1000001`), next to the enrichment stream.
+pub(crate) const PERF_STREAM_ID: u32 = 1_000_001;
+
+/// Record kind of a run-queue latency histogram over one interval (`perf.runq_latency`).
+/// In the perf decade (70-79), above the kernel's own perf kinds.
+pub(crate) const KIND_PERF_RUNQ: u16 = 75;
+
+/// `scope` of a [`RunqRecord`]: one CPU (the one the tasks ran on after waiting).
+pub(crate) const SCOPE_CPU: u32 = 0;
+/// `scope` of a [`RunqRecord`]: one cgroup (of the waiting tasks).
+pub(crate) const SCOPE_CGROUP: u32 = 1;
+
+/// A `perf.runq_latency` record: the waits that ended in `[start_ns, end_ns)` (monotonic),
+/// in log2 buckets of microseconds (bucket 0: 0 and 1 us; bucket k: `[2^k, 2^(k+1))` us;
+/// the last bucket everything above).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub(crate) struct RunqRecord {
+    pub scope: u32,
+    pub _pad0: u32,
+    /// The CPU number or the cgroup id.
+    pub id: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub count: u64,
+    pub sum_ns: u64,
+    pub slots: [u64; RUNQ_SLOTS],
+}
+
+const _: () = assert!(size_of::<RunqRecord>() == 264);
+
+impl RunqRecord {
+    /// The record in `bytes`, if it is one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<RunqRecord> {
+        let r: RunqRecord = bytemuck::try_pod_read_unaligned(bytes).ok()?;
+        (r.scope <= SCOPE_CGROUP && r._pad0 == 0 && r.start_ns <= r.end_ns).then_some(r)
+    }
+
+    /// The scope's name as replay shows it.
+    pub(crate) fn scope_name(&self) -> &'static str {
+        if self.scope == SCOPE_CPU {
+            "cpu"
+        } else {
+            "cgroup"
+        }
+    }
+
+    /// Lower bound (us) of bucket `i`: 0 for the first, `2^i` for the others.
+    pub(crate) fn bucket_low_us(i: usize) -> u64 {
+        if i == 0 { 0 } else { 1u64 << i }
+    }
+}
+
+/// `now - before`, bucket by bucket (a counter that went down, a table entry recreated,
+/// counts from zero).
+fn delta(now: &RunqHist, before: Option<&RunqHist>) -> RunqHist {
+    let Some(b) = before.filter(|b| b.count <= now.count) else {
+        return *now;
+    };
+    let mut d = *now;
+    for (x, y) in d.slots.iter_mut().zip(&b.slots) {
+        *x = x.saturating_sub(*y);
+    }
+    d.count = now.count - b.count;
+    d.sum_ns = now.sum_ns.saturating_sub(b.sum_ns);
+    d
+}
+
+/// What the aggregator did, for the engine's report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PerfReport {
+    pub records: u64,
+    pub records_lost: u64,
+    pub waits: u64,
+    pub cgroup_full: u64,
+    pub no_storage: u64,
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for PerfReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "perf: {} run-queue waits measured; {} interval records on disk, {} lost; {} waits \
+             not counted per cgroup (perf.cgroups_max full), {} not measured (no task storage)",
+            self.waits, self.records, self.records_lost, self.cgroup_full, self.no_storage
+        )?;
+        if let Some(e) = &self.error {
+            write!(f, "; stopped writing: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// See the module docs. Driven by the control thread.
+pub(crate) struct PerfAggregator {
+    writer: StreamWriter,
+    snapshot: RunqSnapshot,
+    prev_cpu: Vec<RunqHist>,
+    prev_cgroup: HashMap<u64, RunqHist>,
+    last_ns: u64,
+    interval_ns: u64,
+    telemetry: Arc<Telemetry>,
+    report: PerfReport,
+}
+
+impl PerfAggregator {
+    /// Starts from the kernel's current totals (waits before `start` are not reported).
+    pub(crate) fn start(
+        writer: StreamWriter,
+        collector: &Collector,
+        interval_ms: u64,
+        now_ns: u64,
+        telemetry: Arc<Telemetry>,
+    ) -> PerfAggregator {
+        let mut a = PerfAggregator {
+            writer,
+            snapshot: RunqSnapshot::default(),
+            prev_cpu: Vec::new(),
+            prev_cgroup: HashMap::new(),
+            last_ns: now_ns,
+            interval_ns: interval_ms.saturating_mul(1_000_000),
+            telemetry,
+            report: PerfReport::default(),
+        };
+        if collector.runq_snapshot(&mut a.snapshot).is_ok() {
+            a.prev_cpu.clone_from(&a.snapshot.per_cpu);
+            a.prev_cgroup.extend(a.snapshot.per_cgroup.iter().copied());
+        }
+        a
+    }
+
+    /// Writes the interval's records once `perf.interval_ms` has passed since the last.
+    pub(crate) fn tick(&mut self, collector: &Collector, now_ns: u64) {
+        if now_ns.saturating_sub(self.last_ns) >= self.interval_ns {
+            self.drain(collector, now_ns);
+        }
+        if self.report.error.is_none()
+            && let Err(e) = self.writer.tick()
+        {
+            self.report.error = Some(e.to_string());
+        }
+    }
+
+    /// Reads the kernel's totals and writes what changed since the last read.
+    fn drain(&mut self, collector: &Collector, now_ns: u64) {
+        if let Err(e) = collector.runq_snapshot(&mut self.snapshot) {
+            eprintln!("engine: perf: reading the run-queue histograms: {e}; retrying");
+            return;
+        }
+        let (start, end) = (self.last_ns, now_ns);
+        self.last_ns = now_ns;
+        self.report.cgroup_full = self.snapshot.counters.cgroup_full;
+        self.report.no_storage = self.snapshot.counters.no_storage;
+        for cpu in 0..self.snapshot.per_cpu.len() {
+            let now = self.snapshot.per_cpu[cpu];
+            let d = delta(&now, self.prev_cpu.get(cpu));
+            if d.count > 0 {
+                self.telemetry.runq_cpu(cpu, &d);
+                self.report.waits += d.count;
+                self.write(SCOPE_CPU, cpu as u64, start, end, &d);
+            }
+        }
+        self.prev_cpu.clone_from(&self.snapshot.per_cpu);
+        for i in 0..self.snapshot.per_cgroup.len() {
+            let (id, now) = self.snapshot.per_cgroup[i];
+            let d = delta(&now, self.prev_cgroup.get(&id));
+            if d.count > 0 {
+                self.write(SCOPE_CGROUP, id, start, end, &d);
+            }
+            self.prev_cgroup.insert(id, now);
+        }
+        if self.prev_cgroup.len() > self.snapshot.per_cgroup.len() {
+            let live: std::collections::HashSet<u64> =
+                self.snapshot.per_cgroup.iter().map(|(id, _)| *id).collect();
+            self.prev_cgroup.retain(|id, _| live.contains(id));
+        }
+        if self.report.error.is_none()
+            && let Err(e) = self.writer.flush()
+        {
+            self.report.error = Some(e.to_string());
+        }
+    }
+
+    fn write(&mut self, scope: u32, id: u64, start_ns: u64, end_ns: u64, h: &RunqHist) {
+        if self.report.error.is_some() {
+            self.report.records_lost += 1;
+            return;
+        }
+        let rec = RunqRecord {
+            scope,
+            _pad0: 0,
+            id,
+            start_ns,
+            end_ns,
+            count: h.count,
+            sum_ns: h.sum_ns,
+            slots: h.slots,
+        };
+        let r = RecordRef {
+            ts_ns: end_ns,
+            kind: KIND_PERF_RUNQ,
+            weight: 1,
+            bytes: bytemuck::bytes_of(&rec),
+        };
+        match self.writer.append(&r) {
+            Ok(()) => self.report.records += 1,
+            Err(e) => {
+                self.report.records_lost += 1;
+                self.report.error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// The last interval (the programs are detached: the totals are final) and the seal.
+    pub(crate) fn finish(mut self, collector: &Collector, now_ns: u64) -> PerfReport {
+        self.drain(collector, now_ns);
+        if self.report.error.is_none()
+            && let Err(e) = self.writer.close()
+        {
+            self.report.error = Some(e.to_string());
+        }
+        self.report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(slots: &[(usize, u64)]) -> RunqHist {
+        let mut h = RunqHist::default();
+        for &(i, n) in slots {
+            h.slots[i] = n;
+            h.count += n;
+            h.sum_ns += n * 1000 * (1 << i);
+        }
+        h
+    }
+
+    #[test]
+    fn deltas_are_per_bucket_and_restart_after_a_reset() {
+        let a = hist(&[(0, 2), (3, 1)]);
+        let b = hist(&[(0, 5), (3, 1), (10, 4)]);
+        let d = delta(&b, Some(&a));
+        assert_eq!(d.count, 7);
+        assert_eq!((d.slots[0], d.slots[3], d.slots[10]), (3, 0, 4));
+        assert_eq!(delta(&b, None), b);
+        // A table entry deleted and recreated counts from zero again.
+        assert_eq!(delta(&a, Some(&b)), a);
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_refused() {
+        let r = RunqRecord {
+            scope: SCOPE_CGROUP,
+            _pad0: 0,
+            id: 42,
+            start_ns: 1,
+            end_ns: 2,
+            count: 3,
+            sum_ns: 4,
+            slots: [1; RUNQ_SLOTS],
+        };
+        let bytes = bytemuck::bytes_of(&r).to_vec();
+        assert_eq!(RunqRecord::decode(&bytes), Some(r));
+        assert_eq!(RunqRecord::decode(&bytes[..100]), None);
+        let mut bad = r;
+        bad.scope = 7;
+        assert_eq!(RunqRecord::decode(bytemuck::bytes_of(&bad)), None);
+        assert_eq!(RunqRecord::bucket_low_us(0), 0);
+        assert_eq!(RunqRecord::bucket_low_us(1), 2);
+        assert_eq!(RunqRecord::bucket_low_us(10), 1024);
+    }
+}
