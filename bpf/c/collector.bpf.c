@@ -44,6 +44,9 @@ struct abi_types {
 	struct rec_runq_wait runq_wait;
 	struct runq_hist runq_hist;
 	struct perf_counters perf_counters;
+	struct rec_io_slow io_slow;
+	struct io_key io_key;
+	struct io_hist io_hist;
 	struct kind_counters kind_counters;
 	struct collector_config collector_config;
 	enum event_kind event_kind;

@@ -398,5 +398,6 @@ RECORD(direct_reclaim);
 RECORD(page_fault);
 RECORD(syscall_event);
 RECORD(runq_wait);
+RECORD(io_slow);
 
 #endif

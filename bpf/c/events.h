@@ -70,6 +70,7 @@ enum event_kind {
 	 * and container table updates); 0 is the storage's loss record. */
 
 	EK_PERF_RUNQ_WAIT = 70,
+	EK_PERF_IO_SLOW = 71,
 
 	/* 75 to 79 are the engine's own interval aggregates of the perf category
 	 * (engine/src/perf/record.rs). */
@@ -321,6 +322,37 @@ struct runq_hist {
 struct perf_counters {
 	__u64 cgroup_full; /* waits not counted per cgroup: runq_cgroup had no room */
 	__u64 no_storage; /* waits not measured: no task storage for the task */
+	__u64 io_untracked; /* block requests not timed: io_start had no room */
+	__u64 io_hist_full; /* completions not counted per device: io_hist had no room */
+};
+
+/* A block device and operation (map io_hist's key). */
+struct io_key {
+	__u32 dev; /* the kernel's dev_t of the disk: major << 20 | first minor */
+	__u32 op; /* REQ_OP_*: 0 read, 1 write, 2 flush, 3 discard, ... */
+};
+
+/* Cumulative block I/O latency (issue to completion) of one device and operation. */
+struct io_hist {
+	__u64 slots[RUNQ_SLOTS];
+	__u64 count;
+	__u64 sum_ns;
+	__u64 bytes;
+	char disk[32]; /* the disk's name (vda, nvme0n1) */
+};
+
+/* perf.io_slow: a block request that took at least CONFIG.io_slow_ns from issue to
+ * completion. The header's identity (pid, tid, uid, gid, comm, cgroup) is the task that
+ * queued or issued it; `cpu` and `ts_ns` are the completion's. */
+struct io_slow {
+	__u64 latency_ns; /* issue to completion */
+	__u64 queued_ns; /* insert to issue; 0 when issued without being queued */
+	__u64 sector;
+	__u32 bytes;
+	__u32 dev;
+	__u32 op;
+	__s32 error; /* blk_status_t: 0 for success */
+	char disk[32];
 };
 
 /* memory.oom_kill: oom:mark_victim */
@@ -388,6 +420,7 @@ struct collector_config {
 	__u64 rate_per_sec[CAT_MAX]; /* per CPU; 0 = unlimited */
 	__u64 burst[CAT_MAX];
 	__u64 runq_slow_ns; /* perf.runq_wait for waits at least this long; 0: none */
+	__u64 io_slow_ns; /* perf.io_slow for block requests at least this long; 0: none */
 };
 
 #endif

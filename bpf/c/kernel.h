@@ -173,6 +173,23 @@ struct signal_struct {
 	short oom_score_adj;
 } __core;
 
+struct gendisk {
+	int major;
+	int first_minor;
+	char disk_name[32];
+} __core;
+
+struct request_queue {
+	struct gendisk *disk;
+} __core;
+
+struct request {
+	struct request_queue *q;
+	unsigned int cmd_flags;
+	unsigned int __data_len;
+	__u64 __sector;
+} __core;
+
 struct cgroup;
 
 struct css_set {

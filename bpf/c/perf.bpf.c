@@ -72,10 +72,20 @@ static __always_inline void perf_count(int field)
 	struct perf_counters *c = bpf_map_lookup_elem(&perf_counters, &key);
 	if (!c)
 		return;
-	if (field == 0)
+	switch (field) {
+	case 0:
 		__sync_fetch_and_add(&c->cgroup_full, 1);
-	else
+		break;
+	case 1:
 		__sync_fetch_and_add(&c->no_storage, 1);
+		break;
+	case 2:
+		__sync_fetch_and_add(&c->io_untracked, 1);
+		break;
+	case 3:
+		__sync_fetch_and_add(&c->io_hist_full, 1);
+		break;
+	}
 }
 
 static __always_inline void runq_enqueue(struct task_struct *p)
@@ -176,5 +186,160 @@ int handle_sched_switch(__u64 *ctx)
 	/* Cgroup ids start at 1 (0 would mean "the current task's" to the filter). */
 	if (CONFIG.runq_slow_ns && delta >= CONFIG.runq_slow_ns && !excluded_ids(next->tgid, cg))
 		runq_wait_record(next, prev, delta);
+	return 0;
+}
+
+/*
+ * Block I/O: each request is timed from block_rq_issue to block_rq_complete (biolatency's
+ * default), attributed to the task that queued it (block_rq_insert) or, when it was issued
+ * without being queued, the task that issued it. Latency goes into cumulative log2
+ * histograms per device and operation (a bounded hash, atomics); requests of at least
+ * CONFIG.io_slow_ns are also ring records (perf.io_slow).
+ */
+
+/* A request in flight: when it was queued and issued, and by whom. */
+struct io_start {
+	__u64 insert_ns;
+	__u64 issue_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	char comm[COMM_LEN];
+};
+
+/* Requests in flight, by address (bounded: requests beyond it are counted, not timed). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct io_start);
+} io_start SEC(".maps");
+
+/* Cumulative latency per device and operation (bounded: 256 device/operation pairs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct io_key);
+	__type(value, struct io_hist);
+} io_hist SEC(".maps");
+
+/* Records who queued or issued `rq`, and when (`issue`: the issue time, else the insert). */
+static __always_inline void io_begin(struct request *rq, bool issue)
+{
+	__u64 key = (__u64)rq;
+	__u64 now = bpf_ktime_get_ns();
+	struct io_start *s = bpf_map_lookup_elem(&io_start, &key);
+	if (s) {
+		if (issue)
+			s->issue_ns = now;
+		else
+			s->insert_ns = now; /* requeued: timed from its last queueing */
+		return;
+	}
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct cred *cred = t->cred;
+	struct io_start n = {};
+	if (issue)
+		n.issue_ns = now;
+	else
+		n.insert_ns = now;
+	n.cgroup_id = t->cgroups->dfl_cgrp->kn->id;
+	n.pid = t->tgid;
+	n.tid = t->pid;
+	n.uid = cred->uid.val;
+	n.gid = cred->gid.val;
+	__builtin_memcpy(n.comm, t->comm, COMM_LEN);
+	if (bpf_map_update_elem(&io_start, &key, &n, BPF_NOEXIST))
+		perf_count(2);
+}
+
+SEC("tp_btf/block_rq_insert")
+int handle_block_rq_insert(__u64 *ctx)
+{
+	io_begin((struct request *)ctx[0], false);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_issue")
+int handle_block_rq_issue(__u64 *ctx)
+{
+	io_begin((struct request *)ctx[0], true);
+	return 0;
+}
+
+static __always_inline void io_slow_record(struct request *rq, struct io_start *s, struct io_key *k,
+					   __u64 latency, __s32 error, __u32 bytes)
+{
+	if (excluded_ids(s->pid, s->cgroup_id ? s->cgroup_id : 1))
+		return;
+	if (!rate_ok(CAT_PERF, EK_PERF_IO_SLOW))
+		return;
+	void *rb;
+	struct rec_io_slow *e = RESERVE(rb, struct rec_io_slow, EK_PERF_IO_SLOW, 1);
+	if (!e)
+		return;
+	/* The identity of the task that queued or issued it, not of the completion's. */
+	e->h.cgroup_id = s->cgroup_id;
+	e->h.pid = s->pid;
+	e->h.tid = s->tid;
+	e->h.uid = s->uid;
+	e->h.gid = s->gid;
+	__builtin_memcpy(e->h.comm, s->comm, COMM_LEN);
+	e->p.latency_ns = latency;
+	e->p.queued_ns = s->insert_ns && s->issue_ns > s->insert_ns ? s->issue_ns - s->insert_ns : 0;
+	e->p.sector = rq->__sector;
+	e->p.bytes = bytes;
+	e->p.dev = k->dev;
+	e->p.op = k->op;
+	e->p.error = error;
+	struct gendisk *disk = rq->q->disk;
+	if (disk)
+		bpf_probe_read_kernel_str(e->p.disk, sizeof(e->p.disk), disk->disk_name);
+	submit(rb, e, sizeof(*e));
+}
+
+SEC("tp_btf/block_rq_complete")
+int handle_block_rq_complete(__u64 *ctx)
+{
+	struct request *rq = (struct request *)ctx[0];
+	__s32 error = (__s32)ctx[1];
+	__u32 bytes = (__u32)ctx[2];
+	__u64 key = (__u64)rq;
+	struct io_start *s = bpf_map_lookup_elem(&io_start, &key);
+	if (!s)
+		return 0; /* issued before the programs were attached, or not tracked (counted) */
+	if (!s->issue_ns) {
+		bpf_map_delete_elem(&io_start, &key);
+		return 0;
+	}
+	__u64 latency = bpf_ktime_get_ns() - s->issue_ns;
+	struct io_key k = {};
+	struct gendisk *disk = rq->q->disk;
+	if (disk)
+		k.dev = ((__u32)disk->major << 20) | (__u32)disk->first_minor;
+	k.op = rq->cmd_flags & 0xff; /* REQ_OP_MASK */
+	struct io_hist *h = bpf_map_lookup_elem(&io_hist, &k);
+	if (!h) {
+		struct io_hist empty = {};
+		if (disk)
+			bpf_probe_read_kernel_str(empty.disk, sizeof(empty.disk), disk->disk_name);
+		bpf_map_update_elem(&io_hist, &k, &empty, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&io_hist, &k);
+	}
+	if (h) {
+		__u32 slot = runq_slot_of(latency);
+		if (slot < RUNQ_SLOTS)
+			__sync_fetch_and_add(&h->slots[slot], 1);
+		__sync_fetch_and_add(&h->count, 1);
+		__sync_fetch_and_add(&h->sum_ns, latency);
+		__sync_fetch_and_add(&h->bytes, bytes);
+	} else {
+		perf_count(3);
+	}
+	if (CONFIG.io_slow_ns && latency >= CONFIG.io_slow_ns)
+		io_slow_record(rq, s, &k, latency, error, bytes);
+	bpf_map_delete_elem(&io_start, &key);
 	return 0;
 }

@@ -304,11 +304,51 @@ payload!(
 
 payload!(
     /// The perf category's own counters (`struct perf_counters`, per CPU).
-    PerfCounters, 16, {
+    PerfCounters, 32, {
     /// Waits not counted per cgroup: `runq_cgroup` had no room.
     cgroup_full: u64,
     /// Waits not measured: no task storage could be had for the task.
     no_storage: u64,
+    /// Block requests not timed: the in-flight table had no room.
+    io_untracked: u64,
+    /// Completions not counted per device: `io_hist` had no room.
+    io_hist_full: u64,
+});
+
+payload!(
+    /// A block device and operation (`struct io_key`, the key of map `io_hist`).
+    IoKey, 8, {
+    /// The kernel's dev_t of the disk: `major << 20 | first_minor`.
+    dev: u32,
+    /// `REQ_OP_*`: 0 read, 1 write, 2 flush, 3 discard, ...
+    op: u32,
+});
+
+payload!(
+    /// Cumulative block I/O latency, issue to completion, of one device and operation
+    /// (`struct io_hist`), in [`RUNQ_SLOTS`] log2 buckets of microseconds.
+    IoHist, 272, {
+    slots: [u64; RUNQ_SLOTS],
+    count: u64,
+    sum_ns: u64,
+    bytes: u64,
+    disk: [u8; 32],
+});
+
+payload!(
+    /// `perf.io_slow`: a block request of at least `perf.io_slow_us` from issue to
+    /// completion. The header's identity is the task that queued or issued it.
+    IoSlow, 72, {
+    latency_ns: u64,
+    /// Insert to issue; 0 when it was issued without being queued.
+    queued_ns: u64,
+    sector: u64,
+    bytes: u32,
+    dev: u32,
+    op: u32,
+    /// `blk_status_t`: 0 for success.
+    error: i32,
+    disk: [u8; 32],
 });
 
 payload!(
@@ -335,7 +375,7 @@ payload!(
 
 payload!(
     /// Load-time configuration (`struct collector_config`, the `.rodata` global `CONFIG`).
-    CollectorConfigRaw, 192, {
+    CollectorConfigRaw, 200, {
     self_tgid: u32, categories: u32, tgid_filter: u32, cgroup_filter: u32,
     follow_children: u32, syscall_all: u32, wakeup_bytes: u32,
     /// Generic syscalls recorded at sys_enter, without result or latency.
@@ -347,6 +387,8 @@ payload!(
     burst: [u64; RATE_SLOTS],
     /// `perf.runq_wait` for run-queue waits at least this long; 0: none.
     runq_slow_ns: u64,
+    /// `perf.io_slow` for block requests at least this long; 0: none.
+    io_slow_ns: u64,
 });
 
 // SAFETY: CollectorConfigRaw is repr(C), has no padding (explicit `_pad0`, size asserted)
@@ -358,6 +400,16 @@ unsafe impl aya::Pod for CollectorConfigRaw {}
 unsafe impl aya::Pod for RunqHist {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PerfCounters {}
+// SAFETY: as above (IoKey: two u32; IoHist: u64s and a byte array, no padding).
+unsafe impl aya::Pod for IoKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IoHist {}
+
+impl Default for IoHist {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
 
 impl Default for RunqHist {
     fn default() -> Self {
@@ -519,6 +571,7 @@ kinds! {
     MemoryPageFault = 52, "memory.page_fault", Memory, PageFault;
     Syscall = 60, "syscall.call", Syscall, SyscallEvent;
     PerfRunqWait = 70, "perf.runq_wait", Perf, RunqWait;
+    PerfIoSlow = 71, "perf.io_slow", Perf, IoSlow;
 }
 
 /// The bytes of a NUL-padded buffer up to `len` (clamped to the buffer).

@@ -52,6 +52,7 @@ pub enum Payload<'a> {
     PageFault(&'a PageFault),
     Syscall(&'a SyscallEvent),
     RunqWait(&'a RunqWait),
+    IoSlow(&'a IoSlow),
 }
 
 /// A decoded record: header and payload, both borrowed from the record bytes.
@@ -121,6 +122,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         MemoryPageFault => Payload::PageFault(view(body)?),
         Syscall => Payload::Syscall(view(body)?),
         PerfRunqWait => Payload::RunqWait(view(body)?),
+        PerfIoSlow => Payload::IoSlow(view(body)?),
     };
     Ok(Event {
         kind,

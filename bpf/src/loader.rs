@@ -35,6 +35,8 @@ pub const DEFAULT_TGID_FILTER_MAX: u32 = 4096;
 pub const DEFAULT_CGROUP_FILTER_MAX: u32 = 1024;
 /// Default `perf.runq_wait` threshold: 10 ms.
 pub const DEFAULT_RUNQ_SLOW_NS: u64 = 10_000_000;
+/// Default `perf.io_slow` threshold: 100 ms.
+pub const DEFAULT_IO_SLOW_NS: u64 = 100_000_000;
 /// Default capacity of the per-cgroup run-queue histogram table.
 pub const DEFAULT_RUNQ_CGROUPS_MAX: u32 = 1024;
 
@@ -111,6 +113,8 @@ pub struct CaptureConfig {
     pub cgroup_filter_max: u32,
     /// `perf.runq_wait` records for run-queue waits at least this long (ns); 0: none.
     pub runq_slow_ns: u64,
+    /// `perf.io_slow` records for block requests at least this long (ns); 0: none.
+    pub io_slow_ns: u64,
     /// Capacity of the per-cgroup run-queue histogram table.
     pub runq_cgroups_max: u32,
 }
@@ -139,6 +143,7 @@ impl Default for CaptureConfig {
             tgid_filter_max: DEFAULT_TGID_FILTER_MAX,
             cgroup_filter_max: DEFAULT_CGROUP_FILTER_MAX,
             runq_slow_ns: DEFAULT_RUNQ_SLOW_NS,
+            io_slow_ns: DEFAULT_IO_SLOW_NS,
             runq_cgroups_max: DEFAULT_RUNQ_CGROUPS_MAX,
         }
     }
@@ -216,6 +221,7 @@ impl CaptureConfig {
             rate_per_sec: self.rate_per_sec,
             burst: self.burst,
             runq_slow_ns: self.runq_slow_ns,
+            io_slow_ns: self.io_slow_ns,
         }
     }
 
@@ -350,6 +356,9 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_sched_wakeup", "sched_wakeup", Perf),
     spec!("handle_sched_wakeup_new", "sched_wakeup_new", Perf),
     spec!("handle_sched_switch", "sched_switch", Perf),
+    spec!("handle_block_rq_insert", "block_rq_insert", Perf),
+    spec!("handle_block_rq_issue", "block_rq_issue", Perf),
+    spec!("handle_block_rq_complete", "block_rq_complete", Perf),
 ];
 
 /// Whether the raw programs carry the file and security calls (no per-syscall events).
@@ -860,21 +869,23 @@ impl Collector {
     }
 }
 
-/// The perf category's cumulative run-queue latency histograms as the kernel holds them
-/// (maps `runq_cpu`, `runq_cgroup`, `perf_counters`); a reader takes differences.
+/// The perf category's cumulative histograms as the kernel holds them (maps `runq_cpu`,
+/// `runq_cgroup`, `io_hist`, `perf_counters`); a reader takes differences.
 #[derive(Debug, Clone, Default)]
-pub struct RunqSnapshot {
+pub struct PerfSnapshot {
     /// One per possible CPU (the CPU the task ran on after its wait).
     pub per_cpu: Vec<RunqHist>,
     /// Per cgroup id of the waiting task, in the table's order.
     pub per_cgroup: Vec<(u64, RunqHist)>,
+    /// Block I/O latency per device and operation, in the table's order.
+    pub io: Vec<(IoKey, IoHist)>,
     /// Summed over CPUs.
     pub counters: PerfCounters,
 }
 
 impl Collector {
-    /// Reads the run-queue histograms into `out` (its vectors reused).
-    pub fn runq_snapshot(&self, out: &mut RunqSnapshot) -> Result<(), LoadError> {
+    /// Reads the perf category's histograms into `out` (its vectors reused).
+    pub fn perf_snapshot(&self, out: &mut PerfSnapshot) -> Result<(), LoadError> {
         fn map<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a aya::maps::Map, LoadError> {
             ebpf.map(name).ok_or(LoadError::Map {
                 map: name,
@@ -908,6 +919,10 @@ impl Collector {
         out.per_cgroup.clear();
         // An entry deleted while iterating is skipped, not an error.
         out.per_cgroup.extend(groups.iter().flatten());
+        let io: BpfHashMap<&MapData, IoKey, IoHist> =
+            BpfHashMap::try_from(map(&self.ebpf, "io_hist")?).map_err(map_err("io_hist"))?;
+        out.io.clear();
+        out.io.extend(io.iter().flatten());
         Ok(())
     }
 }

@@ -335,7 +335,15 @@ fn every_record_layout_matches_btf() {
         btf,
         "perf_counters",
         PerfCounters,
-        [cgroup_full, no_storage]
+        [cgroup_full, no_storage, io_untracked, io_hist_full]
+    );
+    check_struct!(btf, "io_key", IoKey, [dev, op]);
+    check_struct!(btf, "io_hist", IoHist, [slots, count, sum_ns, bytes, disk]);
+    check_struct!(
+        btf,
+        "io_slow",
+        IoSlow,
+        [latency_ns, queued_ns, sector, bytes, dev, op, error, disk]
     );
     check_struct!(
         btf,
@@ -369,7 +377,8 @@ fn every_record_layout_matches_btf() {
             _pad0,
             rate_per_sec,
             burst,
-            runq_slow_ns
+            runq_slow_ns,
+            io_slow_ns
         ]
     );
 }
@@ -398,6 +407,7 @@ fn every_ring_record_is_header_then_payload_of_the_kind_size() {
         ("rec_page_fault", Kind::MemoryPageFault),
         ("rec_syscall_event", Kind::Syscall),
         ("rec_runq_wait", Kind::PerfRunqWait),
+        ("rec_io_slow", Kind::PerfIoSlow),
     ];
     let mut seen = std::collections::HashSet::new();
     for (name, kind) in records {

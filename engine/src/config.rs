@@ -62,7 +62,8 @@ pub struct Config {
     pub perf: Perf,
 }
 
-/// `[perf]`: the `perf` category (scheduler run-queue latency, aggregated in the kernel).
+/// `[perf]`: the `perf` category (scheduler run-queue latency and block I/O latency,
+/// aggregated in the kernel).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Perf {
@@ -72,6 +73,9 @@ pub struct Perf {
     /// A run-queue wait at least this long is also a record of its own (`perf.runq_wait`,
     /// µs); 0: none.
     pub runq_slow_us: u64,
+    /// A block request at least this long from issue to completion is also a record of
+    /// its own (`perf.io_slow`, µs); 0: none.
+    pub io_slow_us: u64,
     /// Cgroups with a run-queue histogram of their own in the kernel (bounded table);
     /// waits of cgroups beyond it are counted in the per-CPU histograms and as
     /// `cgroup_full`.
@@ -83,6 +87,7 @@ impl Default for Perf {
         Perf {
             interval_ms: 1000,
             runq_slow_us: bpf::DEFAULT_RUNQ_SLOW_NS / 1000,
+            io_slow_us: bpf::DEFAULT_IO_SLOW_NS / 1000,
             cgroups_max: bpf::DEFAULT_RUNQ_CGROUPS_MAX,
         }
     }
@@ -838,11 +843,13 @@ impl Config {
                 self.perf.interval_ms
             ));
         }
-        if self.perf.runq_slow_us > 3_600_000_000 {
-            p.push(format!(
-                "perf.runq_slow_us: {} is above an hour",
-                self.perf.runq_slow_us
-            ));
+        for (key, v) in [
+            ("perf.runq_slow_us", self.perf.runq_slow_us),
+            ("perf.io_slow_us", self.perf.io_slow_us),
+        ] {
+            if v > 3_600_000_000 {
+                p.push(format!("{key}: {v} is above an hour"));
+            }
         }
         if !(1..=1 << 20).contains(&self.perf.cgroups_max) {
             p.push(format!(

@@ -117,6 +117,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         tgid_filter_max: bpf::DEFAULT_TGID_FILTER_MAX.max(c.filter.pids.len() as u32 * 2),
         cgroup_filter_max: bpf::DEFAULT_CGROUP_FILTER_MAX.max(c.filter.cgroups.len() as u32),
         runq_slow_ns: c.perf.runq_slow_us.saturating_mul(1000),
+        io_slow_ns: c.perf.io_slow_us.saturating_mul(1000),
         runq_cgroups_max: c.perf.cgroups_max,
     }
 }

@@ -78,7 +78,9 @@ pub fn fixed_class(kind: Kind) -> Option<Class> {
         | ContainerCgroupMkdir
         | ContainerCgroupRmdir
         | ContainerCgroupAttach
-        | MemoryDirectReclaim => Class::High,
+        | MemoryDirectReclaim
+        | PerfRunqWait
+        | PerfIoSlow => Class::High,
         FileOpen | NetTcpEstablished | NetTcpRetransmit | NetPacketDrop => Class::Normal,
         Syscall | MemoryPageFault => Class::Bulk,
         _ => Class::Normal,

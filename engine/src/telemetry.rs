@@ -39,9 +39,34 @@ pub(crate) struct Telemetry {
     /// Run-queue latency per CPU since the start (the perf category), as the perf
     /// aggregator wrote it out.
     pub runq: Mutex<Vec<bpf::abi::RunqHist>>,
+    /// Block I/O latency per (disk, operation) since the start (the perf category).
+    pub block_io: Mutex<std::collections::BTreeMap<(String, String), bpf::abi::IoHist>>,
 }
 
 impl Telemetry {
+    /// Adds an interval's block I/O latency of one device and operation (the perf
+    /// aggregator). Labels: the disk's name (its `major:minor` without one) and the op.
+    pub(crate) fn block_io(&self, k: bpf::abi::IoKey, d: &bpf::abi::IoHist) {
+        let Ok(mut all) = self.block_io.lock() else {
+            return;
+        };
+        let name = bpf::abi::cstr_bytes(&d.disk);
+        let device = if name.is_empty() {
+            format!("{}:{}", k.dev >> 20, k.dev & 0xfffff)
+        } else {
+            String::from_utf8_lossy(name).into_owned()
+        };
+        let h = all
+            .entry((device, crate::perf::io_op_name(k.op).into_owned()))
+            .or_default();
+        for (x, y) in h.slots.iter_mut().zip(&d.slots) {
+            *x += y;
+        }
+        h.count += d.count;
+        h.sum_ns += d.sum_ns;
+        h.bytes += d.bytes;
+    }
+
     /// Adds an interval's run-queue latency on `cpu` (the perf aggregator).
     pub(crate) fn runq_cpu(&self, cpu: usize, d: &bpf::abi::RunqHist) {
         let Ok(mut all) = self.runq.lock() else {
@@ -83,6 +108,7 @@ impl Telemetry {
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),
             runq: Mutex::new(Vec::new()),
+            block_io: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 

@@ -1,8 +1,12 @@
-//! The perf category's run-queue latency against libbpf-tools' `runqlat` (the oracle),
-//! on a real CPU-contention workload (stress-ng with three runnable threads per CPU):
-//! over the same stretch of the same workload, the two histograms agree (the same log2
-//! bucket holds the median, the 99th percentile within one bucket); slow waits are
-//! records of their own, at or above the threshold; the accounting identity holds.
+//! The perf category against libbpf-tools (the oracles), on real workloads:
+//! - run-queue latency beside `runqlat` under CPU contention (stress-ng with three runnable
+//!   threads per CPU);
+//! - block I/O latency beside `biolatency` under fio doing direct random reads and writes
+//!   on a file of the real disk, with request counts checked against fio's own.
+//!
+//! Over the same stretch of the same workload the histograms agree (the same log2 bucket
+//! holds the median, the 99th percentile within one bucket); slow waits and slow requests
+//! are records of their own, at or above their thresholds; the identity holds.
 
 mod common;
 
@@ -15,12 +19,17 @@ use common::{
     stop_engine,
 };
 
+/// The two tests load the machine in ways that would disturb each other's oracle: one at
+/// a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const CONFIG: &str = r#"
 [capture]
 categories = ["perf"]
 [perf]
 interval_ms = 500
 runq_slow_us = 2000
+io_slow_us = 1000
 [engine]
 status_interval_ms = 0
 [storage]
@@ -90,11 +99,63 @@ fn quantile_slot(slots: &[u64], q: f64) -> usize {
     slots.len() - 1
 }
 
+/// The engine's `kind` records whose interval lies in `[from, to]` and that `keep`
+/// selects, summed into one histogram of log2 buckets; and how many records.
+fn engine_histogram(
+    dir: &Path,
+    kind: &str,
+    from: &str,
+    to: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> (Vec<u64>, usize) {
+    let mut slots = vec![0u64; 27];
+    let mut records = 0;
+    for l in replay_json(dir, &["--kind", kind]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        let (start, end) = (v["from"].as_str().unwrap(), v["ts"].as_str().unwrap());
+        if start < from || end > to || !keep(&v) {
+            continue;
+        }
+        records += 1;
+        let mut count = 0;
+        for b in v["buckets"].as_array().expect("buckets") {
+            let low = b["low_us"].as_u64().unwrap();
+            let n = b["count"].as_u64().unwrap();
+            slots[if low == 0 { 0 } else { low.ilog2() as usize }] += n;
+            count += n;
+        }
+        assert_eq!(Some(count), v["count"].as_u64(), "buckets add up: {l}");
+    }
+    (slots, records)
+}
+
+/// The same log2 bucket holds both medians; the 99th percentiles are within one bucket.
+fn assert_agree(what: &str, ours: &[u64], theirs: &[u64]) {
+    let (n_ours, n_theirs): (u64, u64) = (ours.iter().sum(), theirs.iter().sum());
+    eprintln!("{what}: engine ({n_ours}): {ours:?}");
+    eprintln!("{what}: oracle ({n_theirs}): {theirs:?}");
+    assert!(
+        n_ours > 100 && n_theirs > 100,
+        "{what}: both saw the workload"
+    );
+    let (m_ours, m_theirs) = (quantile_slot(ours, 0.5), quantile_slot(theirs, 0.5));
+    assert_eq!(
+        m_ours, m_theirs,
+        "{what}: the median's bucket: engine {m_ours}, oracle {m_theirs}"
+    );
+    let (p_ours, p_theirs) = (quantile_slot(ours, 0.99), quantile_slot(theirs, 0.99));
+    assert!(
+        p_ours.abs_diff(p_theirs) <= 1,
+        "{what}: the 99th percentile's bucket: engine {p_ours}, oracle {p_theirs}"
+    );
+}
+
 #[test]
 fn runq_latency_agrees_with_runqlat_and_slow_waits_are_records() {
     if !privileged("runq_latency_agrees_with_runqlat_and_slow_waits_are_records") {
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(runqlat) = tool("runqlat (libbpf-tools)", &["/usr/sbin/runqlat"]) else {
         return;
     };
@@ -129,42 +190,14 @@ fn runq_latency_agrees_with_runqlat_and_slow_waits_are_records() {
     assert!(report.contains("perf: "), "the perf report line: {report}");
 
     // The engine's per-CPU records of the intervals inside runqlat's window.
-    let mut ours = vec![0u64; 27];
-    let mut intervals = 0;
-    for l in replay_json(&dir, &["--kind", "perf.runq_latency"]).lines() {
-        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-        let (start, end) = (v["from"].as_str().unwrap(), v["ts"].as_str().unwrap());
-        if v["scope"] != "cpu" || start < from.as_str() || end > to.as_str() {
-            continue;
-        }
-        intervals += 1;
-        let mut count = 0;
-        for b in v["buckets"].as_array().expect("buckets") {
-            let low = b["low_us"].as_u64().unwrap();
-            let n = b["count"].as_u64().unwrap();
-            ours[if low == 0 { 0 } else { low.ilog2() as usize }] += n;
-            count += n;
-        }
-        assert_eq!(Some(count), v["count"].as_u64(), "buckets add up: {l}");
-    }
-    let (n_ours, n_theirs): (u64, u64) = (ours.iter().sum(), theirs.iter().sum());
-    eprintln!("engine ({intervals} intervals, {n_ours} waits): {ours:?}");
-    eprintln!("runqlat ({n_theirs} waits): {theirs:?}");
+    let (ours, intervals) = engine_histogram(&dir, "perf.runq_latency", &from, &to, |v| {
+        v["scope"] == "cpu"
+    });
     assert!(
         intervals >= 4,
         "at least two seconds of intervals in the window"
     );
-    assert!(n_ours > 100 && n_theirs > 100, "both saw the contention");
-    let (m_ours, m_theirs) = (quantile_slot(&ours, 0.5), quantile_slot(&theirs, 0.5));
-    assert_eq!(
-        m_ours, m_theirs,
-        "the median's bucket: engine {m_ours}, runqlat {m_theirs}"
-    );
-    let (p_ours, p_theirs) = (quantile_slot(&ours, 0.99), quantile_slot(&theirs, 0.99));
-    assert!(
-        p_ours.abs_diff(p_theirs) <= 1,
-        "the 99th percentile's bucket: engine {p_ours}, runqlat {p_theirs}"
-    );
+    assert_agree("run-queue latency", &ours, &theirs);
 
     // Waits of 2 ms or more are records of their own, with the waiting task.
     let waits = replay_json(&dir, &["--kind", "perf.runq_wait"]);
@@ -176,6 +209,122 @@ fn runq_latency_agrees_with_runqlat_and_slow_waits_are_records() {
         slow += u64::from(v["comm"] == "stress-ng-cpu");
     }
     assert!(slow > 0, "stress-ng's slow waits are recorded: {waits}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}
+
+#[test]
+fn block_io_latency_agrees_with_biolatency_and_counts_match_fio() {
+    if !privileged("block_io_latency_agrees_with_biolatency_and_counts_match_fio") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(biolatency) = tool("biolatency (libbpf-tools)", &["/usr/sbin/biolatency"]) else {
+        return;
+    };
+    let Some(fio) = tool("fio", &["/usr/bin/fio"]) else {
+        return;
+    };
+    let (dir, cfg) = data_dir_and_config("engine-bio", CONFIG);
+    // The file on the real disk (not a tmpfs), next to the data directory.
+    let work = dir.with_extension("fio");
+    std::fs::create_dir_all(&work).expect("fio dir");
+    let file = work.join("data");
+    // Laid out before the engine starts: fio's run is then only its own direct I/O.
+    let layout = Command::new(&fio)
+        .args([
+            "--name=layout",
+            "--rw=write",
+            "--bs=1M",
+            "--size=64M",
+            "--direct=1",
+        ])
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .expect("fio layout");
+    assert!(layout.status.success(), "fio layout: {layout:?}");
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+
+    let from = now_rfc3339();
+    let oracle = Command::new(&biolatency)
+        .args(["5", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("biolatency");
+    let _oracle_guard = KillOnDrop(oracle.id());
+    let run = Command::new(&fio)
+        .args([
+            "--name=t",
+            "--rw=randrw",
+            "--bs=4k",
+            "--size=64M",
+            "--direct=1",
+            "--ioengine=psync",
+            "--runtime=3",
+            "--time_based",
+            "--output-format=json",
+        ])
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .expect("fio");
+    assert!(run.status.success(), "fio: {run:?}");
+    let oracle = oracle.wait_with_output().expect("biolatency");
+    let to = now_rfc3339();
+    let theirs = parse_runqlat(&String::from_utf8_lossy(&oracle.stdout));
+    let report = stop_engine(engine, lines);
+    assert!(accounting_line(&report).contains("[holds]"), "{report}");
+
+    let fio_json: serde_json::Value = serde_json::from_slice(&run.stdout).expect("fio's JSON");
+    let job = &fio_json["jobs"][0];
+    let fio_reads = job["read"]["total_ios"].as_u64().expect("fio read ios");
+    let fio_writes = job["write"]["total_ios"].as_u64().expect("fio write ios");
+
+    // The engine's records inside biolatency's window: every device, like biolatency.
+    let (ours, _) = engine_histogram(&dir, "perf.io_latency", &from, &to, |_| true);
+    assert_agree("block I/O latency", &ours, &theirs);
+
+    // Every record of the run (its interval may start before the window): reads and
+    // writes of the busiest disk against fio's counts. Anything else on the machine adds
+    // a little; nothing of fio's is missing.
+    let mut per_disk: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for l in replay_json(&dir, &["--kind", "perf.io_latency"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        *per_disk
+            .entry((
+                v["disk"].as_str().unwrap().to_string(),
+                v["op"].as_str().unwrap().to_string(),
+            ))
+            .or_default() += v["count"].as_u64().unwrap();
+    }
+    eprintln!("engine requests: {per_disk:?}; fio: {fio_reads} reads, {fio_writes} writes");
+    let disk = per_disk
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|((d, _), _)| d.clone())
+        .expect("some block I/O");
+    for (op, want) in [("read", fio_reads), ("write", fio_writes)] {
+        let got = per_disk
+            .get(&(disk.clone(), op.to_string()))
+            .copied()
+            .unwrap_or(0);
+        // The block layer may merge adjacent requests (biolatency, on the same tracepoints,
+        // counts what the engine counts: the histograms above are of the same requests).
+        assert!(
+            got + want / 100 + 10 >= want && got <= want + want / 20 + 200,
+            "{op}s of {disk}: engine {got}, fio {want}"
+        );
+    }
+    // Requests of a millisecond or more are records of their own, attributed.
+    for l in replay_json(&dir, &["--kind", "perf.io_slow"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert!(v["latency_ns"].as_u64().unwrap() >= 1_000_000, "{l}");
+        assert!(
+            v["disk"].is_string() && v["op"].is_string() && v["pid"].is_u64(),
+            "{l}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }

@@ -98,36 +98,73 @@ fn histogram(
     m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
 }
 
-/// The perf category's run-queue latency per CPU: its log2 buckets of microseconds as
-/// they are (bucket k ends below `2^(k+1)` us), cumulative since the start.
-fn runq_histograms(e: &mut DescriptorEncoder, runq: &[bpf::abi::RunqHist]) -> std::fmt::Result {
-    let mut m = e.encode_descriptor(
-        "kevent_runq_latency_seconds",
-        "Time runnable tasks waited for a CPU (perf category), by the CPU they then ran on",
+/// The perf category's log2 buckets of microseconds as they are (bucket k ends below
+/// `2^(k+1)` us, the last is +Inf), for a histogram of `labels`.
+fn log2_us_histogram(
+    m: &mut prometheus_client::encoding::MetricEncoder,
+    labels: &Labels,
+    slots: &[u64],
+    count: u64,
+    sum_ns: u64,
+) -> std::fmt::Result {
+    let last = slots.len() - 1;
+    let buckets: Vec<(f64, u64)> = slots
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let le = if k == last {
+                f64::INFINITY
+            } else {
+                (1u64 << (k + 1)) as f64 / 1e6
+            };
+            (le, n)
+        })
+        .collect();
+    m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+        sum_ns as f64 / 1e9,
+        count,
+        &buckets,
         None,
-        MetricType::Histogram,
-    )?;
-    for (cpu, h) in runq.iter().enumerate() {
-        let last = h.slots.len() - 1;
-        let buckets: Vec<(f64, u64)> = h
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(k, &n)| {
-                let le = if k == last {
-                    f64::INFINITY
-                } else {
-                    (1u64 << (k + 1)) as f64 / 1e6
-                };
-                (le, n)
-            })
-            .collect();
-        let labels: Labels = vec![("cpu", cpu.to_string())];
-        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-            h.sum_ns as f64 / 1e9,
-            h.count,
-            &buckets,
+    )
+}
+
+/// The perf category's histograms, cumulative since the start: run-queue latency per CPU,
+/// block I/O latency (and bytes) per disk and operation.
+fn perf_metrics(e: &mut DescriptorEncoder, t: &Telemetry) -> std::fmt::Result {
+    if let Ok(runq) = t.runq.lock()
+        && !runq.is_empty()
+    {
+        let mut m = e.encode_descriptor(
+            "kevent_runq_latency_seconds",
+            "Time runnable tasks waited for a CPU (perf category), by the CPU they then ran on",
             None,
+            MetricType::Histogram,
+        )?;
+        for (cpu, h) in runq.iter().enumerate() {
+            let labels: Labels = vec![("cpu", cpu.to_string())];
+            log2_us_histogram(&mut m, &labels, &h.slots, h.count, h.sum_ns)?;
+        }
+    }
+    if let Ok(io) = t.block_io.lock()
+        && !io.is_empty()
+    {
+        let mut m = e.encode_descriptor(
+            "kevent_block_io_latency_seconds",
+            "Block requests from issue to completion (perf category), by disk and operation",
+            None,
+            MetricType::Histogram,
+        )?;
+        let mut bytes = Vec::new();
+        for ((device, op), h) in io.iter() {
+            let labels: Labels = vec![("device", device.clone()), ("op", op.clone())];
+            log2_us_histogram(&mut m, &labels, &h.slots, h.count, h.sum_ns)?;
+            bytes.push((labels, h.bytes));
+        }
+        counter(
+            e,
+            "kevent_block_io_bytes",
+            "Bytes of completed block requests (perf category), by disk and operation",
+            &bytes,
         )?;
     }
     Ok(())
@@ -327,11 +364,7 @@ impl Collector for EngineCollector {
             "Kernel timestamp to the writer, per event",
             latencies.as_ref().map(|l| &l.event_age),
         )?;
-        if let Ok(runq) = t.runq.lock()
-            && !runq.is_empty()
-        {
-            runq_histograms(&mut e, &runq)?;
-        }
+        perf_metrics(&mut e, t)?;
         histogram(
             &mut e,
             "kevent_block_write_seconds",

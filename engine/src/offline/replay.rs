@@ -21,8 +21,8 @@ use crate::enrich::record::{KIND_CGROUP, KIND_PROCESS};
 use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
-use crate::output::text::{WallTime, write_loss, write_replay, write_runq};
-use crate::perf::{KIND_PERF_RUNQ, RunqRecord};
+use crate::output::text::{WallTime, write_block_io, write_loss, write_replay, write_runq};
+use crate::perf::{IoRecord, KIND_PERF_IO, KIND_PERF_RUNQ, RunqRecord};
 use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
@@ -81,6 +81,8 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
             kinds.push(KIND_LOSS);
         } else if k == "perf.runq_latency" {
             kinds.push(KIND_PERF_RUNQ);
+        } else if k == "perf.io_latency" {
+            kinds.push(KIND_PERF_IO);
         } else {
             let kind = Kind::from_name(k)
                 .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
@@ -227,6 +229,24 @@ pub fn replay<W: Write, D: Write>(
                     continue;
                 }
                 None => format!("a perf.runq_latency record of {} bytes", rec.bytes.len()),
+            }
+        } else if rec.kind == KIND_PERF_IO {
+            if args.pid.is_some() || args.comm.is_some() {
+                continue;
+            }
+            match IoRecord::decode(rec.bytes) {
+                Some(r) => {
+                    match format {
+                        Format::Json => {
+                            json.block_io(&r, loc.mono_to_wall_ns);
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
+                        }
+                        Format::Text => write_block_io(out, &r, loc.mono_to_wall_ns)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                None => format!("a perf.io_latency record of {} bytes", rec.bytes.len()),
             }
         } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {

@@ -366,10 +366,36 @@ impl JsonWriter {
         field!(self, "interval_ns", r.end_ns - r.start_ns);
         field!(self, "count", r.count);
         field!(self, "sum_ns", r.sum_ns);
+        self.log2_buckets(&r.slots);
+        self.buf.extend_from_slice(b"}\n");
+    }
+
+    /// Builds the JSON line of a `perf.io_latency` record (ending in a newline); times are
+    /// its monotonic times plus `mono_to_wall_ns`.
+    pub(crate) fn block_io(&mut self, r: &crate::perf::IoRecord, mono_to_wall_ns: i64) {
+        let off = mono_to_wall_ns as i128;
+        self.start_line();
+        self.buf.push(b'{');
+        self.time("ts", r.end_ns as i128 + off);
+        field!(self, "kind", Str(b"perf.io_latency"));
+        field!(self, "disk", Str(cstr_bytes(&r.disk)));
+        field!(self, "dev", Str(r.device().as_bytes()));
+        field!(self, "op", Str(crate::perf::io_op_name(r.op).as_bytes()));
+        self.time("from", r.start_ns as i128 + off);
+        field!(self, "interval_ns", r.end_ns - r.start_ns);
+        field!(self, "count", r.count);
+        field!(self, "sum_ns", r.sum_ns);
+        field!(self, "bytes", r.bytes);
+        self.log2_buckets(&r.slots);
+        self.buf.extend_from_slice(b"}\n");
+    }
+
+    /// `,"buckets":[...]`: the non-empty log2 buckets of microseconds of a perf record.
+    fn log2_buckets(&mut self, slots: &[u64]) {
         self.buf.extend_from_slice(b",\"buckets\":[");
-        let last = r.slots.len() - 1;
+        let last = slots.len() - 1;
         let mut first = true;
-        for (k, &n) in r.slots.iter().enumerate().filter(|(_, n)| **n > 0) {
+        for (k, &n) in slots.iter().enumerate().filter(|(_, n)| **n > 0) {
             if !first {
                 self.buf.push(b',');
             }
@@ -382,7 +408,7 @@ impl JsonWriter {
             field!(self, "count", n);
             self.buf.push(b'}');
         }
-        self.buf.extend_from_slice(b"]}\n");
+        self.buf.push(b']');
     }
 
     /// Builds the JSON line of one event (ending in a newline).
@@ -599,6 +625,20 @@ impl JsonWriter {
                 field!(self, "prev_pid", r.prev_pid);
                 field!(self, "prev_tgid", r.prev_tgid);
                 field!(self, "prev_comm", Str(cstr_bytes(&r.prev_comm)));
+            }
+            Payload::IoSlow(r) => {
+                field!(self, "latency_ns", r.latency_ns);
+                field!(self, "queued_ns", r.queued_ns);
+                field!(self, "disk", Str(cstr_bytes(&r.disk)));
+                field!(
+                    self,
+                    "dev",
+                    Str(format!("{}:{}", r.dev >> 20, r.dev & 0xfffff).as_bytes())
+                );
+                field!(self, "op", Str(crate::perf::io_op_name(r.op).as_bytes()));
+                field!(self, "bytes", r.bytes);
+                field!(self, "sector", r.sector);
+                field!(self, "error", r.error);
             }
         }
         self.buf.extend_from_slice(b"}\n");

@@ -350,6 +350,22 @@ fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<(
             )?;
             out.write_all(cstr_bytes(&r.prev_comm))?;
         }
+        Payload::IoSlow(r) => {
+            out.write_all(b" disk=")?;
+            out.write_all(cstr_bytes(&r.disk))?;
+            write!(
+                out,
+                " dev={}:{} op={} bytes={} sector={} latency_ns={} queued_ns={} error={}",
+                r.dev >> 20,
+                r.dev & 0xfffff,
+                crate::perf::io_op_name(r.op),
+                r.bytes,
+                r.sector,
+                r.latency_ns,
+                r.queued_ns,
+                r.error
+            )?;
+        }
     }
     if h.flags & bpf::abi::FLAG_TRUNCATED != 0 {
         out.write_all(b" truncated")?;
@@ -371,9 +387,33 @@ pub fn write_runq(out: &mut impl Write, r: &crate::perf::RunqRecord, off: i64) -
         r.count,
         r.sum_ns as f64 / r.count.max(1) as f64 / 1000.0
     )?;
-    let last = r.slots.len() - 1;
+    write_log2_buckets(out, &r.slots)
+}
+
+/// One `perf.io_latency` record as a text line, like [`write_runq`].
+pub fn write_block_io(out: &mut impl Write, r: &crate::perf::IoRecord, off: i64) -> io::Result<()> {
+    let wall = |t: u64| WallTime(t as i128 + off as i128);
+    out.write_all(format!("{} perf.io_latency disk=", wall(r.end_ns)).as_bytes())?;
+    out.write_all(cstr_bytes(&r.disk))?;
+    write!(
+        out,
+        " dev={} op={} from={} count={} bytes={} mean_us={:.1} buckets_us=",
+        r.device(),
+        crate::perf::io_op_name(r.op),
+        wall(r.start_ns),
+        r.count,
+        r.bytes,
+        r.sum_ns as f64 / r.count.max(1) as f64 / 1000.0
+    )?;
+    write_log2_buckets(out, &r.slots)
+}
+
+/// `low-high:count,...` of the non-empty log2 buckets (µs), then the newline.
+fn write_log2_buckets(out: &mut impl Write, slots: &[u64]) -> io::Result<()> {
+    let r = slots;
+    let last = r.len() - 1;
     let mut first = true;
-    for (k, &n) in r.slots.iter().enumerate().filter(|(_, n)| **n > 0) {
+    for (k, &n) in r.iter().enumerate().filter(|(_, n)| **n > 0) {
         if !first {
             out.write_all(b",")?;
         }

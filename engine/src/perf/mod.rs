@@ -1,15 +1,15 @@
-//! The `perf` category's interval aggregates: the kernel keeps cumulative run-queue
-//! latency histograms (per CPU, per cgroup; bpf/c/perf.bpf.c); every `perf.interval_ms`
-//! the control thread reads them, takes the differences with the previous read and writes
-//! each non-empty one as a `perf.runq_latency` record into its own stream
-//! (`stream-1000001`), so that replay shows exactly what was measured, and into the
-//! metrics.
+//! The `perf` category's interval aggregates: the kernel keeps cumulative histograms
+//! (run-queue latency per CPU and per cgroup, block I/O latency per device and operation;
+//! bpf/c/perf.bpf.c); every `perf.interval_ms` the control thread reads them, takes the
+//! differences with the previous read and writes each non-empty one as a record
+//! (`perf.runq_latency`, `perf.io_latency`) into its own stream (`stream-1000001`), so that
+//! replay shows exactly what was measured, and into the metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bpf::abi::{RUNQ_SLOTS, RunqHist};
-use bpf::{Collector, RunqSnapshot};
+use bpf::abi::{IoHist, IoKey, RUNQ_SLOTS, RunqHist};
+use bpf::{Collector, PerfSnapshot};
 use bytemuck::{Pod, Zeroable};
 use storage::{RecordRef, StreamWriter};
 
@@ -21,6 +21,9 @@ pub(crate) const PERF_STREAM_ID: u32 = 1_000_001;
 /// Record kind of a run-queue latency histogram over one interval (`perf.runq_latency`).
 /// In the perf decade (70-79), above the kernel's own perf kinds.
 pub(crate) const KIND_PERF_RUNQ: u16 = 75;
+
+/// Record kind of a block I/O latency histogram over one interval (`perf.io_latency`).
+pub(crate) const KIND_PERF_IO: u16 = 76;
 
 /// `scope` of a [`RunqRecord`]: one CPU (the one the tasks ran on after waiting).
 pub(crate) const SCOPE_CPU: u32 = 0;
@@ -68,6 +71,54 @@ impl RunqRecord {
     }
 }
 
+/// A `perf.io_latency` record: the block requests of one device and operation that
+/// completed in `[start_ns, end_ns)` (monotonic), timed from issue to completion, in the
+/// same log2 buckets of microseconds as [`RunqRecord`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub(crate) struct IoRecord {
+    /// The kernel's dev_t of the disk (`major << 20 | first_minor`).
+    pub dev: u32,
+    /// `REQ_OP_*` ([`io_op_name`]).
+    pub op: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub count: u64,
+    pub sum_ns: u64,
+    pub bytes: u64,
+    pub slots: [u64; RUNQ_SLOTS],
+    /// The disk's name, NUL-padded.
+    pub disk: [u8; 32],
+}
+
+const _: () = assert!(size_of::<IoRecord>() == 296);
+
+impl IoRecord {
+    /// The record in `bytes`, if it is one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<IoRecord> {
+        let r: IoRecord = bytemuck::try_pod_read_unaligned(bytes).ok()?;
+        (r.start_ns <= r.end_ns).then_some(r)
+    }
+
+    /// `major:minor`.
+    pub(crate) fn device(&self) -> String {
+        format!("{}:{}", self.dev >> 20, self.dev & 0xfffff)
+    }
+}
+
+/// The name of a block operation (`REQ_OP_*`), `op<N>` for the rarer ones.
+pub(crate) fn io_op_name(op: u32) -> std::borrow::Cow<'static, str> {
+    match op {
+        0 => "read".into(),
+        1 => "write".into(),
+        2 => "flush".into(),
+        3 => "discard".into(),
+        5 => "secure_erase".into(),
+        9 => "write_zeroes".into(),
+        n => format!("op{n}").into(),
+    }
+}
+
 /// `now - before`, bucket by bucket (a counter that went down, a table entry recreated,
 /// counts from zero).
 fn delta(now: &RunqHist, before: Option<&RunqHist>) -> RunqHist {
@@ -83,6 +134,21 @@ fn delta(now: &RunqHist, before: Option<&RunqHist>) -> RunqHist {
     d
 }
 
+/// [`delta`] for block I/O histograms.
+fn io_delta(now: &IoHist, before: Option<&IoHist>) -> IoHist {
+    let Some(b) = before.filter(|b| b.count <= now.count) else {
+        return *now;
+    };
+    let mut d = *now;
+    for (x, y) in d.slots.iter_mut().zip(&b.slots) {
+        *x = x.saturating_sub(*y);
+    }
+    d.count = now.count - b.count;
+    d.sum_ns = now.sum_ns.saturating_sub(b.sum_ns);
+    d.bytes = now.bytes.saturating_sub(b.bytes);
+    d
+}
+
 /// What the aggregator did, for the engine's report.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PerfReport {
@@ -91,6 +157,9 @@ pub(crate) struct PerfReport {
     pub waits: u64,
     pub cgroup_full: u64,
     pub no_storage: u64,
+    pub ios: u64,
+    pub io_untracked: u64,
+    pub io_hist_full: u64,
     pub error: Option<String>,
 }
 
@@ -98,9 +167,18 @@ impl std::fmt::Display for PerfReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "perf: {} run-queue waits measured; {} interval records on disk, {} lost; {} waits \
-             not counted per cgroup (perf.cgroups_max full), {} not measured (no task storage)",
-            self.waits, self.records, self.records_lost, self.cgroup_full, self.no_storage
+            "perf: {} run-queue waits and {} block requests measured; {} interval records on \
+             disk, {} lost; {} waits not counted per cgroup (perf.cgroups_max full), {} not \
+             measured (no task storage); {} requests not timed (in-flight table full), {} not \
+             counted per device (device table full)",
+            self.waits,
+            self.ios,
+            self.records,
+            self.records_lost,
+            self.cgroup_full,
+            self.no_storage,
+            self.io_untracked,
+            self.io_hist_full
         )?;
         if let Some(e) = &self.error {
             write!(f, "; stopped writing: {e}")?;
@@ -112,9 +190,10 @@ impl std::fmt::Display for PerfReport {
 /// See the module docs. Driven by the control thread.
 pub(crate) struct PerfAggregator {
     writer: StreamWriter,
-    snapshot: RunqSnapshot,
+    snapshot: PerfSnapshot,
     prev_cpu: Vec<RunqHist>,
     prev_cgroup: HashMap<u64, RunqHist>,
+    prev_io: HashMap<(u32, u32), IoHist>,
     last_ns: u64,
     interval_ns: u64,
     telemetry: Arc<Telemetry>,
@@ -132,17 +211,20 @@ impl PerfAggregator {
     ) -> PerfAggregator {
         let mut a = PerfAggregator {
             writer,
-            snapshot: RunqSnapshot::default(),
+            snapshot: PerfSnapshot::default(),
             prev_cpu: Vec::new(),
             prev_cgroup: HashMap::new(),
+            prev_io: HashMap::new(),
             last_ns: now_ns,
             interval_ns: interval_ms.saturating_mul(1_000_000),
             telemetry,
             report: PerfReport::default(),
         };
-        if collector.runq_snapshot(&mut a.snapshot).is_ok() {
+        if collector.perf_snapshot(&mut a.snapshot).is_ok() {
             a.prev_cpu.clone_from(&a.snapshot.per_cpu);
             a.prev_cgroup.extend(a.snapshot.per_cgroup.iter().copied());
+            a.prev_io
+                .extend(a.snapshot.io.iter().map(|(k, h)| ((k.dev, k.op), *h)));
         }
         a
     }
@@ -161,14 +243,16 @@ impl PerfAggregator {
 
     /// Reads the kernel's totals and writes what changed since the last read.
     fn drain(&mut self, collector: &Collector, now_ns: u64) {
-        if let Err(e) = collector.runq_snapshot(&mut self.snapshot) {
-            eprintln!("engine: perf: reading the run-queue histograms: {e}; retrying");
+        if let Err(e) = collector.perf_snapshot(&mut self.snapshot) {
+            eprintln!("engine: perf: reading the kernel's histograms: {e}; retrying");
             return;
         }
         let (start, end) = (self.last_ns, now_ns);
         self.last_ns = now_ns;
         self.report.cgroup_full = self.snapshot.counters.cgroup_full;
         self.report.no_storage = self.snapshot.counters.no_storage;
+        self.report.io_untracked = self.snapshot.counters.io_untracked;
+        self.report.io_hist_full = self.snapshot.counters.io_hist_full;
         for cpu in 0..self.snapshot.per_cpu.len() {
             let now = self.snapshot.per_cpu[cpu];
             let d = delta(&now, self.prev_cpu.get(cpu));
@@ -192,6 +276,16 @@ impl PerfAggregator {
                 self.snapshot.per_cgroup.iter().map(|(id, _)| *id).collect();
             self.prev_cgroup.retain(|id, _| live.contains(id));
         }
+        for i in 0..self.snapshot.io.len() {
+            let (k, now) = self.snapshot.io[i];
+            let d = io_delta(&now, self.prev_io.get(&(k.dev, k.op)));
+            if d.count > 0 {
+                self.telemetry.block_io(k, &d);
+                self.report.ios += d.count;
+                self.write_io(k, start, end, &d);
+            }
+            self.prev_io.insert((k.dev, k.op), now);
+        }
         if self.report.error.is_none()
             && let Err(e) = self.writer.flush()
         {
@@ -199,11 +293,22 @@ impl PerfAggregator {
         }
     }
 
+    fn write_io(&mut self, k: IoKey, start_ns: u64, end_ns: u64, h: &IoHist) {
+        let rec = IoRecord {
+            dev: k.dev,
+            op: k.op,
+            start_ns,
+            end_ns,
+            count: h.count,
+            sum_ns: h.sum_ns,
+            bytes: h.bytes,
+            slots: h.slots,
+            disk: h.disk,
+        };
+        self.append(KIND_PERF_IO, end_ns, bytemuck::bytes_of(&rec));
+    }
+
     fn write(&mut self, scope: u32, id: u64, start_ns: u64, end_ns: u64, h: &RunqHist) {
-        if self.report.error.is_some() {
-            self.report.records_lost += 1;
-            return;
-        }
         let rec = RunqRecord {
             scope,
             _pad0: 0,
@@ -214,11 +319,19 @@ impl PerfAggregator {
             sum_ns: h.sum_ns,
             slots: h.slots,
         };
+        self.append(KIND_PERF_RUNQ, end_ns, bytemuck::bytes_of(&rec));
+    }
+
+    fn append(&mut self, kind: u16, ts_ns: u64, bytes: &[u8]) {
+        if self.report.error.is_some() {
+            self.report.records_lost += 1;
+            return;
+        }
         let r = RecordRef {
-            ts_ns: end_ns,
-            kind: KIND_PERF_RUNQ,
+            ts_ns,
+            kind,
             weight: 1,
-            bytes: bytemuck::bytes_of(&rec),
+            bytes,
         };
         match self.writer.append(&r) {
             Ok(()) => self.report.records += 1,
@@ -288,5 +401,40 @@ mod tests {
         assert_eq!(RunqRecord::bucket_low_us(0), 0);
         assert_eq!(RunqRecord::bucket_low_us(1), 2);
         assert_eq!(RunqRecord::bucket_low_us(10), 1024);
+    }
+
+    #[test]
+    fn io_records_round_trip_and_name_their_device_and_operation() {
+        let mut disk = [0u8; 32];
+        disk[..3].copy_from_slice(b"vda");
+        let r = IoRecord {
+            dev: 254 << 20,
+            op: 1,
+            start_ns: 5,
+            end_ns: 9,
+            count: 2,
+            sum_ns: 3000,
+            bytes: 8192,
+            slots: [0; RUNQ_SLOTS],
+            disk,
+        };
+        assert_eq!(IoRecord::decode(bytemuck::bytes_of(&r)), Some(r));
+        assert_eq!(r.device(), "254:0");
+        assert_eq!(io_op_name(r.op), "write");
+        assert_eq!(io_op_name(42), "op42");
+        let a = IoHist {
+            count: 1,
+            bytes: 4096,
+            ..Default::default()
+        };
+        let b = IoHist {
+            count: 3,
+            bytes: 12288,
+            ..a
+        };
+        assert_eq!(
+            (io_delta(&b, Some(&a)).count, io_delta(&b, Some(&a)).bytes),
+            (2, 8192)
+        );
     }
 }
