@@ -47,6 +47,9 @@ struct abi_types {
 	struct rec_io_slow io_slow;
 	struct io_key io_key;
 	struct io_hist io_hist;
+	struct flow_key flow_key;
+	struct flow_value flow_value;
+	struct rec_tcp_life tcp_life;
 	struct kind_counters kind_counters;
 	struct collector_config collector_config;
 	enum event_kind event_kind;

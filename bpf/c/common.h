@@ -399,5 +399,6 @@ RECORD(page_fault);
 RECORD(syscall_event);
 RECORD(runq_wait);
 RECORD(io_slow);
+RECORD(tcp_life);
 
 #endif

@@ -71,6 +71,7 @@ enum event_kind {
 
 	EK_PERF_RUNQ_WAIT = 70,
 	EK_PERF_IO_SLOW = 71,
+	EK_PERF_TCP_LIFE = 72,
 
 	/* 75 to 79 are the engine's own interval aggregates of the perf category
 	 * (engine/src/perf/record.rs). */
@@ -324,6 +325,46 @@ struct perf_counters {
 	__u64 no_storage; /* waits not measured: no task storage for the task */
 	__u64 io_untracked; /* block requests not timed: io_start had no room */
 	__u64 io_hist_full; /* completions not counted per device: io_hist had no room */
+	__u64 flows_full; /* sends/receives not counted per flow: net_flows had no room */
+	__u64 tcp_untracked; /* TCP connections not timed: tcp_birth had no room */
+};
+
+/* A flow of one process (map net_flows' key): its socket's addresses and ports. */
+struct flow_key {
+	__u32 tgid;
+	__u16 family;
+	__u16 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u16 sport;
+	__u16 dport; /* 0 for an unconnected UDP socket */
+	__u32 _pad0;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Cumulative traffic of a flow (map net_flows' value). */
+struct flow_value {
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u64 sends;
+	__u64 receives;
+	char comm[COMM_LEN]; /* of the process when the flow was first seen */
+};
+
+/* perf.tcp_life: a TCP connection closed (tcplife). The header's identity is the process
+ * that opened it (connect) or first sent or received on it; `ts` is the close. */
+struct tcp_life {
+	__u64 duration_ns; /* first state change seen (SYN_SENT, SYN_RECV, ESTABLISHED) to CLOSE */
+	__u64 bytes_sent; /* tcp_sock.bytes_acked */
+	__u64 bytes_received; /* tcp_sock.bytes_received */
+	__u64 sock_cookie;
+	__u32 srtt_us; /* smoothed round-trip time at close */
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 _pad0;
+	__u32 _pad1;
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 
 /* A block device and operation (map io_hist's key). */

@@ -265,6 +265,12 @@ struct inet_sock {
 	__be16 inet_sport;
 } __core;
 
+struct tcp_sock {
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__u32 srtt_us; /* smoothed RTT << 3, microseconds */
+} __core;
+
 struct net_device {
 	int ifindex;
 } __core;

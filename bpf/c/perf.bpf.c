@@ -85,6 +85,12 @@ static __always_inline void perf_count(int field)
 	case 3:
 		__sync_fetch_and_add(&c->io_hist_full, 1);
 		break;
+	case 4:
+		__sync_fetch_and_add(&c->flows_full, 1);
+		break;
+	case 5:
+		__sync_fetch_and_add(&c->tcp_untracked, 1);
+		break;
 	}
 }
 
@@ -341,5 +347,189 @@ int handle_block_rq_complete(__u64 *ctx)
 	if (CONFIG.io_slow_ns && latency >= CONFIG.io_slow_ns)
 		io_slow_record(rq, s, &k, latency, error, bytes);
 	bpf_map_delete_elem(&io_start, &key);
+	return 0;
+}
+
+/*
+ * Network traffic: sock:sock_send_length and sock:sock_recv_length (process context) add
+ * each TCP or UDP send's and receive's bytes to its flow (addresses, ports, protocol, and
+ * the process) in a bounded hash (perf.flows_max; overflow counted); the engine writes
+ * what changed every interval and retires idle flows. And tcplife: every TCP connection
+ * is timed from its first state change to CLOSE, and a perf.tcp_life record says how
+ * long it lived, the bytes each way and the smoothed RTT at close.
+ */
+
+#define MSG_PEEK 2
+#define TCP_FIN_WAIT1 4
+#define TCP_LAST_ACK 9
+
+/* The loader sets max_entries (perf.flows_max). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} net_flows SEC(".maps");
+
+/* A TCP connection being timed, by socket address, and who owns it. */
+struct tcp_birth {
+	__u64 start_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	char comm[COMM_LEN]; /* comm[0] == 0: owner not known yet */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tcp_birth);
+} tcp_birth SEC(".maps");
+
+static __always_inline void own(struct tcp_birth *b)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	const struct cred *cred = t->cred;
+	b->cgroup_id = t->cgroups->dfl_cgrp->kn->id;
+	b->pid = t->tgid;
+	b->tid = t->pid;
+	b->uid = cred->uid.val;
+	b->gid = cred->gid.val;
+	__builtin_memcpy(b->comm, t->comm, COMM_LEN);
+}
+
+static __always_inline void flow_add(const struct sock *sk, int ret, bool send)
+{
+	if (ret <= 0)
+		return;
+	__u16 proto = sk->sk_protocol;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return;
+	struct tcp_sock_event s = {};
+	fill_sock(&s, sk);
+	if (s.family != AF_INET && s.family != AF_INET6)
+		return;
+	struct flow_key k = {};
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	k.family = s.family;
+	k.protocol = proto;
+	k.sport = s.sport;
+	k.dport = s.dport;
+	__builtin_memcpy(k.saddr, s.saddr, 16);
+	__builtin_memcpy(k.daddr, s.daddr, 16);
+	struct flow_value *v = bpf_map_lookup_elem(&net_flows, &k);
+	if (!v) {
+		struct flow_value n = {};
+		bpf_get_current_comm(n.comm, sizeof(n.comm));
+		bpf_map_update_elem(&net_flows, &k, &n, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&net_flows, &k);
+		if (!v) {
+			perf_count(4);
+			return;
+		}
+	}
+	if (send) {
+		__sync_fetch_and_add(&v->bytes_sent, ret);
+		__sync_fetch_and_add(&v->sends, 1);
+	} else {
+		__sync_fetch_and_add(&v->bytes_received, ret);
+		__sync_fetch_and_add(&v->receives, 1);
+	}
+	/* A connection whose owner is not known yet (accepted: its state changes ran in
+	 * softirq) is owned by the first process that moves bytes on it. */
+	if (proto == IPPROTO_TCP) {
+		__u64 key = (__u64)sk;
+		struct tcp_birth *b = bpf_map_lookup_elem(&tcp_birth, &key);
+		if (b && !b->comm[0])
+			own(b);
+	}
+}
+
+SEC("tp_btf/sock_send_length")
+int handle_sock_send_length(__u64 *ctx)
+{
+	flow_add((const struct sock *)ctx[0], (int)ctx[1], true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int handle_sock_recv_length(__u64 *ctx)
+{
+	if ((int)ctx[2] & MSG_PEEK)
+		return 0; /* the bytes stay queued: counted when they are read */
+	flow_add((const struct sock *)ctx[0], (int)ctx[1], false);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int handle_tcp_life(__u64 *ctx)
+{
+	const struct sock *sk = (void *)ctx[0];
+	int new_state = (int)ctx[2];
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct tcp_birth *b = bpf_map_lookup_elem(&tcp_birth, &key);
+	if (new_state < TCP_FIN_WAIT1) {
+		if (!b) {
+			struct tcp_birth n = {};
+			n.start_ns = bpf_ktime_get_ns();
+			if (bpf_map_update_elem(&tcp_birth, &key, &n, BPF_NOEXIST)) {
+				perf_count(5);
+				return 0;
+			}
+			b = bpf_map_lookup_elem(&tcp_birth, &key);
+		}
+		/* connect(): the process is the current task. */
+		if (b && new_state == TCP_SYN_SENT)
+			own(b);
+		return 0;
+	}
+	if (new_state == TCP_LAST_ACK && b && !b->comm[0])
+		own(b); /* close() after the peer's FIN, in process context */
+	if (new_state != TCP_CLOSE || !b)
+		return 0;
+	struct tcp_birth birth = *b;
+	bpf_map_delete_elem(&tcp_birth, &key);
+	if (birth.comm[0] && excluded_ids(birth.pid, birth.cgroup_id ? birth.cgroup_id : 1))
+		return 0;
+	if (!rate_ok(CAT_PERF, EK_PERF_TCP_LIFE))
+		return 0;
+	void *rb;
+	struct rec_tcp_life *e = RESERVE(rb, struct rec_tcp_life, EK_PERF_TCP_LIFE, 1);
+	if (!e)
+		return 0;
+	if (birth.comm[0]) {
+		e->h.cgroup_id = birth.cgroup_id;
+		e->h.pid = birth.pid;
+		e->h.tid = birth.tid;
+		e->h.uid = birth.uid;
+		e->h.gid = birth.gid;
+		__builtin_memcpy(e->h.comm, birth.comm, COMM_LEN);
+	}
+	struct tcp_sock_event s = {};
+	fill_sock(&s, sk);
+	/* The socket is a tcp_sock, a type the verifier does not know this pointer as: read
+	 * its fields (CO-RE offsets) by probe. */
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 acked = 0, received = 0;
+	__u32 srtt = 0;
+	bpf_probe_read_kernel(&acked, sizeof(acked), &tp->bytes_acked);
+	bpf_probe_read_kernel(&received, sizeof(received), &tp->bytes_received);
+	bpf_probe_read_kernel(&srtt, sizeof(srtt), &tp->srtt_us);
+	e->p.duration_ns = e->h.ts_ns - birth.start_ns;
+	e->p.bytes_sent = acked;
+	e->p.bytes_received = received;
+	e->p.sock_cookie = s.sock_cookie;
+	e->p.srtt_us = srtt >> 3;
+	e->p.family = s.family;
+	e->p.sport = s.sport;
+	e->p.dport = s.dport;
+	__builtin_memcpy(e->p.saddr, s.saddr, 16);
+	__builtin_memcpy(e->p.daddr, s.daddr, 16);
+	submit(rb, e, sizeof(*e));
 	return 0;
 }

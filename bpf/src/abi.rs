@@ -304,7 +304,7 @@ payload!(
 
 payload!(
     /// The perf category's own counters (`struct perf_counters`, per CPU).
-    PerfCounters, 32, {
+    PerfCounters, 48, {
     /// Waits not counted per cgroup: `runq_cgroup` had no room.
     cgroup_full: u64,
     /// Waits not measured: no task storage could be had for the task.
@@ -313,6 +313,57 @@ payload!(
     io_untracked: u64,
     /// Completions not counted per device: `io_hist` had no room.
     io_hist_full: u64,
+    /// Sends/receives not counted per flow: `net_flows` had no room.
+    flows_full: u64,
+    /// TCP connections not timed: `tcp_birth` had no room.
+    tcp_untracked: u64,
+});
+
+payload!(
+    /// A flow of one process (`struct flow_key`, the key of map `net_flows`).
+    FlowKey, 48, {
+    tgid: u32,
+    family: u16,
+    /// `IPPROTO_TCP` (6) or `IPPROTO_UDP` (17).
+    protocol: u16,
+    sport: u16,
+    /// 0 for an unconnected UDP socket.
+    dport: u16,
+    _pad0: u32,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+});
+
+payload!(
+    /// Cumulative traffic of a flow (`struct flow_value`).
+    FlowValue, 48, {
+    bytes_sent: u64,
+    bytes_received: u64,
+    sends: u64,
+    receives: u64,
+    comm: [u8; COMM_LEN],
+});
+
+payload!(
+    /// `perf.tcp_life`: a TCP connection closed. The header's identity is the process
+    /// that opened it or first moved bytes on it.
+    TcpLife, 80, {
+    /// First state change seen (SYN_SENT, SYN_RECV, ESTABLISHED) to CLOSE.
+    duration_ns: u64,
+    /// `tcp_sock.bytes_acked`.
+    bytes_sent: u64,
+    /// `tcp_sock.bytes_received`.
+    bytes_received: u64,
+    sock_cookie: u64,
+    /// Smoothed round-trip time at close.
+    srtt_us: u32,
+    family: u16,
+    sport: u16,
+    dport: u16,
+    _pad0: u16,
+    _pad1: u32,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
 });
 
 payload!(
@@ -404,8 +455,18 @@ unsafe impl aya::Pod for PerfCounters {}
 unsafe impl aya::Pod for IoKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IoHist {}
+// SAFETY: as above (explicit `_pad0`, sizes asserted).
+unsafe impl aya::Pod for FlowKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowValue {}
 
 impl Default for IoHist {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
+
+impl Default for FlowValue {
     fn default() -> Self {
         Zeroable::zeroed()
     }
@@ -572,6 +633,7 @@ kinds! {
     Syscall = 60, "syscall.call", Syscall, SyscallEvent;
     PerfRunqWait = 70, "perf.runq_wait", Perf, RunqWait;
     PerfIoSlow = 71, "perf.io_slow", Perf, IoSlow;
+    PerfTcpLife = 72, "perf.tcp_life", Perf, TcpLife;
 }
 
 /// The bytes of a NUL-padded buffer up to `len` (clamped to the buffer).

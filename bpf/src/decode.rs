@@ -53,6 +53,7 @@ pub enum Payload<'a> {
     Syscall(&'a SyscallEvent),
     RunqWait(&'a RunqWait),
     IoSlow(&'a IoSlow),
+    TcpLife(&'a TcpLife),
 }
 
 /// A decoded record: header and payload, both borrowed from the record bytes.
@@ -123,6 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         Syscall => Payload::Syscall(view(body)?),
         PerfRunqWait => Payload::RunqWait(view(body)?),
         PerfIoSlow => Payload::IoSlow(view(body)?),
+        PerfTcpLife => Payload::TcpLife(view(body)?),
     };
     Ok(Event {
         kind,

@@ -35,7 +35,7 @@ mod ring;
 pub use abi::{Category, Kind, KindCounters};
 pub use decode::{DecodeError, Event, Payload, decode};
 pub use loader::{
-    CaptureConfig, Collector, DEFAULT_CGROUP_FILTER_MAX, DEFAULT_IO_SLOW_NS,
+    CaptureConfig, Collector, DEFAULT_CGROUP_FILTER_MAX, DEFAULT_FLOWS_MAX, DEFAULT_IO_SLOW_NS,
     DEFAULT_PAGE_FAULT_RATE, DEFAULT_RING_BYTES, DEFAULT_RUNQ_CGROUPS_MAX, DEFAULT_RUNQ_SLOW_NS,
     DEFAULT_TGID_FILTER_MAX, DEFAULT_WAKEUP_BYTES, IdFilter, KernelSampling, LoadError, OBJECT,
     PerfSnapshot, RATE_PER_SEC_MAX, SYSCALL_ID_MAX, SyscallSet, online_cpus, privileged,

@@ -2,7 +2,7 @@
 //! and attaching exactly the programs the enabled categories need.
 
 use std::collections::BTreeSet;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd as _};
 
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
@@ -37,6 +37,8 @@ pub const DEFAULT_CGROUP_FILTER_MAX: u32 = 1024;
 pub const DEFAULT_RUNQ_SLOW_NS: u64 = 10_000_000;
 /// Default `perf.io_slow` threshold: 100 ms.
 pub const DEFAULT_IO_SLOW_NS: u64 = 100_000_000;
+/// Default capacity of the per-flow traffic table.
+pub const DEFAULT_FLOWS_MAX: u32 = 8192;
 /// Default capacity of the per-cgroup run-queue histogram table.
 pub const DEFAULT_RUNQ_CGROUPS_MAX: u32 = 1024;
 
@@ -117,6 +119,8 @@ pub struct CaptureConfig {
     pub io_slow_ns: u64,
     /// Capacity of the per-cgroup run-queue histogram table.
     pub runq_cgroups_max: u32,
+    /// Capacity of the per-flow traffic table.
+    pub flows_max: u32,
 }
 
 impl Default for CaptureConfig {
@@ -145,6 +149,7 @@ impl Default for CaptureConfig {
             runq_slow_ns: DEFAULT_RUNQ_SLOW_NS,
             io_slow_ns: DEFAULT_IO_SLOW_NS,
             runq_cgroups_max: DEFAULT_RUNQ_CGROUPS_MAX,
+            flows_max: DEFAULT_FLOWS_MAX,
         }
     }
 }
@@ -200,8 +205,8 @@ impl CaptureConfig {
         if self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
             p.push("tgid_filter_max, cgroup_filter_max: must be above 0".into());
         }
-        if self.runq_cgroups_max == 0 {
-            p.push("runq_cgroups_max: must be above 0".into());
+        if self.runq_cgroups_max == 0 || self.flows_max == 0 {
+            p.push("runq_cgroups_max, flows_max: must be above 0".into());
         }
         p
     }
@@ -359,6 +364,9 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_block_rq_insert", "block_rq_insert", Perf),
     spec!("handle_block_rq_issue", "block_rq_issue", Perf),
     spec!("handle_block_rq_complete", "block_rq_complete", Perf),
+    spec!("handle_sock_send_length", "sock_send_length", Perf),
+    spec!("handle_sock_recv_length", "sock_recv_length", Perf),
+    spec!("handle_tcp_life", "inet_sock_set_state", Perf),
 ];
 
 /// Whether the raw programs carry the file and security calls (no per-syscall events).
@@ -590,7 +598,10 @@ pub fn privileged() -> bool {
 pub struct Collector {
     ebpf: Ebpf,
     rings: Vec<CpuRing>,
+    /// The tracepoints with a program attached (each once).
     attached: Vec<&'static str>,
+    /// The tp_btf programs loaded and attached (two may share a tracepoint).
+    programs: Vec<&'static str>,
     /// The perf events the per-syscall programs are attached through (closing one
     /// detaches it).
     event_fds: Vec<std::os::fd::OwnedFd>,
@@ -654,6 +665,7 @@ impl Collector {
             .map_max_entries("tgid_filter", config.tgid_filter_max)
             .map_max_entries("cgroup_filter", config.cgroup_filter_max)
             .map_max_entries("runq_cgroup", config.runq_cgroups_max)
+            .map_max_entries("net_flows", config.flows_max)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
 
@@ -661,6 +673,7 @@ impl Collector {
         fill_filters(&mut ebpf, config)?;
 
         let mut attached = Vec::new();
+        let mut programs = Vec::new();
         for p in wanted {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(p.program)
@@ -682,7 +695,10 @@ impl Collector {
                 tracepoint: p.tracepoint,
                 source,
             })?;
-            attached.push(p.tracepoint);
+            programs.push(p.program);
+            if !attached.contains(&p.tracepoint) {
+                attached.push(p.tracepoint);
+            }
         }
         // The per-syscall programs, each attached to the events of every call it serves;
         // enter before exit, as above.
@@ -732,6 +748,7 @@ impl Collector {
             ebpf,
             rings,
             attached,
+            programs,
             event_fds,
         })
     }
@@ -747,7 +764,7 @@ impl Collector {
     /// readable, so a reader can drain the rings and read final counters.
     pub fn stop(&mut self) -> Result<(), LoadError> {
         for p in PROGRAMS {
-            if !self.attached.contains(&p.tracepoint) {
+            if !self.programs.contains(&p.program) {
                 continue;
             }
             let err = |source| LoadError::Program {
@@ -762,6 +779,7 @@ impl Collector {
         }
         self.event_fds.clear();
         self.attached.clear();
+        self.programs.clear();
         Ok(())
     }
 
@@ -879,6 +897,8 @@ pub struct PerfSnapshot {
     pub per_cgroup: Vec<(u64, RunqHist)>,
     /// Block I/O latency per device and operation, in the table's order.
     pub io: Vec<(IoKey, IoHist)>,
+    /// Traffic per flow and process, in the table's order.
+    pub flows: Vec<(FlowKey, FlowValue)>,
     /// Summed over CPUs.
     pub counters: PerfCounters,
 }
@@ -923,7 +943,61 @@ impl Collector {
             BpfHashMap::try_from(map(&self.ebpf, "io_hist")?).map_err(map_err("io_hist"))?;
         out.io.clear();
         out.io.extend(io.iter().flatten());
+        let flows: BpfHashMap<&MapData, FlowKey, FlowValue> =
+            BpfHashMap::try_from(map(&self.ebpf, "net_flows")?).map_err(map_err("net_flows"))?;
+        out.flows.clear();
+        out.flows.extend(flows.iter().flatten());
         Ok(())
+    }
+
+    /// Removes flow `key` from the traffic table, returning its totals at the moment of
+    /// removal (one `BPF_MAP_LOOKUP_AND_DELETE_ELEM`: a send racing with the removal is
+    /// in the totals returned, or counted afresh in a new entry, never lost). `None` when
+    /// it is not there.
+    pub fn flow_take(&self, key: &FlowKey) -> Result<Option<FlowValue>, LoadError> {
+        let Some(aya::maps::Map::HashMap(data)) = self.ebpf.map("net_flows") else {
+            return Err(map_err("net_flows")(MapError::InvalidName {
+                name: "net_flows".into(),
+            }));
+        };
+        let mut value = FlowValue::default();
+        // struct bpf_attr for the BPF_MAP_*_ELEM commands.
+        #[repr(C)]
+        struct ElemAttr {
+            map_fd: u32,
+            _pad: u32,
+            key: u64,
+            value: u64,
+            flags: u64,
+        }
+        let attr = ElemAttr {
+            map_fd: data.fd().as_fd().as_raw_fd() as u32,
+            _pad: 0,
+            key: key as *const FlowKey as u64,
+            value: &mut value as *mut FlowValue as u64,
+            flags: 0,
+        };
+        const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+        // SAFETY: `attr` is a valid bpf_attr prefix for this command, its key and value
+        // point to live buffers of the map's key and value sizes, and the size passed is
+        // the struct's.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+                &attr as *const ElemAttr,
+                size_of::<ElemAttr>() as u32,
+            )
+        };
+        if r == 0 {
+            return Ok(Some(value));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(None)
+        } else {
+            Err(map_err("net_flows")(MapError::IoError(e)))
+        }
     }
 }
 

@@ -335,7 +335,45 @@ fn every_record_layout_matches_btf() {
         btf,
         "perf_counters",
         PerfCounters,
-        [cgroup_full, no_storage, io_untracked, io_hist_full]
+        [
+            cgroup_full,
+            no_storage,
+            io_untracked,
+            io_hist_full,
+            flows_full,
+            tcp_untracked
+        ]
+    );
+    check_struct!(
+        btf,
+        "flow_key",
+        FlowKey,
+        [tgid, family, protocol, sport, dport, _pad0, saddr, daddr]
+    );
+    check_struct!(
+        btf,
+        "flow_value",
+        FlowValue,
+        [bytes_sent, bytes_received, sends, receives, comm]
+    );
+    check_struct!(
+        btf,
+        "tcp_life",
+        TcpLife,
+        [
+            duration_ns,
+            bytes_sent,
+            bytes_received,
+            sock_cookie,
+            srtt_us,
+            family,
+            sport,
+            dport,
+            _pad0,
+            _pad1,
+            saddr,
+            daddr
+        ]
     );
     check_struct!(btf, "io_key", IoKey, [dev, op]);
     check_struct!(btf, "io_hist", IoHist, [slots, count, sum_ns, bytes, disk]);
@@ -408,6 +446,7 @@ fn every_ring_record_is_header_then_payload_of_the_kind_size() {
         ("rec_syscall_event", Kind::Syscall),
         ("rec_runq_wait", Kind::PerfRunqWait),
         ("rec_io_slow", Kind::PerfIoSlow),
+        ("rec_tcp_life", Kind::PerfTcpLife),
     ];
     let mut seen = std::collections::HashSet::new();
     for (name, kind) in records {

@@ -80,6 +80,10 @@ pub struct Perf {
     /// waits of cgroups beyond it are counted in the per-CPU histograms and as
     /// `cgroup_full`.
     pub cgroups_max: u32,
+    /// Flows (process, protocol, addresses, ports) with traffic counters of their own in
+    /// the kernel (bounded table); sends and receives beyond it are counted as
+    /// `flows_full`. Flows idle for two intervals are retired.
+    pub flows_max: u32,
 }
 
 impl Default for Perf {
@@ -89,6 +93,7 @@ impl Default for Perf {
             runq_slow_us: bpf::DEFAULT_RUNQ_SLOW_NS / 1000,
             io_slow_us: bpf::DEFAULT_IO_SLOW_NS / 1000,
             cgroups_max: bpf::DEFAULT_RUNQ_CGROUPS_MAX,
+            flows_max: bpf::DEFAULT_FLOWS_MAX,
         }
     }
 }
@@ -851,11 +856,13 @@ impl Config {
                 p.push(format!("{key}: {v} is above an hour"));
             }
         }
-        if !(1..=1 << 20).contains(&self.perf.cgroups_max) {
-            p.push(format!(
-                "perf.cgroups_max: {} is not between 1 and 1048576",
-                self.perf.cgroups_max
-            ));
+        for (key, v) in [
+            ("perf.cgroups_max", self.perf.cgroups_max),
+            ("perf.flows_max", self.perf.flows_max),
+        ] {
+            if !(1..=1 << 20).contains(&v) {
+                p.push(format!("{key}: {v} is not between 1 and 1048576"));
+            }
         }
         let c = &self.capture;
         if c.categories.is_empty() {

@@ -119,6 +119,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         runq_slow_ns: c.perf.runq_slow_us.saturating_mul(1000),
         io_slow_ns: c.perf.io_slow_us.saturating_mul(1000),
         runq_cgroups_max: c.perf.cgroups_max,
+        flows_max: c.perf.flows_max,
     }
 }
 

@@ -80,7 +80,8 @@ pub fn fixed_class(kind: Kind) -> Option<Class> {
         | ContainerCgroupAttach
         | MemoryDirectReclaim
         | PerfRunqWait
-        | PerfIoSlow => Class::High,
+        | PerfIoSlow
+        | PerfTcpLife => Class::High,
         FileOpen | NetTcpEstablished | NetTcpRetransmit | NetPacketDrop => Class::Normal,
         Syscall | MemoryPageFault => Class::Bulk,
         _ => Class::Normal,

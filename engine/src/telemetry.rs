@@ -41,6 +41,9 @@ pub(crate) struct Telemetry {
     pub runq: Mutex<Vec<bpf::abi::RunqHist>>,
     /// Block I/O latency per (disk, operation) since the start (the perf category).
     pub block_io: Mutex<std::collections::BTreeMap<(String, String), bpf::abi::IoHist>>,
+    /// Bytes sent and received per protocol since the start (the perf category):
+    /// `[tcp sent, tcp received, udp sent, udp received]`.
+    pub net_bytes: Mutex<[u64; 4]>,
 }
 
 impl Telemetry {
@@ -65,6 +68,19 @@ impl Telemetry {
         h.count += d.count;
         h.sum_ns += d.sum_ns;
         h.bytes += d.bytes;
+    }
+
+    /// Adds an interval's traffic of one flow (the perf aggregator).
+    pub(crate) fn net(&self, k: &bpf::abi::FlowKey, d: &bpf::abi::FlowValue) {
+        let base = match k.protocol {
+            6 => 0,
+            17 => 2,
+            _ => return,
+        };
+        if let Ok(mut n) = self.net_bytes.lock() {
+            n[base] += d.bytes_sent;
+            n[base + 1] += d.bytes_received;
+        }
     }
 
     /// Adds an interval's run-queue latency on `cpu` (the perf aggregator).
@@ -109,6 +125,7 @@ impl Telemetry {
             last: Mutex::new((Instant::now(), vec![0; n])),
             runq: Mutex::new(Vec::new()),
             block_io: Mutex::new(std::collections::BTreeMap::new()),
+            net_bytes: Mutex::new([0; 4]),
         }
     }
 

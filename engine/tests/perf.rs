@@ -328,3 +328,197 @@ fn block_io_latency_agrees_with_biolatency_and_counts_match_fio() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }
+
+/// A loop of `n` short TCP connections on 127.0.0.1:`port` in a python child: each
+/// sends 100,000 bytes, receives 50,000, and closes.
+fn short_connections(port: u16, n: usize) {
+    let code = format!(
+        r#"
+import socket, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", {port})); srv.listen(16)
+def serve():
+    for _ in range({n}):
+        c, _ = srv.accept()
+        got = 0
+        while got < 100000:
+            got += len(c.recv(65536))
+        c.sendall(b"y" * 50000); c.close()
+t = threading.Thread(target=serve); t.start()
+for _ in range({n}):
+    s = socket.create_connection(("127.0.0.1", {port})); s.sendall(b"x" * 100000)
+    got = 0
+    while got < 50000:
+        d = s.recv(65536)
+        if not d: break
+        got += len(d)
+    s.close()
+t.join()
+"#
+    );
+    let st = Command::new("python3")
+        .args(["-c", &code])
+        .status()
+        .expect("python3");
+    assert!(st.success(), "the connection loop");
+}
+
+#[test]
+fn traffic_matches_iperf3_and_connection_lives_match_tcplife() {
+    if !privileged("traffic_matches_iperf3_and_connection_lives_match_tcplife") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(iperf3) = tool("iperf3", &["/usr/bin/iperf3"]) else {
+        return;
+    };
+    let Some(tcplife) = tool("tcplife (libbpf-tools)", &["/usr/sbin/tcplife"]) else {
+        return;
+    };
+    let (dir, cfg) = data_dir_and_config("engine-net", CONFIG);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+
+    // iperf3 over loopback for a fixed number of bytes.
+    let port = common::free_port();
+    let mut server = Command::new(&iperf3)
+        .args(["-s", "-1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 -s");
+    let _server_guard = KillOnDrop(server.id());
+    let mut client = None;
+    assert!(
+        common::poll_until(Duration::from_secs(10), || {
+            let out = Command::new(&iperf3)
+                .args([
+                    "-c",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-n",
+                    "20M",
+                    "-J",
+                ])
+                .output()
+                .expect("iperf3 -c");
+            let ok = out.status.success();
+            if ok {
+                client = Some(out);
+            }
+            ok
+        }),
+        "iperf3 ran"
+    );
+    // A one-off server (-1): it exits after the test.
+    let _ = server.wait();
+    let report: serde_json::Value =
+        serde_json::from_slice(&client.expect("iperf3").stdout).expect("iperf3's JSON");
+    let sent = report["end"]["sum_sent"]["bytes"]
+        .as_u64()
+        .expect("bytes sent");
+    let received = report["end"]["sum_received"]["bytes"]
+        .as_u64()
+        .expect("bytes received");
+
+    // tcplife beside a loop of short connections.
+    let life_port = common::free_port();
+    let mut oracle = Command::new("stdbuf")
+        .args(["-oL", &tcplife, "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tcplife");
+    let _oracle_guard = KillOnDrop(oracle.id());
+    std::thread::sleep(Duration::from_millis(1500)); // its programs attach
+    let n = 10;
+    short_connections(life_port, n);
+    // It flushes its lines as they come (stdbuf): stop it once they are all out.
+    std::thread::sleep(Duration::from_millis(500));
+    common::signal(&mut oracle, libc::SIGINT);
+    let mut text = String::new();
+    std::io::Read::read_to_string(oracle.stdout.as_mut().expect("stdout"), &mut text)
+        .expect("tcplife's output");
+    let stopped = stop_engine(engine, lines);
+    assert!(accounting_line(&stopped).contains("[holds]"), "{stopped}");
+
+    // Per flow of the two iperf3 processes: the data connection carries the bytes
+    // iperf3 counted, plus its 37-byte cookie.
+    let mut flows: std::collections::BTreeMap<(u64, u64, u64), (u64, u64)> = Default::default();
+    for l in replay_json(&dir, &["--kind", "perf.net_traffic", "--comm", "iperf3"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert_eq!(v["protocol"], "tcp", "{l}");
+        let k = (
+            v["pid"].as_u64().unwrap(),
+            v["sport"].as_u64().unwrap(),
+            v["dport"].as_u64().unwrap(),
+        );
+        let e = flows.entry(k).or_default();
+        e.0 += v["bytes_sent"].as_u64().unwrap();
+        e.1 += v["bytes_received"].as_u64().unwrap();
+    }
+    eprintln!("iperf3 flows: {flows:?}; iperf3: sent {sent}, received {received}");
+    let most_sent = flows.values().map(|f| f.0).max().unwrap_or(0);
+    let most_received = flows.values().map(|f| f.1).max().unwrap_or(0);
+    assert!(
+        most_sent >= sent && most_sent - sent <= 1024,
+        "the client's data flow sent {most_sent}, iperf3 says {sent}"
+    );
+    assert!(
+        most_received >= received && most_received - received <= 1024,
+        "the server's data flow received {most_received}, iperf3 says {received}"
+    );
+
+    // Every short connection, both ends, as tcplife saw them.
+    let mut theirs: std::collections::BTreeMap<(u64, u64), (f64, f64, f64)> = Default::default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 {
+            continue;
+        }
+        let (lport, rport) = (f[3].parse().unwrap_or(0), f[5].parse().unwrap_or(0));
+        if lport != u64::from(life_port) && rport != u64::from(life_port) {
+            continue;
+        }
+        let num = |s: &str| s.parse::<f64>().unwrap_or(-1.0);
+        theirs.insert((lport, rport), (num(f[6]), num(f[7]), num(f[8])));
+    }
+    let mut ours: std::collections::BTreeMap<(u64, u64), (f64, f64, f64)> = Default::default();
+    for l in replay_json(&dir, &["--kind", "perf.tcp_life"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        let (sport, dport) = (v["sport"].as_u64().unwrap(), v["dport"].as_u64().unwrap());
+        if sport != u64::from(life_port) && dport != u64::from(life_port) {
+            continue;
+        }
+        assert_eq!(v["comm"], "python3", "attributed to the process: {l}");
+        let kb = |k: &str| v[k].as_u64().unwrap() as f64 / 1024.0;
+        ours.insert(
+            (sport, dport),
+            (
+                kb("bytes_sent"),
+                kb("bytes_received"),
+                v["duration_ns"].as_u64().unwrap() as f64 / 1e6,
+            ),
+        );
+    }
+    eprintln!("tcp lives: engine {ours:?}\ntcplife {theirs:?}");
+    assert_eq!(ours.len(), 2 * n, "both ends of every connection");
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "the same connections as tcplife"
+    );
+    for (k, (tx, rx, ms)) in &ours {
+        let (ttx, trx, tms) = theirs[k];
+        assert!(
+            (tx - ttx).abs() < 0.01 && (rx - trx).abs() < 0.01,
+            "{k:?}: bytes"
+        );
+        assert!(
+            (ms - tms).abs() <= (tms * 0.5).max(1.0),
+            "{k:?}: lived {ms} ms, tcplife says {tms}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}

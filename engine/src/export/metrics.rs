@@ -129,8 +129,33 @@ fn log2_us_histogram(
 }
 
 /// The perf category's histograms, cumulative since the start: run-queue latency per CPU,
-/// block I/O latency (and bytes) per disk and operation.
+/// block I/O latency (and bytes) per disk and operation; and traffic per protocol.
 fn perf_metrics(e: &mut DescriptorEncoder, t: &Telemetry) -> std::fmt::Result {
+    if let Ok(n) = t.net_bytes.lock()
+        && n.iter().any(|&b| b > 0)
+    {
+        let series: Vec<(Labels, u64)> = [
+            ("tcp", "sent"),
+            ("tcp", "received"),
+            ("udp", "sent"),
+            ("udp", "received"),
+        ]
+        .iter()
+        .zip(n.iter())
+        .map(|(&(p, d), &v)| {
+            (
+                vec![("proto", p.to_string()), ("direction", d.to_string())],
+                v,
+            )
+        })
+        .collect();
+        counter(
+            e,
+            "kevent_net_bytes",
+            "Payload bytes sent and received by TCP and UDP sockets (perf category)",
+            &series,
+        )?;
+    }
     if let Ok(runq) = t.runq.lock()
         && !runq.is_empty()
     {

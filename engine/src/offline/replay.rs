@@ -21,8 +21,10 @@ use crate::enrich::record::{KIND_CGROUP, KIND_PROCESS};
 use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
-use crate::output::text::{WallTime, write_block_io, write_loss, write_replay, write_runq};
-use crate::perf::{IoRecord, KIND_PERF_IO, KIND_PERF_RUNQ, RunqRecord};
+use crate::output::text::{
+    WallTime, write_block_io, write_loss, write_net_traffic, write_replay, write_runq,
+};
+use crate::perf::{IoRecord, KIND_PERF_IO, KIND_PERF_NET, KIND_PERF_RUNQ, NetRecord, RunqRecord};
 use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
@@ -83,6 +85,8 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
             kinds.push(KIND_PERF_RUNQ);
         } else if k == "perf.io_latency" {
             kinds.push(KIND_PERF_IO);
+        } else if k == "perf.net_traffic" {
+            kinds.push(KIND_PERF_NET);
         } else {
             let kind = Kind::from_name(k)
                 .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
@@ -229,6 +233,30 @@ pub fn replay<W: Write, D: Write>(
                     continue;
                 }
                 None => format!("a perf.runq_latency record of {} bytes", rec.bytes.len()),
+            }
+        } else if rec.kind == KIND_PERF_NET {
+            // A flow's record is a process's: --pid and --comm select it.
+            match NetRecord::decode(rec.bytes) {
+                Some(r) => {
+                    if args.pid.is_some_and(|p| r.flow.tgid != p)
+                        || args
+                            .comm
+                            .as_ref()
+                            .is_some_and(|c| !comm_matches(c, cstr_bytes(&r.comm)))
+                    {
+                        continue;
+                    }
+                    match format {
+                        Format::Json => {
+                            json.net_traffic(&r, loc.mono_to_wall_ns);
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
+                        }
+                        Format::Text => write_net_traffic(out, &r, loc.mono_to_wall_ns)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                None => format!("a perf.net_traffic record of {} bytes", rec.bytes.len()),
             }
         } else if rec.kind == KIND_PERF_IO {
             if args.pid.is_some() || args.comm.is_some() {

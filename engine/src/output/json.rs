@@ -390,6 +390,32 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    /// Builds the JSON line of a `perf.net_traffic` record (ending in a newline); times are
+    /// its monotonic times plus `mono_to_wall_ns`.
+    pub(crate) fn net_traffic(&mut self, r: &crate::perf::NetRecord, mono_to_wall_ns: i64) {
+        let off = mono_to_wall_ns as i128;
+        let f = &r.flow;
+        self.start_line();
+        self.buf.push(b'{');
+        self.time("ts", r.end_ns as i128 + off);
+        field!(self, "kind", Str(b"perf.net_traffic"));
+        field!(self, "pid", f.tgid);
+        field!(self, "comm", Str(cstr_bytes(&r.comm)));
+        field!(self, "protocol", Str(r.protocol().as_bytes()));
+        field!(self, "family", f.family);
+        field!(self, "saddr", AddrValue(f.family, &f.saddr));
+        field!(self, "sport", f.sport);
+        field!(self, "daddr", AddrValue(f.family, &f.daddr));
+        field!(self, "dport", f.dport);
+        self.time("from", r.start_ns as i128 + off);
+        field!(self, "interval_ns", r.end_ns - r.start_ns);
+        field!(self, "bytes_sent", r.bytes_sent);
+        field!(self, "bytes_received", r.bytes_received);
+        field!(self, "sends", r.sends);
+        field!(self, "receives", r.receives);
+        self.buf.extend_from_slice(b"}\n");
+    }
+
     /// `,"buckets":[...]`: the non-empty log2 buckets of microseconds of a perf record.
     fn log2_buckets(&mut self, slots: &[u64]) {
         self.buf.extend_from_slice(b",\"buckets\":[");
@@ -639,6 +665,18 @@ impl JsonWriter {
                 field!(self, "bytes", r.bytes);
                 field!(self, "sector", r.sector);
                 field!(self, "error", r.error);
+            }
+            Payload::TcpLife(t) => {
+                field!(self, "family", t.family);
+                field!(self, "saddr", AddrValue(t.family, &t.saddr));
+                field!(self, "sport", t.sport);
+                field!(self, "daddr", AddrValue(t.family, &t.daddr));
+                field!(self, "dport", t.dport);
+                field!(self, "duration_ns", t.duration_ns);
+                field!(self, "bytes_sent", t.bytes_sent);
+                field!(self, "bytes_received", t.bytes_received);
+                field!(self, "srtt_us", t.srtt_us);
+                field!(self, "sock_cookie", t.sock_cookie);
             }
         }
         self.buf.extend_from_slice(b"}\n");

@@ -37,6 +37,7 @@ pub fn record_kind_name(id: u16) -> Cow<'static, str> {
         crate::semantic::marker::KIND_WINDOW => "semantic.window".into(),
         crate::perf::KIND_PERF_RUNQ => "perf.runq_latency".into(),
         crate::perf::KIND_PERF_IO => "perf.io_latency".into(),
+        crate::perf::KIND_PERF_NET => "perf.net_traffic".into(),
         _ => kind_name(id),
     }
 }

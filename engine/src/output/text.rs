@@ -350,6 +350,17 @@ fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<(
             )?;
             out.write_all(cstr_bytes(&r.prev_comm))?;
         }
+        Payload::TcpLife(t) => write!(
+            out,
+            " {} -> {} duration_ns={} bytes_sent={} bytes_received={} srtt_us={} cookie={}",
+            Addr(t.family, t.saddr, t.sport),
+            Addr(t.family, t.daddr, t.dport),
+            t.duration_ns,
+            t.bytes_sent,
+            t.bytes_received,
+            t.srtt_us,
+            t.sock_cookie
+        )?,
         Payload::IoSlow(r) => {
             out.write_all(b" disk=")?;
             out.write_all(cstr_bytes(&r.disk))?;
@@ -406,6 +417,31 @@ pub fn write_block_io(out: &mut impl Write, r: &crate::perf::IoRecord, off: i64)
         r.sum_ns as f64 / r.count.max(1) as f64 / 1000.0
     )?;
     write_log2_buckets(out, &r.slots)
+}
+
+/// One `perf.net_traffic` record as a text line.
+pub fn write_net_traffic(
+    out: &mut impl Write,
+    r: &crate::perf::NetRecord,
+    off: i64,
+) -> io::Result<()> {
+    let wall = |t: u64| WallTime(t as i128 + off as i128);
+    let f = &r.flow;
+    out.write_all(format!("{} perf.net_traffic ", wall(r.end_ns)).as_bytes())?;
+    out.write_all(cstr_bytes(&r.comm))?;
+    writeln!(
+        out,
+        "[{}] {} {} -> {} from={} bytes_sent={} bytes_received={} sends={} receives={}",
+        f.tgid,
+        r.protocol(),
+        Addr(f.family, f.saddr, f.sport),
+        Addr(f.family, f.daddr, f.dport),
+        wall(r.start_ns),
+        r.bytes_sent,
+        r.bytes_received,
+        r.sends,
+        r.receives
+    )
 }
 
 /// `low-high:count,...` of the non-empty log2 buckets (µs), then the newline.

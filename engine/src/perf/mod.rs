@@ -2,13 +2,15 @@
 //! (run-queue latency per CPU and per cgroup, block I/O latency per device and operation;
 //! bpf/c/perf.bpf.c); every `perf.interval_ms` the control thread reads them, takes the
 //! differences with the previous read and writes each non-empty one as a record
-//! (`perf.runq_latency`, `perf.io_latency`) into its own stream (`stream-1000001`), so that
-//! replay shows exactly what was measured, and into the metrics.
+//! (`perf.runq_latency`, `perf.io_latency`, `perf.net_traffic`) into its own stream
+//! (`stream-1000001`), so that replay shows exactly what was measured, and into the
+//! metrics. Flows idle for two intervals are taken out of the kernel's table (with what
+//! they counted up to that moment), so that it holds the live ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bpf::abi::{IoHist, IoKey, RUNQ_SLOTS, RunqHist};
+use bpf::abi::{COMM_LEN, FlowKey, FlowValue, IoHist, IoKey, RUNQ_SLOTS, RunqHist};
 use bpf::{Collector, PerfSnapshot};
 use bytemuck::{Pod, Zeroable};
 use storage::{RecordRef, StreamWriter};
@@ -24,6 +26,12 @@ pub(crate) const KIND_PERF_RUNQ: u16 = 75;
 
 /// Record kind of a block I/O latency histogram over one interval (`perf.io_latency`).
 pub(crate) const KIND_PERF_IO: u16 = 76;
+
+/// Record kind of a flow's traffic over one interval (`perf.net_traffic`).
+pub(crate) const KIND_PERF_NET: u16 = 77;
+
+/// A flow is taken out of the kernel's table after this many intervals without traffic.
+const FLOW_IDLE_INTERVALS: u32 = 2;
 
 /// `scope` of a [`RunqRecord`]: one CPU (the one the tasks ran on after waiting).
 pub(crate) const SCOPE_CPU: u32 = 0;
@@ -106,6 +114,69 @@ impl IoRecord {
     }
 }
 
+/// A `perf.net_traffic` record: what one process sent and received on one flow (its
+/// socket's protocol, addresses and ports) in `[start_ns, end_ns)` (monotonic), counted
+/// from each send's and receive's return value (payload bytes, no headers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub(crate) struct NetRecord {
+    pub flow: FlowKey,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub sends: u64,
+    pub receives: u64,
+    /// The process's command name when the flow was first seen, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+const _: () = assert!(size_of::<NetRecord>() == 112);
+
+impl NetRecord {
+    /// The record in `bytes`, if it is one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<NetRecord> {
+        let r: NetRecord = bytemuck::try_pod_read_unaligned(bytes).ok()?;
+        (r.start_ns <= r.end_ns && r.flow._pad0 == 0).then_some(r)
+    }
+
+    /// `tcp`, `udp`, or the protocol number.
+    pub(crate) fn protocol(&self) -> std::borrow::Cow<'static, str> {
+        match self.flow.protocol {
+            6 => "tcp".into(),
+            17 => "udp".into(),
+            n => format!("ip{n}").into(),
+        }
+    }
+}
+
+/// `now - before` of a flow's counters; everything when they went down (a new entry).
+fn flow_delta(now: &FlowValue, before: Option<&FlowValue>) -> FlowValue {
+    match before {
+        Some(b)
+            if b.bytes_sent <= now.bytes_sent
+                && b.bytes_received <= now.bytes_received
+                && b.sends <= now.sends
+                && b.receives <= now.receives =>
+        {
+            FlowValue {
+                bytes_sent: now.bytes_sent - b.bytes_sent,
+                bytes_received: now.bytes_received - b.bytes_received,
+                sends: now.sends - b.sends,
+                receives: now.receives - b.receives,
+                comm: now.comm,
+            }
+        }
+        _ => *now,
+    }
+}
+
+fn flow_id(k: &FlowKey) -> [u8; 48] {
+    let mut id = [0u8; 48];
+    id.copy_from_slice(bytemuck::bytes_of(k));
+    id
+}
+
 /// The name of a block operation (`REQ_OP_*`), `op<N>` for the rarer ones.
 pub(crate) fn io_op_name(op: u32) -> std::borrow::Cow<'static, str> {
     match op {
@@ -160,6 +231,9 @@ pub(crate) struct PerfReport {
     pub ios: u64,
     pub io_untracked: u64,
     pub io_hist_full: u64,
+    pub flow_records: u64,
+    pub flows_full: u64,
+    pub tcp_untracked: u64,
     pub error: Option<String>,
 }
 
@@ -170,7 +244,8 @@ impl std::fmt::Display for PerfReport {
             "perf: {} run-queue waits and {} block requests measured; {} interval records on \
              disk, {} lost; {} waits not counted per cgroup (perf.cgroups_max full), {} not \
              measured (no task storage); {} requests not timed (in-flight table full), {} not \
-             counted per device (device table full)",
+             counted per device (device table full); {} flow records, {} sends/receives not \
+             counted per flow (perf.flows_max full), {} TCP connections not timed",
             self.waits,
             self.ios,
             self.records,
@@ -178,7 +253,10 @@ impl std::fmt::Display for PerfReport {
             self.cgroup_full,
             self.no_storage,
             self.io_untracked,
-            self.io_hist_full
+            self.io_hist_full,
+            self.flow_records,
+            self.flows_full,
+            self.tcp_untracked
         )?;
         if let Some(e) = &self.error {
             write!(f, "; stopped writing: {e}")?;
@@ -194,6 +272,8 @@ pub(crate) struct PerfAggregator {
     prev_cpu: Vec<RunqHist>,
     prev_cgroup: HashMap<u64, RunqHist>,
     prev_io: HashMap<(u32, u32), IoHist>,
+    /// Each flow's totals at the last read, and for how many intervals it has been idle.
+    prev_flows: HashMap<[u8; 48], (FlowValue, u32)>,
     last_ns: u64,
     interval_ns: u64,
     telemetry: Arc<Telemetry>,
@@ -215,6 +295,7 @@ impl PerfAggregator {
             prev_cpu: Vec::new(),
             prev_cgroup: HashMap::new(),
             prev_io: HashMap::new(),
+            prev_flows: HashMap::new(),
             last_ns: now_ns,
             interval_ns: interval_ms.saturating_mul(1_000_000),
             telemetry,
@@ -225,6 +306,8 @@ impl PerfAggregator {
             a.prev_cgroup.extend(a.snapshot.per_cgroup.iter().copied());
             a.prev_io
                 .extend(a.snapshot.io.iter().map(|(k, h)| ((k.dev, k.op), *h)));
+            a.prev_flows
+                .extend(a.snapshot.flows.iter().map(|(k, v)| (flow_id(k), (*v, 0))));
         }
         a
     }
@@ -253,6 +336,8 @@ impl PerfAggregator {
         self.report.no_storage = self.snapshot.counters.no_storage;
         self.report.io_untracked = self.snapshot.counters.io_untracked;
         self.report.io_hist_full = self.snapshot.counters.io_hist_full;
+        self.report.flows_full = self.snapshot.counters.flows_full;
+        self.report.tcp_untracked = self.snapshot.counters.tcp_untracked;
         for cpu in 0..self.snapshot.per_cpu.len() {
             let now = self.snapshot.per_cpu[cpu];
             let d = delta(&now, self.prev_cpu.get(cpu));
@@ -286,10 +371,68 @@ impl PerfAggregator {
             }
             self.prev_io.insert((k.dev, k.op), now);
         }
+        self.drain_flows(collector, start, end);
         if self.report.error.is_none()
             && let Err(e) = self.writer.flush()
         {
             self.report.error = Some(e.to_string());
+        }
+    }
+
+    /// Each flow's traffic since the last read; flows idle for [`FLOW_IDLE_INTERVALS`]
+    /// are taken out of the kernel's table, with what they counted until then.
+    fn drain_flows(&mut self, collector: &Collector, start: u64, end: u64) {
+        let mut seen = std::collections::HashSet::with_capacity(self.snapshot.flows.len());
+        for i in 0..self.snapshot.flows.len() {
+            let (k, now) = self.snapshot.flows[i];
+            let id = flow_id(&k);
+            seen.insert(id);
+            let prev = self.prev_flows.get(&id).copied();
+            let mut d = flow_delta(&now, prev.as_ref().map(|p| &p.0));
+            let mut idle = if d.sends + d.receives == 0 {
+                prev.map_or(0, |p| p.1) + 1
+            } else {
+                0
+            };
+            let mut last = now;
+            if idle >= FLOW_IDLE_INTERVALS
+                && let Ok(Some(taken)) = collector.flow_take(&k)
+            {
+                // Whatever it counted between the read and the removal is this interval's.
+                let rest = flow_delta(&taken, Some(&now));
+                d = FlowValue {
+                    bytes_sent: d.bytes_sent + rest.bytes_sent,
+                    bytes_received: d.bytes_received + rest.bytes_received,
+                    sends: d.sends + rest.sends,
+                    receives: d.receives + rest.receives,
+                    comm: now.comm,
+                };
+                last = taken;
+                idle = u32::MAX;
+            }
+            if d.sends + d.receives > 0 {
+                self.telemetry.net(&k, &d);
+                self.report.flow_records += 1;
+                let rec = NetRecord {
+                    flow: k,
+                    start_ns: start,
+                    end_ns: end,
+                    bytes_sent: d.bytes_sent,
+                    bytes_received: d.bytes_received,
+                    sends: d.sends,
+                    receives: d.receives,
+                    comm: d.comm,
+                };
+                self.append(KIND_PERF_NET, end, bytemuck::bytes_of(&rec));
+            }
+            if idle == u32::MAX {
+                self.prev_flows.remove(&id);
+            } else {
+                self.prev_flows.insert(id, (last, idle));
+            }
+        }
+        if self.prev_flows.len() > seen.len() {
+            self.prev_flows.retain(|id, _| seen.contains(id));
         }
     }
 
@@ -401,6 +544,49 @@ mod tests {
         assert_eq!(RunqRecord::bucket_low_us(0), 0);
         assert_eq!(RunqRecord::bucket_low_us(1), 2);
         assert_eq!(RunqRecord::bucket_low_us(10), 1024);
+    }
+
+    #[test]
+    fn flow_deltas_restart_when_an_entry_is_new() {
+        let a = FlowValue {
+            bytes_sent: 100,
+            sends: 2,
+            ..Default::default()
+        };
+        let b = FlowValue {
+            bytes_sent: 250,
+            bytes_received: 10,
+            sends: 3,
+            receives: 1,
+            ..a
+        };
+        let d = flow_delta(&b, Some(&a));
+        assert_eq!(
+            (d.bytes_sent, d.bytes_received, d.sends, d.receives),
+            (150, 10, 1, 1)
+        );
+        assert_eq!(flow_delta(&a, Some(&b)), a);
+        let rec = NetRecord {
+            flow: FlowKey {
+                tgid: 7,
+                family: 2,
+                protocol: 6,
+                sport: 1,
+                dport: 2,
+                _pad0: 0,
+                saddr: [0; 16],
+                daddr: [0; 16],
+            },
+            start_ns: 1,
+            end_ns: 2,
+            bytes_sent: 3,
+            bytes_received: 4,
+            sends: 5,
+            receives: 6,
+            comm: [0; COMM_LEN],
+        };
+        assert_eq!(NetRecord::decode(bytemuck::bytes_of(&rec)), Some(rec));
+        assert_eq!(rec.protocol(), "tcp");
     }
 
     #[test]
