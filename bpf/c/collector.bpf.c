@@ -50,6 +50,7 @@ struct abi_types {
 	struct flow_key flow_key;
 	struct flow_value flow_value;
 	struct rec_tcp_life tcp_life;
+	struct task_sched task_sched;
 	struct kind_counters kind_counters;
 	struct collector_config collector_config;
 	enum event_kind event_kind;

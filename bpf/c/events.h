@@ -327,6 +327,17 @@ struct perf_counters {
 	__u64 io_hist_full; /* completions not counted per device: io_hist had no room */
 	__u64 flows_full; /* sends/receives not counted per flow: net_flows had no room */
 	__u64 tcp_untracked; /* TCP connections not timed: tcp_birth had no room */
+	__u64 tasks_full; /* switches not counted per process: task_sched had no room */
+	__u64 _pad0;
+};
+
+/* A process's scheduling, cumulative, on one CPU (map task_sched, per CPU, by tgid). */
+struct task_sched {
+	__u64 switches; /* voluntary: it left the CPU blocked (sleep, I/O, lock) */
+	__u64 involuntary; /* preempted while still runnable */
+	__u64 offcpu_ns; /* its threads' time off a CPU, summed: blocked and waiting */
+	__u64 runq_ns; /* of which runnable, waiting for a CPU */
+	char comm[COMM_LEN]; /* the thread group leader's */
 };
 
 /* A flow of one process (map net_flows' key): its socket's addresses and ports. */

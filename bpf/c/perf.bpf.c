@@ -13,10 +13,31 @@
  */
 #include "common.h"
 
-/* When each task became runnable; 0 while it is not waiting. */
+/* When each task became runnable (0 while it is not waiting for a CPU), and when it
+ * last left a CPU (0 while it runs). */
 struct runq_slot {
 	__u64 enqueued_ns;
+	__u64 off_ns;
 };
+
+/* Per process (tgid), per CPU: context switches and time off and waiting for a CPU. The
+ * loader sets max_entries (perf.tasks_max); processes beyond it are counted. Per CPU, so
+ * that sched_switch (which runs with interrupts off) needs no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct task_sched);
+} task_sched SEC(".maps");
+
+/* Each process's current command name (the loader sets max_entries to perf.tasks_max): set
+ * when its task_sched entry is made, renewed at exec. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, char[COMM_LEN]);
+} task_comm SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -91,6 +112,9 @@ static __always_inline void perf_count(int field)
 	case 5:
 		__sync_fetch_and_add(&c->tcp_untracked, 1);
 		break;
+	case 6:
+		__sync_fetch_and_add(&c->tasks_full, 1);
+		break;
 	}
 }
 
@@ -151,23 +175,81 @@ static __always_inline void runq_wait_record(struct task_struct *next, struct ta
 	submit(rb, e, sizeof(*e));
 }
 
+static __always_inline struct task_sched *task_stats(struct task_struct *t)
+{
+	__u32 tgid = t->tgid;
+	struct task_sched *ts = bpf_map_lookup_elem(&task_sched, &tgid);
+	if (ts)
+		return ts;
+	struct task_sched n = {};
+	__builtin_memcpy(n.comm, t->group_leader->comm, COMM_LEN);
+	if (bpf_map_update_elem(&task_sched, &tgid, &n, BPF_NOEXIST)) {
+		perf_count(6);
+		return NULL;
+	}
+	bpf_map_update_elem(&task_comm, &tgid, n.comm, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&task_sched, &tgid);
+}
+
+/* An exec renames the process: its scheduling entry goes by the new name. */
+SEC("tp_btf/sched_process_exec")
+int handle_perf_exec(__u64 *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 tgid = t->tgid;
+	char comm[COMM_LEN];
+	__builtin_memcpy(comm, t->comm, COMM_LEN);
+	bpf_map_update_elem(&task_comm, &tgid, comm, BPF_EXIST);
+	return 0;
+}
+
 SEC("tp_btf/sched_switch")
 int handle_sched_switch(__u64 *ctx)
 {
 	struct task_struct *prev = (struct task_struct *)ctx[1];
 	struct task_struct *next = (struct task_struct *)ctx[2];
 	unsigned int prev_state = (unsigned int)ctx[3];
+	__u64 now = bpf_ktime_get_ns();
 
-	/* Switched away from while still runnable: its wait starts now. */
-	if (prev_state == 0)
-		runq_enqueue(prev);
+	/* prev leaves the CPU: off-CPU from now; still runnable (preempted): its wait for a
+	 * CPU starts now too. */
+	if (prev->pid != 0) {
+		struct runq_slot *p =
+			bpf_task_storage_get(&runq_start, prev, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (p) {
+			p->off_ns = now;
+			if (prev_state == 0)
+				p->enqueued_ns = now;
+		} else {
+			perf_count(1);
+		}
+		struct task_sched *ts = task_stats(prev);
+		if (ts) {
+			if (prev_state == 0)
+				ts->involuntary++;
+			else
+				ts->switches++;
+		}
+	}
 	if (next->pid == 0)
 		return 0;
 	struct runq_slot *s = bpf_task_storage_get(&runq_start, next, NULL, 0);
-	if (!s || !s->enqueued_ns)
+	if (!s)
 		return 0;
-	__u64 delta = bpf_ktime_get_ns() - s->enqueued_ns;
+	__u64 off = s->off_ns ? now - s->off_ns : 0;
+	__u64 delta = s->enqueued_ns ? now - s->enqueued_ns : 0;
+	bool waited = s->enqueued_ns != 0;
+	s->off_ns = 0;
 	s->enqueued_ns = 0;
+	if (off || waited) {
+		struct task_sched *ts = task_stats(next);
+		if (ts) {
+			ts->offcpu_ns += off;
+			ts->runq_ns += delta;
+		}
+	}
+	if (!waited)
+		return 0;
 
 	/* The histograms are the machine's, the engine's own threads included (as runqlat
 	 * counts itself); the filters apply to perf.runq_wait records. */

@@ -304,7 +304,7 @@ payload!(
 
 payload!(
     /// The perf category's own counters (`struct perf_counters`, per CPU).
-    PerfCounters, 48, {
+    PerfCounters, 64, {
     /// Waits not counted per cgroup: `runq_cgroup` had no room.
     cgroup_full: u64,
     /// Waits not measured: no task storage could be had for the task.
@@ -317,6 +317,24 @@ payload!(
     flows_full: u64,
     /// TCP connections not timed: `tcp_birth` had no room.
     tcp_untracked: u64,
+    /// Context switches not counted per process: `task_sched` had no room.
+    tasks_full: u64,
+    _pad0: u64,
+});
+
+payload!(
+    /// A process's scheduling, cumulative (`struct task_sched`, per CPU in the kernel,
+    /// summed here).
+    TaskSched, 48, {
+    /// Voluntary switches: it left the CPU blocked (sleep, I/O, a lock).
+    switches: u64,
+    /// Preempted while still runnable.
+    involuntary: u64,
+    /// Its threads' time off a CPU, summed: blocked and waiting.
+    offcpu_ns: u64,
+    /// Of which runnable, waiting for a CPU.
+    runq_ns: u64,
+    comm: [u8; COMM_LEN],
 });
 
 payload!(
@@ -459,10 +477,31 @@ unsafe impl aya::Pod for IoHist {}
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowValue {}
+// SAFETY: as above.
+unsafe impl aya::Pod for TaskSched {}
+
+impl Default for TaskSched {
+    fn default() -> Self {
+        Zeroable::zeroed()
+    }
+}
 
 impl Default for IoHist {
     fn default() -> Self {
         Zeroable::zeroed()
+    }
+}
+
+impl PerfCounters {
+    /// Sums `other` into `self`.
+    pub fn add(&mut self, other: &PerfCounters) {
+        self.cgroup_full += other.cgroup_full;
+        self.no_storage += other.no_storage;
+        self.io_untracked += other.io_untracked;
+        self.io_hist_full += other.io_hist_full;
+        self.flows_full += other.flows_full;
+        self.tcp_untracked += other.tcp_untracked;
+        self.tasks_full += other.tasks_full;
     }
 }
 

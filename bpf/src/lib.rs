@@ -37,7 +37,8 @@ pub use decode::{DecodeError, Event, Payload, decode};
 pub use loader::{
     CaptureConfig, Collector, DEFAULT_CGROUP_FILTER_MAX, DEFAULT_FLOWS_MAX, DEFAULT_IO_SLOW_NS,
     DEFAULT_PAGE_FAULT_RATE, DEFAULT_RING_BYTES, DEFAULT_RUNQ_CGROUPS_MAX, DEFAULT_RUNQ_SLOW_NS,
-    DEFAULT_TGID_FILTER_MAX, DEFAULT_WAKEUP_BYTES, IdFilter, KernelSampling, LoadError, OBJECT,
-    PerfSnapshot, RATE_PER_SEC_MAX, SYSCALL_ID_MAX, SyscallSet, online_cpus, privileged,
+    DEFAULT_TASKS_MAX, DEFAULT_TGID_FILTER_MAX, DEFAULT_WAKEUP_BYTES, IdFilter, KernelSampling,
+    LoadError, OBJECT, PerfSnapshot, RATE_PER_SEC_MAX, SYSCALL_ID_MAX, SyscallSet, online_cpus,
+    privileged,
 };
 pub use ring::{CpuRing, Poller};

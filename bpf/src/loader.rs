@@ -39,6 +39,8 @@ pub const DEFAULT_RUNQ_SLOW_NS: u64 = 10_000_000;
 pub const DEFAULT_IO_SLOW_NS: u64 = 100_000_000;
 /// Default capacity of the per-flow traffic table.
 pub const DEFAULT_FLOWS_MAX: u32 = 8192;
+/// Default capacity of the per-process scheduling table.
+pub const DEFAULT_TASKS_MAX: u32 = 4096;
 /// Default capacity of the per-cgroup run-queue histogram table.
 pub const DEFAULT_RUNQ_CGROUPS_MAX: u32 = 1024;
 
@@ -121,6 +123,8 @@ pub struct CaptureConfig {
     pub runq_cgroups_max: u32,
     /// Capacity of the per-flow traffic table.
     pub flows_max: u32,
+    /// Capacity of the per-process scheduling table.
+    pub tasks_max: u32,
 }
 
 impl Default for CaptureConfig {
@@ -150,6 +154,7 @@ impl Default for CaptureConfig {
             io_slow_ns: DEFAULT_IO_SLOW_NS,
             runq_cgroups_max: DEFAULT_RUNQ_CGROUPS_MAX,
             flows_max: DEFAULT_FLOWS_MAX,
+            tasks_max: DEFAULT_TASKS_MAX,
         }
     }
 }
@@ -205,8 +210,8 @@ impl CaptureConfig {
         if self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
             p.push("tgid_filter_max, cgroup_filter_max: must be above 0".into());
         }
-        if self.runq_cgroups_max == 0 || self.flows_max == 0 {
-            p.push("runq_cgroups_max, flows_max: must be above 0".into());
+        if self.runq_cgroups_max == 0 || self.flows_max == 0 || self.tasks_max == 0 {
+            p.push("runq_cgroups_max, flows_max, tasks_max: must be above 0".into());
         }
         p
     }
@@ -367,6 +372,7 @@ const PROGRAMS: &[ProgramSpec] = &[
     spec!("handle_sock_send_length", "sock_send_length", Perf),
     spec!("handle_sock_recv_length", "sock_recv_length", Perf),
     spec!("handle_tcp_life", "inet_sock_set_state", Perf),
+    spec!("handle_perf_exec", "sched_process_exec", Perf),
 ];
 
 /// Whether the raw programs carry the file and security calls (no per-syscall events).
@@ -666,6 +672,8 @@ impl Collector {
             .map_max_entries("cgroup_filter", config.cgroup_filter_max)
             .map_max_entries("runq_cgroup", config.runq_cgroups_max)
             .map_max_entries("net_flows", config.flows_max)
+            .map_max_entries("task_sched", config.tasks_max)
+            .map_max_entries("task_comm", config.tasks_max)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
 
@@ -899,6 +907,8 @@ pub struct PerfSnapshot {
     pub io: Vec<(IoKey, IoHist)>,
     /// Traffic per flow and process, in the table's order.
     pub flows: Vec<(FlowKey, FlowValue)>,
+    /// Scheduling per process (tgid), summed over CPUs, in the table's order.
+    pub tasks: Vec<(u32, TaskSched)>,
     /// Summed over CPUs.
     pub counters: PerfCounters,
 }
@@ -930,8 +940,7 @@ impl Collector {
             .map_err(map_err("perf_counters"))?
             .iter()
         {
-            out.counters.cgroup_full += c.cgroup_full;
-            out.counters.no_storage += c.no_storage;
+            out.counters.add(c);
         }
         let groups: BpfHashMap<&MapData, u64, RunqHist> =
             BpfHashMap::try_from(map(&self.ebpf, "runq_cgroup")?)
@@ -947,7 +956,42 @@ impl Collector {
             BpfHashMap::try_from(map(&self.ebpf, "net_flows")?).map_err(map_err("net_flows"))?;
         out.flows.clear();
         out.flows.extend(flows.iter().flatten());
+        let tasks: aya::maps::PerCpuHashMap<&MapData, u32, TaskSched> =
+            aya::maps::PerCpuHashMap::try_from(map(&self.ebpf, "task_sched")?)
+                .map_err(map_err("task_sched"))?;
+        out.tasks.clear();
+        out.tasks.extend(
+            tasks
+                .iter()
+                .flatten()
+                .map(|(tgid, per_cpu)| (tgid, sum_tasks(per_cpu.iter()))),
+        );
         Ok(())
+    }
+
+    /// Removes process `tgid` from the scheduling table, returning its totals (summed over
+    /// CPUs) at the moment of removal, like [`Collector::flow_take`].
+    pub fn task_take(&self, tgid: u32) -> Result<Option<TaskSched>, LoadError> {
+        let cpus =
+            aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
+        let mut values = vec![TaskSched::default(); cpus];
+        let found = self.take(
+            "task_sched",
+            bytemuck::bytes_of(&tgid),
+            bytemuck::cast_slice_mut(&mut values),
+        )?;
+        let mut comm = [0u8; COMM_LEN];
+        // Its name goes with it (none is fine: it was never made, or an exec raced).
+        self.take("task_comm", bytemuck::bytes_of(&tgid), &mut comm)?;
+        Ok(found.then(|| sum_tasks(values.iter())))
+    }
+
+    /// Process `tgid`'s current command name as the scheduling table knows it (renewed
+    /// at exec), NUL-padded.
+    pub fn task_comm(&self, tgid: u32) -> Option<[u8; COMM_LEN]> {
+        let map: BpfHashMap<&MapData, u32, [u8; COMM_LEN]> =
+            BpfHashMap::try_from(self.ebpf.map("task_comm")?).ok()?;
+        map.get(&tgid, 0).ok()
     }
 
     /// Removes flow `key` from the traffic table, returning its totals at the moment of
@@ -955,12 +999,26 @@ impl Collector {
     /// in the totals returned, or counted afresh in a new entry, never lost). `None` when
     /// it is not there.
     pub fn flow_take(&self, key: &FlowKey) -> Result<Option<FlowValue>, LoadError> {
-        let Some(aya::maps::Map::HashMap(data)) = self.ebpf.map("net_flows") else {
-            return Err(map_err("net_flows")(MapError::InvalidName {
-                name: "net_flows".into(),
-            }));
-        };
         let mut value = FlowValue::default();
+        let found = self.take(
+            "net_flows",
+            bytemuck::bytes_of(key),
+            bytemuck::bytes_of_mut(&mut value),
+        )?;
+        Ok(found.then_some(value))
+    }
+
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on hash map `name`: false when `key` is not there.
+    /// `value` must be the map's value size (times the possible CPUs for a per-CPU map).
+    fn take(&self, name: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool, LoadError> {
+        let fd = match self.ebpf.map(name) {
+            Some(aya::maps::Map::HashMap(d) | aya::maps::Map::PerCpuHashMap(d)) => {
+                d.fd().as_fd().as_raw_fd()
+            }
+            _ => {
+                return Err(map_err(name)(MapError::InvalidName { name: name.into() }));
+            }
+        };
         // struct bpf_attr for the BPF_MAP_*_ELEM commands.
         #[repr(C)]
         struct ElemAttr {
@@ -971,16 +1029,16 @@ impl Collector {
             flags: u64,
         }
         let attr = ElemAttr {
-            map_fd: data.fd().as_fd().as_raw_fd() as u32,
+            map_fd: fd as u32,
             _pad: 0,
-            key: key as *const FlowKey as u64,
-            value: &mut value as *mut FlowValue as u64,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
             flags: 0,
         };
         const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
-        // SAFETY: `attr` is a valid bpf_attr prefix for this command, its key and value
-        // point to live buffers of the map's key and value sizes, and the size passed is
-        // the struct's.
+        // SAFETY: `attr` is a valid bpf_attr prefix for this command; its key and value
+        // point to live buffers of the sizes the callers pass for this map; the size
+        // passed is the struct's.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -990,15 +1048,30 @@ impl Collector {
             )
         };
         if r == 0 {
-            return Ok(Some(value));
+            return Ok(true);
         }
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENOENT) {
-            Ok(None)
+            Ok(false)
         } else {
-            Err(map_err("net_flows")(MapError::IoError(e)))
+            Err(map_err(name)(MapError::IoError(e)))
         }
     }
+}
+
+/// A process's scheduling summed over the CPUs' values (the comm of the first that has one).
+fn sum_tasks<'a>(values: impl Iterator<Item = &'a TaskSched>) -> TaskSched {
+    let mut sum = TaskSched::default();
+    for v in values {
+        sum.switches += v.switches;
+        sum.involuntary += v.involuntary;
+        sum.offcpu_ns += v.offcpu_ns;
+        sum.runq_ns += v.runq_ns;
+        if sum.comm[0] == 0 {
+            sum.comm = v.comm;
+        }
+    }
+    sum
 }
 
 /// The kernel's 1-in-N per CPU and kind (map `sample_n`): the BPF programs decide before

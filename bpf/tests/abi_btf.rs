@@ -341,8 +341,16 @@ fn every_record_layout_matches_btf() {
             io_untracked,
             io_hist_full,
             flows_full,
-            tcp_untracked
+            tcp_untracked,
+            tasks_full,
+            _pad0
         ]
+    );
+    check_struct!(
+        btf,
+        "task_sched",
+        TaskSched,
+        [switches, involuntary, offcpu_ns, runq_ns, comm]
     );
     check_struct!(
         btf,

@@ -84,6 +84,13 @@ pub struct Perf {
     /// the kernel (bounded table); sends and receives beyond it are counted as
     /// `flows_full`. Flows idle for two intervals are retired.
     pub flows_max: u32,
+    /// Processes with scheduling counters (context switches, off-CPU time) of their own in
+    /// the kernel (bounded table); switches beyond it are counted as `tasks_full`.
+    /// Processes idle for two intervals are retired.
+    pub tasks_max: u32,
+    /// The processes written per interval as `perf.task_sched` records: the top N by
+    /// off-CPU time and the top N by context switches (the union).
+    pub top_n: u32,
 }
 
 impl Default for Perf {
@@ -94,6 +101,8 @@ impl Default for Perf {
             io_slow_us: bpf::DEFAULT_IO_SLOW_NS / 1000,
             cgroups_max: bpf::DEFAULT_RUNQ_CGROUPS_MAX,
             flows_max: bpf::DEFAULT_FLOWS_MAX,
+            tasks_max: bpf::DEFAULT_TASKS_MAX,
+            top_n: 10,
         }
     }
 }
@@ -859,6 +868,8 @@ impl Config {
         for (key, v) in [
             ("perf.cgroups_max", self.perf.cgroups_max),
             ("perf.flows_max", self.perf.flows_max),
+            ("perf.tasks_max", self.perf.tasks_max),
+            ("perf.top_n", self.perf.top_n),
         ] {
             if !(1..=1 << 20).contains(&v) {
                 p.push(format!("{key}: {v} is not between 1 and 1048576"));

@@ -120,6 +120,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         io_slow_ns: c.perf.io_slow_us.saturating_mul(1000),
         runq_cgroups_max: c.perf.cgroups_max,
         flows_max: c.perf.flows_max,
+        tasks_max: c.perf.tasks_max,
     }
 }
 
@@ -782,6 +783,7 @@ pub(crate) fn run_with(
             writer,
             &collector,
             config.perf.interval_ms,
+            config.perf.top_n,
             monotonic_ns(),
             telemetry.clone(),
         ))

@@ -522,3 +522,70 @@ fn traffic_matches_iperf3_and_connection_lives_match_tcplife() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }
+
+#[test]
+fn context_switches_match_the_kernels_own_counts() {
+    if !privileged("context_switches_match_the_kernels_own_counts") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = CONFIG.replace("[perf]\n", "[perf]\ntop_n = 50\n");
+    let (dir, cfg) = data_dir_and_config("engine-sched", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+    // 400 sleeps of a millisecond: a voluntary switch each; the process then reads its own
+    // counts from the kernel (/proc/self/status; one thread).
+    let code = r#"
+import os, time
+for _ in range(400):
+    time.sleep(0.001)
+st = dict(l.split(":\t") for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+print(os.getpid(), int(st["voluntary_ctxt_switches"]), int(st["nonvoluntary_ctxt_switches"]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", code])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map(|x| x.parse().expect("a number"))
+        .collect();
+    let (pid, voluntary, involuntary) = (f[0], f[1], f[2]);
+    // Its entry is retired two idle intervals after it exits: the records are all out
+    // by the stop either way.
+    let report = stop_engine(engine, lines);
+    assert!(accounting_line(&report).contains("[holds]"), "{report}");
+    let (mut sw, mut inv, mut off) = (0, 0, 0);
+    for l in replay_json(
+        &dir,
+        &["--kind", "perf.task_sched", "--pid", &pid.to_string()],
+    )
+    .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+        assert_eq!(v["comm"], "python3", "{l}");
+        sw += v["switches"].as_u64().unwrap();
+        inv += v["involuntary"].as_u64().unwrap();
+        off += v["offcpu_ns"].as_u64().unwrap();
+    }
+    eprintln!(
+        "engine: {sw} voluntary, {inv} involuntary, off-CPU {off} ns; kernel: {voluntary} voluntary, {involuntary} involuntary"
+    );
+    // The engine also sees the switches after the process read its counts (its exit).
+    assert!(
+        sw >= voluntary && sw <= voluntary + voluntary / 10 + 10,
+        "voluntary switches: engine {sw}, kernel {voluntary}"
+    );
+    assert!(
+        inv + 5 >= involuntary && inv <= involuntary + involuntary / 2 + 20,
+        "involuntary switches: engine {inv}, kernel {involuntary}"
+    );
+    assert!(
+        off >= 400_000_000,
+        "400 sleeps of at least 1 ms off the CPU: {off} ns"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}

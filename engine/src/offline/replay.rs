@@ -23,8 +23,12 @@ use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
 use crate::output::text::{
     WallTime, write_block_io, write_loss, write_net_traffic, write_replay, write_runq,
+    write_task_sched,
 };
-use crate::perf::{IoRecord, KIND_PERF_IO, KIND_PERF_NET, KIND_PERF_RUNQ, NetRecord, RunqRecord};
+use crate::perf::{
+    IoRecord, KIND_PERF_IO, KIND_PERF_NET, KIND_PERF_RUNQ, KIND_PERF_TASK, NetRecord, RunqRecord,
+    TaskRecord,
+};
 use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
@@ -87,6 +91,8 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
             kinds.push(KIND_PERF_IO);
         } else if k == "perf.net_traffic" {
             kinds.push(KIND_PERF_NET);
+        } else if k == "perf.task_sched" {
+            kinds.push(KIND_PERF_TASK);
         } else {
             let kind = Kind::from_name(k)
                 .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
@@ -233,6 +239,30 @@ pub fn replay<W: Write, D: Write>(
                     continue;
                 }
                 None => format!("a perf.runq_latency record of {} bytes", rec.bytes.len()),
+            }
+        } else if rec.kind == KIND_PERF_TASK {
+            // A process's record: --pid and --comm select it.
+            match TaskRecord::decode(rec.bytes) {
+                Some(r) => {
+                    if args.pid.is_some_and(|p| r.tgid != p)
+                        || args
+                            .comm
+                            .as_ref()
+                            .is_some_and(|c| !comm_matches(c, cstr_bytes(&r.comm)))
+                    {
+                        continue;
+                    }
+                    match format {
+                        Format::Json => {
+                            json.task_sched(&r, loc.mono_to_wall_ns);
+                            spill(&mut json, out, JSON_SPILL_BYTES)?;
+                        }
+                        Format::Text => write_task_sched(out, &r, loc.mono_to_wall_ns)?,
+                    }
+                    summary.shown += 1;
+                    continue;
+                }
+                None => format!("a perf.task_sched record of {} bytes", rec.bytes.len()),
             }
         } else if rec.kind == KIND_PERF_NET {
             // A flow's record is a process's: --pid and --comm select it.

@@ -25,6 +25,11 @@ pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
                 .map(drop)
                 .ok_or_else(|| format!("not a window marker ({} bytes)", r.bytes.len()));
         }
+        if r.kind == crate::perf::KIND_PERF_TASK {
+            return crate::perf::TaskRecord::decode(r.bytes)
+                .map(drop)
+                .ok_or_else(|| format!("not a perf.task_sched record ({} bytes)", r.bytes.len()));
+        }
         if r.kind == crate::perf::KIND_PERF_NET {
             return crate::perf::NetRecord::decode(r.bytes)
                 .map(drop)

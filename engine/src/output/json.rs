@@ -416,6 +416,25 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    /// Builds the JSON line of a `perf.task_sched` record (ending in a newline); times are
+    /// its monotonic times plus `mono_to_wall_ns`.
+    pub(crate) fn task_sched(&mut self, r: &crate::perf::TaskRecord, mono_to_wall_ns: i64) {
+        let off = mono_to_wall_ns as i128;
+        self.start_line();
+        self.buf.push(b'{');
+        self.time("ts", r.end_ns as i128 + off);
+        field!(self, "kind", Str(b"perf.task_sched"));
+        field!(self, "pid", r.tgid);
+        field!(self, "comm", Str(cstr_bytes(&r.comm)));
+        self.time("from", r.start_ns as i128 + off);
+        field!(self, "interval_ns", r.end_ns - r.start_ns);
+        field!(self, "switches", r.switches);
+        field!(self, "involuntary", r.involuntary);
+        field!(self, "offcpu_ns", r.offcpu_ns);
+        field!(self, "runq_ns", r.runq_ns);
+        self.buf.extend_from_slice(b"}\n");
+    }
+
     /// `,"buckets":[...]`: the non-empty log2 buckets of microseconds of a perf record.
     fn log2_buckets(&mut self, slots: &[u64]) {
         self.buf.extend_from_slice(b",\"buckets\":[");

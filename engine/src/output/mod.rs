@@ -38,6 +38,7 @@ pub fn record_kind_name(id: u16) -> Cow<'static, str> {
         crate::perf::KIND_PERF_RUNQ => "perf.runq_latency".into(),
         crate::perf::KIND_PERF_IO => "perf.io_latency".into(),
         crate::perf::KIND_PERF_NET => "perf.net_traffic".into(),
+        crate::perf::KIND_PERF_TASK => "perf.task_sched".into(),
         _ => kind_name(id),
     }
 }

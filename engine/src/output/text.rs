@@ -419,6 +419,27 @@ pub fn write_block_io(out: &mut impl Write, r: &crate::perf::IoRecord, off: i64)
     write_log2_buckets(out, &r.slots)
 }
 
+/// One `perf.task_sched` record as a text line.
+pub fn write_task_sched(
+    out: &mut impl Write,
+    r: &crate::perf::TaskRecord,
+    off: i64,
+) -> io::Result<()> {
+    let wall = |t: u64| WallTime(t as i128 + off as i128);
+    out.write_all(format!("{} perf.task_sched ", wall(r.end_ns)).as_bytes())?;
+    out.write_all(cstr_bytes(&r.comm))?;
+    writeln!(
+        out,
+        "[{}] from={} switches={} involuntary={} offcpu_ns={} runq_ns={}",
+        r.tgid,
+        wall(r.start_ns),
+        r.switches,
+        r.involuntary,
+        r.offcpu_ns,
+        r.runq_ns
+    )
+}
+
 /// One `perf.net_traffic` record as a text line.
 pub fn write_net_traffic(
     out: &mut impl Write,

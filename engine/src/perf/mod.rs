@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bpf::abi::{COMM_LEN, FlowKey, FlowValue, IoHist, IoKey, RUNQ_SLOTS, RunqHist};
+use bpf::abi::{COMM_LEN, FlowKey, FlowValue, IoHist, IoKey, RUNQ_SLOTS, RunqHist, TaskSched};
 use bpf::{Collector, PerfSnapshot};
 use bytemuck::{Pod, Zeroable};
 use storage::{RecordRef, StreamWriter};
@@ -30,7 +30,11 @@ pub(crate) const KIND_PERF_IO: u16 = 76;
 /// Record kind of a flow's traffic over one interval (`perf.net_traffic`).
 pub(crate) const KIND_PERF_NET: u16 = 77;
 
-/// A flow is taken out of the kernel's table after this many intervals without traffic.
+/// Record kind of a process's scheduling over one interval (`perf.task_sched`).
+pub(crate) const KIND_PERF_TASK: u16 = 78;
+
+/// A flow (or a process) is taken out of the kernel's table after this many intervals
+/// without traffic (or context switches).
 const FLOW_IDLE_INTERVALS: u32 = 2;
 
 /// `scope` of a [`RunqRecord`]: one CPU (the one the tasks ran on after waiting).
@@ -150,6 +154,65 @@ impl NetRecord {
     }
 }
 
+/// A `perf.task_sched` record: a process's context switches and time off a CPU in
+/// `[start_ns, end_ns)` (monotonic), one of the interval's top N by off-CPU time or by
+/// switches (`perf.top_n`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq, Eq)]
+pub(crate) struct TaskRecord {
+    pub tgid: u32,
+    pub _pad0: u32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub switches: u64,
+    pub involuntary: u64,
+    pub offcpu_ns: u64,
+    pub runq_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+const _: () = assert!(size_of::<TaskRecord>() == 72);
+
+impl TaskRecord {
+    /// The record in `bytes`, if it is one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<TaskRecord> {
+        let r: TaskRecord = bytemuck::try_pod_read_unaligned(bytes).ok()?;
+        (r.start_ns <= r.end_ns && r._pad0 == 0).then_some(r)
+    }
+}
+
+/// `now - before` of a process's counters; everything when they went down (a new entry).
+fn task_delta(now: &TaskSched, before: Option<&TaskSched>) -> TaskSched {
+    match before {
+        Some(b)
+            if b.switches <= now.switches
+                && b.involuntary <= now.involuntary
+                && b.offcpu_ns <= now.offcpu_ns
+                && b.runq_ns <= now.runq_ns =>
+        {
+            TaskSched {
+                switches: now.switches - b.switches,
+                involuntary: now.involuntary - b.involuntary,
+                offcpu_ns: now.offcpu_ns - b.offcpu_ns,
+                runq_ns: now.runq_ns - b.runq_ns,
+                comm: now.comm,
+            }
+        }
+        _ => *now,
+    }
+}
+
+/// `a + b` of a process's counters (the comm of `a`).
+fn task_sum(a: &TaskSched, b: &TaskSched) -> TaskSched {
+    TaskSched {
+        switches: a.switches + b.switches,
+        involuntary: a.involuntary + b.involuntary,
+        offcpu_ns: a.offcpu_ns + b.offcpu_ns,
+        runq_ns: a.runq_ns + b.runq_ns,
+        comm: a.comm,
+    }
+}
+
 /// `now - before` of a flow's counters; everything when they went down (a new entry).
 fn flow_delta(now: &FlowValue, before: Option<&FlowValue>) -> FlowValue {
     match before {
@@ -234,6 +297,9 @@ pub(crate) struct PerfReport {
     pub flow_records: u64,
     pub flows_full: u64,
     pub tcp_untracked: u64,
+    pub switches: u64,
+    pub task_records: u64,
+    pub tasks_full: u64,
     pub error: Option<String>,
 }
 
@@ -245,7 +311,9 @@ impl std::fmt::Display for PerfReport {
              disk, {} lost; {} waits not counted per cgroup (perf.cgroups_max full), {} not \
              measured (no task storage); {} requests not timed (in-flight table full), {} not \
              counted per device (device table full); {} flow records, {} sends/receives not \
-             counted per flow (perf.flows_max full), {} TCP connections not timed",
+             counted per flow (perf.flows_max full), {} TCP connections not timed; {} context \
+             switches, {} process records, {} switches not counted per process \
+             (perf.tasks_max full)",
             self.waits,
             self.ios,
             self.records,
@@ -256,7 +324,10 @@ impl std::fmt::Display for PerfReport {
             self.io_hist_full,
             self.flow_records,
             self.flows_full,
-            self.tcp_untracked
+            self.tcp_untracked,
+            self.switches,
+            self.task_records,
+            self.tasks_full
         )?;
         if let Some(e) = &self.error {
             write!(f, "; stopped writing: {e}")?;
@@ -274,6 +345,11 @@ pub(crate) struct PerfAggregator {
     prev_io: HashMap<(u32, u32), IoHist>,
     /// Each flow's totals at the last read, and for how many intervals it has been idle.
     prev_flows: HashMap<[u8; 48], (FlowValue, u32)>,
+    /// Each process's totals at the last read, and for how many intervals it has been idle.
+    prev_tasks: HashMap<u32, (TaskSched, u32)>,
+    /// The interval's processes and their deltas, reused (top N taken from it).
+    task_deltas: Vec<(u32, TaskSched)>,
+    top_n: usize,
     last_ns: u64,
     interval_ns: u64,
     telemetry: Arc<Telemetry>,
@@ -286,6 +362,7 @@ impl PerfAggregator {
         writer: StreamWriter,
         collector: &Collector,
         interval_ms: u64,
+        top_n: u32,
         now_ns: u64,
         telemetry: Arc<Telemetry>,
     ) -> PerfAggregator {
@@ -296,6 +373,9 @@ impl PerfAggregator {
             prev_cgroup: HashMap::new(),
             prev_io: HashMap::new(),
             prev_flows: HashMap::new(),
+            prev_tasks: HashMap::new(),
+            task_deltas: Vec::new(),
+            top_n: top_n as usize,
             last_ns: now_ns,
             interval_ns: interval_ms.saturating_mul(1_000_000),
             telemetry,
@@ -308,6 +388,8 @@ impl PerfAggregator {
                 .extend(a.snapshot.io.iter().map(|(k, h)| ((k.dev, k.op), *h)));
             a.prev_flows
                 .extend(a.snapshot.flows.iter().map(|(k, v)| (flow_id(k), (*v, 0))));
+            a.prev_tasks
+                .extend(a.snapshot.tasks.iter().map(|(t, v)| (*t, (*v, 0))));
         }
         a
     }
@@ -338,6 +420,7 @@ impl PerfAggregator {
         self.report.io_hist_full = self.snapshot.counters.io_hist_full;
         self.report.flows_full = self.snapshot.counters.flows_full;
         self.report.tcp_untracked = self.snapshot.counters.tcp_untracked;
+        self.report.tasks_full = self.snapshot.counters.tasks_full;
         for cpu in 0..self.snapshot.per_cpu.len() {
             let now = self.snapshot.per_cpu[cpu];
             let d = delta(&now, self.prev_cpu.get(cpu));
@@ -372,6 +455,7 @@ impl PerfAggregator {
             self.prev_io.insert((k.dev, k.op), now);
         }
         self.drain_flows(collector, start, end);
+        self.drain_tasks(collector, start, end);
         if self.report.error.is_none()
             && let Err(e) = self.writer.flush()
         {
@@ -434,6 +518,78 @@ impl PerfAggregator {
         if self.prev_flows.len() > seen.len() {
             self.prev_flows.retain(|id, _| seen.contains(id));
         }
+    }
+
+    /// Each process's scheduling since the last read; the top N by off-CPU time and by
+    /// switches are written. Processes idle for [`FLOW_IDLE_INTERVALS`] (exited, or asleep
+    /// throughout) are taken out of the kernel's table with what they counted until then.
+    fn drain_tasks(&mut self, collector: &Collector, start: u64, end: u64) {
+        self.task_deltas.clear();
+        for i in 0..self.snapshot.tasks.len() {
+            let (tgid, now) = self.snapshot.tasks[i];
+            let prev = self.prev_tasks.get(&tgid).copied();
+            let mut d = task_delta(&now, prev.as_ref().map(|p| &p.0));
+            let busy = d.switches + d.involuntary > 0 || d.offcpu_ns > 0;
+            let idle = if busy { 0 } else { prev.map_or(0, |p| p.1) + 1 };
+            if idle >= FLOW_IDLE_INTERVALS {
+                if let Ok(Some(taken)) = collector.task_take(tgid) {
+                    d = task_sum(&d, &task_delta(&taken, Some(&now)));
+                }
+                self.prev_tasks.remove(&tgid);
+            } else {
+                self.prev_tasks.insert(tgid, (now, idle));
+            }
+            if d.switches + d.involuntary > 0 || d.offcpu_ns > 0 {
+                self.report.switches += d.switches + d.involuntary;
+                self.task_deltas.push((tgid, d));
+            }
+        }
+        if self.prev_tasks.len() > self.snapshot.tasks.len() {
+            let live: std::collections::HashSet<u32> =
+                self.snapshot.tasks.iter().map(|(t, _)| *t).collect();
+            self.prev_tasks.retain(|t, _| live.contains(t));
+        }
+        // The top N by off-CPU time, then by switches (ties by pid): the union, written in
+        // that order.
+        let n = self.top_n;
+        let mut deltas = std::mem::take(&mut self.task_deltas);
+        deltas.sort_unstable_by(|a, b| b.1.offcpu_ns.cmp(&a.1.offcpu_ns).then(a.0.cmp(&b.0)));
+        let mut chosen: Vec<usize> = (0..deltas.len().min(n)).collect();
+        let mut by_switches: Vec<usize> = (0..deltas.len()).collect();
+        by_switches.sort_unstable_by(|&a, &b| {
+            let (x, y) = (&deltas[a], &deltas[b]);
+            (y.1.switches + y.1.involuntary)
+                .cmp(&(x.1.switches + x.1.involuntary))
+                .then(x.0.cmp(&y.0))
+        });
+        for i in by_switches.into_iter().take(n) {
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        for i in chosen {
+            let (tgid, mut d) = deltas[i];
+            // The per-CPU entry keeps the name of the process's first switch (before an
+            // exec, its parent's); the kernel's name table follows execs.
+            if let Some(comm) = collector.task_comm(tgid) {
+                d.comm = comm;
+            }
+            let rec = TaskRecord {
+                tgid,
+                _pad0: 0,
+                start_ns: start,
+                end_ns: end,
+                switches: d.switches,
+                involuntary: d.involuntary,
+                offcpu_ns: d.offcpu_ns,
+                runq_ns: d.runq_ns,
+                comm: d.comm,
+            };
+            self.report.task_records += 1;
+            self.append(KIND_PERF_TASK, end, bytemuck::bytes_of(&rec));
+        }
+        deltas.clear();
+        self.task_deltas = deltas;
     }
 
     fn write_io(&mut self, k: IoKey, start_ns: u64, end_ns: u64, h: &IoHist) {
@@ -587,6 +743,41 @@ mod tests {
         };
         assert_eq!(NetRecord::decode(bytemuck::bytes_of(&rec)), Some(rec));
         assert_eq!(rec.protocol(), "tcp");
+    }
+
+    #[test]
+    fn task_deltas_and_records() {
+        let a = TaskSched {
+            switches: 5,
+            offcpu_ns: 1000,
+            ..Default::default()
+        };
+        let b = TaskSched {
+            switches: 9,
+            involuntary: 2,
+            offcpu_ns: 4000,
+            runq_ns: 300,
+            ..a
+        };
+        let d = task_delta(&b, Some(&a));
+        assert_eq!(
+            (d.switches, d.involuntary, d.offcpu_ns, d.runq_ns),
+            (4, 2, 3000, 300)
+        );
+        assert_eq!(task_delta(&a, Some(&b)), a);
+        assert_eq!(task_sum(&d, &a).switches, 9);
+        let rec = TaskRecord {
+            tgid: 1,
+            _pad0: 0,
+            start_ns: 1,
+            end_ns: 2,
+            switches: 3,
+            involuntary: 4,
+            offcpu_ns: 5,
+            runq_ns: 6,
+            comm: [0; COMM_LEN],
+        };
+        assert_eq!(TaskRecord::decode(bytemuck::bytes_of(&rec)), Some(rec));
     }
 
     #[test]
