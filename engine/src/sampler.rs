@@ -101,6 +101,7 @@ fn failed(ev: &Event<'_>) -> bool {
         Payload::Mount(p) => p.ret < 0,
         Payload::Syscall(p) => p.ret < 0,
         Payload::Tcp(t) => t.old_state == 2 && t.new_state == 7, // connect failed
+        Payload::IoSlow(r) => r.error != 0,
         _ => false,
     }
 }
@@ -109,9 +110,13 @@ fn failed(ev: &Event<'_>) -> bool {
 const ROOT_CGROUP_ID: u64 = 1;
 
 /// Importance in [0, 1]: the class, plus 0.1 when done by uid 0, 0.2 when it failed,
+/// 0.2 for a performance threshold crossed (a slow wait for a CPU, a slow block request),
 /// 0.05 when inside a (non-root) cgroup.
 pub fn importance(ev: &Event<'_>, class: Class) -> f64 {
     let mut score = class.base_importance();
+    if matches!(ev.kind, Kind::PerfRunqWait | Kind::PerfIoSlow) {
+        score += 0.2;
+    }
     if ev.header.uid == 0 {
         score += 0.1;
     }
@@ -306,6 +311,25 @@ mod tests {
         h.len = len as u32;
         let _ = size_of::<SyscallEvent>();
         words
+    }
+
+    #[test]
+    fn slow_waits_and_slow_requests_are_notable_at_the_default_threshold() {
+        for kind in [Kind::PerfRunqWait, Kind::PerfIoSlow] {
+            let len = kind.record_len();
+            let mut words = vec![0u64; len / 8];
+            let b: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            let h: &mut EventHeader = bytemuck::from_bytes_mut(&mut b[..64]);
+            h.kind = kind as u16;
+            h.len = len as u32;
+            h.uid = 1000;
+            h.cgroup_id = 1;
+            let ev = bpf::decode(bytemuck::cast_slice(&words)).expect("a record");
+            let class = class_of(&ev);
+            assert_eq!(class, Class::High, "{kind:?}");
+            // 0.8 is the default semantic.min_importance.
+            assert!(importance(&ev, class) >= 0.8, "{kind:?}");
+        }
     }
 
     #[test]

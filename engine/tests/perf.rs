@@ -589,3 +589,63 @@ print(os.getpid(), int(st["voluntary_ctxt_switches"]), int(st["nonvoluntary_ctxt
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }
+
+/// The number just before `key` in `line` (0 when absent).
+fn number_before(line: &str, key: &str) -> u64 {
+    let Some(i) = line.find(key) else {
+        return 0;
+    };
+    line[..i]
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_context_switch_storm_overflows_the_tables_counted_and_memory_stays_flat() {
+    if !privileged("a_context_switch_storm_overflows_the_tables_counted_and_memory_stays_flat") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(stress) = tool("stress-ng", &["/usr/bin/stress-ng"]) else {
+        return;
+    };
+    // Tables far too small for the storm: what does not fit is counted, not lost silently.
+    let config = CONFIG.replace(
+        "[perf]\n",
+        "[perf]\ntasks_max = 4\ncgroups_max = 1\nflows_max = 2\n",
+    );
+    let (dir, cfg) = data_dir_and_config("engine-switch-storm", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+    let pid = engine.id();
+    let before = common::rss_anon_kib(pid);
+    let storm = Command::new(&stress)
+        .args(["--switch", "4", "--cpu", "4", "--timeout", "4", "-q"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("stress-ng");
+    assert!(storm.success(), "stress-ng: {storm:?}");
+    let after = common::rss_anon_kib(pid);
+    let report = stop_engine(engine, lines);
+    assert!(accounting_line(&report).contains("[holds]"), "{report}");
+    let perf = report
+        .lines()
+        .find(|l| l.starts_with("perf:"))
+        .unwrap_or_else(|| panic!("no perf line: {report}"));
+    eprintln!("{perf}\nanonymous RSS {before} -> {after} KiB");
+    let full = number_before(perf, "switches not counted per process");
+    assert!(full > 0, "the process table overflowed, counted: {perf}");
+    let waits = number_before(perf, "run-queue waits");
+    assert!(waits > 10_000, "the storm's waits were measured: {perf}");
+    assert!(
+        after < before + 32 * 1024,
+        "anonymous RSS grew from {before} KiB to {after} KiB"
+    );
+    // What fit is still written: per-CPU histograms and the processes of the table.
+    assert!(!replay_json(&dir, &["--kind", "perf.runq_latency"]).is_empty());
+    assert!(!replay_json(&dir, &["--kind", "perf.task_sched"]).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}
