@@ -21,14 +21,8 @@ use crate::enrich::record::{KIND_CGROUP, KIND_PROCESS};
 use crate::enrich::tables::Tables;
 use crate::error::{Error, Result};
 use crate::output::json::JsonWriter;
-use crate::output::text::{
-    WallTime, write_block_io, write_loss, write_net_traffic, write_replay, write_runq,
-    write_task_sched,
-};
-use crate::perf::{
-    IoRecord, KIND_PERF_IO, KIND_PERF_NET, KIND_PERF_RUNQ, KIND_PERF_TASK, NetRecord, RunqRecord,
-    TaskRecord,
-};
+use crate::output::text::{WallTime, write_aggregate, write_loss, write_replay};
+use crate::perf::Aggregate;
 use crate::semantic::marker::KIND_WINDOW;
 
 /// Output format of `engine replay`.
@@ -85,14 +79,8 @@ fn read_options(args: &ReplayArgs) -> Result<ReadOptions> {
     for k in &args.kinds {
         if k == "loss" {
             kinds.push(KIND_LOSS);
-        } else if k == "perf.runq_latency" {
-            kinds.push(KIND_PERF_RUNQ);
-        } else if k == "perf.io_latency" {
-            kinds.push(KIND_PERF_IO);
-        } else if k == "perf.net_traffic" {
-            kinds.push(KIND_PERF_NET);
-        } else if k == "perf.task_sched" {
-            kinds.push(KIND_PERF_TASK);
+        } else if let Some(kind) = Aggregate::kind_of(k) {
+            kinds.push(kind);
         } else {
             let kind = Kind::from_name(k)
                 .ok_or_else(|| Error::Invalid(format!("--kind: unknown kind {k:?}")))?;
@@ -221,90 +209,35 @@ pub fn replay<W: Write, D: Write>(
         } else if loc.context || rec.kind == KIND_WINDOW {
             // Window markers belong to the semantic path (`engine summarize`).
             continue;
-        } else if rec.kind == KIND_PERF_RUNQ {
-            // Interval aggregates: machine-wide, not of a process.
-            if args.pid.is_some() || args.comm.is_some() {
-                continue;
-            }
-            match RunqRecord::decode(rec.bytes) {
-                Some(r) => {
-                    match format {
-                        Format::Json => {
-                            json.runq(&r, loc.mono_to_wall_ns);
-                            spill(&mut json, out, JSON_SPILL_BYTES)?;
+        } else if let Some(agg) = Aggregate::decode(rec.kind, rec.bytes) {
+            match agg {
+                Ok(a) => {
+                    // Histograms are the machine's: --pid and --comm leave them out; flows and
+                    // processes are selected by their process.
+                    let keep = match a.process() {
+                        Some((pid, comm)) => {
+                            args.pid.is_none_or(|p| p == pid)
+                                && args
+                                    .comm
+                                    .as_ref()
+                                    .is_none_or(|c| comm_matches(c, cstr_bytes(comm)))
                         }
-                        Format::Text => write_runq(out, &r, loc.mono_to_wall_ns)?,
-                    }
-                    summary.shown += 1;
-                    continue;
-                }
-                None => format!("a perf.runq_latency record of {} bytes", rec.bytes.len()),
-            }
-        } else if rec.kind == KIND_PERF_TASK {
-            // A process's record: --pid and --comm select it.
-            match TaskRecord::decode(rec.bytes) {
-                Some(r) => {
-                    if args.pid.is_some_and(|p| r.tgid != p)
-                        || args
-                            .comm
-                            .as_ref()
-                            .is_some_and(|c| !comm_matches(c, cstr_bytes(&r.comm)))
-                    {
+                        None => args.pid.is_none() && args.comm.is_none(),
+                    };
+                    if !keep {
                         continue;
                     }
                     match format {
                         Format::Json => {
-                            json.task_sched(&r, loc.mono_to_wall_ns);
+                            json.aggregate(&a, loc.mono_to_wall_ns);
                             spill(&mut json, out, JSON_SPILL_BYTES)?;
                         }
-                        Format::Text => write_task_sched(out, &r, loc.mono_to_wall_ns)?,
+                        Format::Text => write_aggregate(out, &a, loc.mono_to_wall_ns)?,
                     }
                     summary.shown += 1;
                     continue;
                 }
-                None => format!("a perf.task_sched record of {} bytes", rec.bytes.len()),
-            }
-        } else if rec.kind == KIND_PERF_NET {
-            // A flow's record is a process's: --pid and --comm select it.
-            match NetRecord::decode(rec.bytes) {
-                Some(r) => {
-                    if args.pid.is_some_and(|p| r.flow.tgid != p)
-                        || args
-                            .comm
-                            .as_ref()
-                            .is_some_and(|c| !comm_matches(c, cstr_bytes(&r.comm)))
-                    {
-                        continue;
-                    }
-                    match format {
-                        Format::Json => {
-                            json.net_traffic(&r, loc.mono_to_wall_ns);
-                            spill(&mut json, out, JSON_SPILL_BYTES)?;
-                        }
-                        Format::Text => write_net_traffic(out, &r, loc.mono_to_wall_ns)?,
-                    }
-                    summary.shown += 1;
-                    continue;
-                }
-                None => format!("a perf.net_traffic record of {} bytes", rec.bytes.len()),
-            }
-        } else if rec.kind == KIND_PERF_IO {
-            if args.pid.is_some() || args.comm.is_some() {
-                continue;
-            }
-            match IoRecord::decode(rec.bytes) {
-                Some(r) => {
-                    match format {
-                        Format::Json => {
-                            json.block_io(&r, loc.mono_to_wall_ns);
-                            spill(&mut json, out, JSON_SPILL_BYTES)?;
-                        }
-                        Format::Text => write_block_io(out, &r, loc.mono_to_wall_ns)?,
-                    }
-                    summary.shown += 1;
-                    continue;
-                }
-                None => format!("a perf.io_latency record of {} bytes", rec.bytes.len()),
+                Err(e) => e,
             }
         } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {

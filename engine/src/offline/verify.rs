@@ -25,27 +25,8 @@ pub fn verify<W: Write>(dir: &Path, out: &mut W) -> Result<bool> {
                 .map(drop)
                 .ok_or_else(|| format!("not a window marker ({} bytes)", r.bytes.len()));
         }
-        if r.kind == crate::perf::KIND_PERF_TASK {
-            return crate::perf::TaskRecord::decode(r.bytes)
-                .map(drop)
-                .ok_or_else(|| format!("not a perf.task_sched record ({} bytes)", r.bytes.len()));
-        }
-        if r.kind == crate::perf::KIND_PERF_NET {
-            return crate::perf::NetRecord::decode(r.bytes)
-                .map(drop)
-                .ok_or_else(|| format!("not a perf.net_traffic record ({} bytes)", r.bytes.len()));
-        }
-        if r.kind == crate::perf::KIND_PERF_IO {
-            return crate::perf::IoRecord::decode(r.bytes)
-                .map(drop)
-                .ok_or_else(|| format!("not a perf.io_latency record ({} bytes)", r.bytes.len()));
-        }
-        if r.kind == crate::perf::KIND_PERF_RUNQ {
-            return crate::perf::RunqRecord::decode(r.bytes)
-                .map(drop)
-                .ok_or_else(|| {
-                    format!("not a perf.runq_latency record ({} bytes)", r.bytes.len())
-                });
+        if let Some(agg) = crate::perf::Aggregate::decode(r.kind, r.bytes) {
+            return agg.map(drop);
         }
         match crate::enrich::record::check(r.kind, r.bytes) {
             Some(table_record) => table_record.map_err(|e| e.to_string()),

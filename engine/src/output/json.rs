@@ -348,6 +348,17 @@ impl JsonWriter {
         self.buf.extend_from_slice(b"}\n");
     }
 
+    /// Builds the JSON line of one of the perf stream's interval records.
+    pub(crate) fn aggregate(&mut self, a: &crate::perf::Aggregate, mono_to_wall_ns: i64) {
+        use crate::perf::Aggregate::*;
+        match a {
+            Runq(r) => self.runq(r, mono_to_wall_ns),
+            Io(r) => self.block_io(r, mono_to_wall_ns),
+            Net(r) => self.net_traffic(r, mono_to_wall_ns),
+            Task(r) => self.task_sched(r, mono_to_wall_ns),
+        }
+    }
+
     /// Builds the JSON line of a `perf.runq_latency` record (ending in a newline); times
     /// are its monotonic times plus `mono_to_wall_ns`.
     pub(crate) fn runq(&mut self, r: &crate::perf::RunqRecord, mono_to_wall_ns: i64) {

@@ -35,11 +35,7 @@ pub fn record_kind_name(id: u16) -> Cow<'static, str> {
         crate::enrich::record::KIND_PROCESS => "enrich.process".into(),
         crate::enrich::record::KIND_CGROUP => "enrich.cgroup".into(),
         crate::semantic::marker::KIND_WINDOW => "semantic.window".into(),
-        crate::perf::KIND_PERF_RUNQ => "perf.runq_latency".into(),
-        crate::perf::KIND_PERF_IO => "perf.io_latency".into(),
-        crate::perf::KIND_PERF_NET => "perf.net_traffic".into(),
-        crate::perf::KIND_PERF_TASK => "perf.task_sched".into(),
-        _ => kind_name(id),
+        _ => crate::perf::Aggregate::name_of(id).map_or_else(|| kind_name(id), Into::into),
     }
 }
 

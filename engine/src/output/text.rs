@@ -384,6 +384,21 @@ fn write_payload<W: Write + ?Sized>(out: &mut W, ev: &Event<'_>) -> io::Result<(
     Ok(())
 }
 
+/// One of the perf stream's interval records as a text line.
+pub fn write_aggregate(
+    out: &mut impl Write,
+    a: &crate::perf::Aggregate,
+    off: i64,
+) -> io::Result<()> {
+    use crate::perf::Aggregate::*;
+    match a {
+        Runq(r) => write_runq(out, r, off),
+        Io(r) => write_block_io(out, r, off),
+        Net(r) => write_net_traffic(out, r, off),
+        Task(r) => write_task_sched(out, r, off),
+    }
+}
+
 /// One `perf.runq_latency` record as a text line: the interval, the scope, the count and
 /// mean, then each non-empty bucket as `low-high:count` (microseconds).
 pub fn write_runq(out: &mut impl Write, r: &crate::perf::RunqRecord, off: i64) -> io::Result<()> {

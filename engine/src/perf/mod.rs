@@ -253,6 +253,58 @@ pub(crate) fn io_op_name(op: u32) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// Any of the perf stream's interval records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Aggregate {
+    Runq(RunqRecord),
+    Io(IoRecord),
+    Net(NetRecord),
+    Task(TaskRecord),
+}
+
+impl Aggregate {
+    /// The kinds and their names.
+    pub(crate) const KINDS: [(u16, &'static str); 4] = [
+        (KIND_PERF_RUNQ, "perf.runq_latency"),
+        (KIND_PERF_IO, "perf.io_latency"),
+        (KIND_PERF_NET, "perf.net_traffic"),
+        (KIND_PERF_TASK, "perf.task_sched"),
+    ];
+
+    /// The kind id of an interval record's name.
+    pub(crate) fn kind_of(name: &str) -> Option<u16> {
+        Self::KINDS.iter().find(|k| k.1 == name).map(|k| k.0)
+    }
+
+    /// The name of an interval record's kind id.
+    pub(crate) fn name_of(kind: u16) -> Option<&'static str> {
+        Self::KINDS.iter().find(|k| k.0 == kind).map(|k| k.1)
+    }
+
+    /// `None` when `kind` is not an interval record's; else the record, or what is wrong
+    /// with its bytes.
+    pub(crate) fn decode(kind: u16, bytes: &[u8]) -> Option<Result<Aggregate, String>> {
+        let name = Self::name_of(kind)?;
+        let r = match kind {
+            KIND_PERF_RUNQ => RunqRecord::decode(bytes).map(Aggregate::Runq),
+            KIND_PERF_IO => IoRecord::decode(bytes).map(Aggregate::Io),
+            KIND_PERF_NET => NetRecord::decode(bytes).map(Aggregate::Net),
+            _ => TaskRecord::decode(bytes).map(Aggregate::Task),
+        };
+        Some(r.ok_or_else(|| format!("not a {name} record ({} bytes)", bytes.len())))
+    }
+
+    /// The process a record is of (its pid and comm), `None` for the machine's
+    /// (histograms): what `--pid`/`--comm` select by.
+    pub(crate) fn process(&self) -> Option<(u32, &[u8; COMM_LEN])> {
+        match self {
+            Aggregate::Net(r) => Some((r.flow.tgid, &r.comm)),
+            Aggregate::Task(r) => Some((r.tgid, &r.comm)),
+            Aggregate::Runq(_) | Aggregate::Io(_) => None,
+        }
+    }
+}
+
 /// `now - before`, bucket by bucket (a counter that went down, a table entry recreated,
 /// counts from zero).
 fn delta(now: &RunqHist, before: Option<&RunqHist>) -> RunqHist {
