@@ -125,6 +125,29 @@ pub struct CaptureConfig {
     pub flows_max: u32,
     /// Capacity of the per-process scheduling table.
     pub tasks_max: u32,
+    /// Which signals of the `perf` category to attach: scheduler, block I/O, network.
+    pub perf_signals: PerfSignals,
+}
+
+/// The signals of the `perf` category (each a set of programs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerfSignals {
+    /// Run-queue latency, context switches and off-CPU time (sched_wakeup*, sched_switch).
+    pub sched: bool,
+    /// Block I/O latency (block_rq_insert/issue/complete).
+    pub block: bool,
+    /// Traffic per flow (sock_send_length/sock_recv_length) and TCP lifetimes.
+    pub net: bool,
+}
+
+impl Default for PerfSignals {
+    fn default() -> Self {
+        PerfSignals {
+            sched: true,
+            block: true,
+            net: true,
+        }
+    }
 }
 
 impl Default for CaptureConfig {
@@ -155,6 +178,7 @@ impl Default for CaptureConfig {
             runq_cgroups_max: DEFAULT_RUNQ_CGROUPS_MAX,
             flows_max: DEFAULT_FLOWS_MAX,
             tasks_max: DEFAULT_TASKS_MAX,
+            perf_signals: PerfSignals::default(),
         }
     }
 }
@@ -363,21 +387,58 @@ const PROGRAMS: &[ProgramSpec] = &[
     ),
     spec!("handle_reclaim_end", "mm_vmscan_direct_reclaim_end", Memory),
     spec!("handle_page_fault_user", "page_fault_user", Memory),
-    spec!("handle_sched_wakeup", "sched_wakeup", Perf),
-    spec!("handle_sched_wakeup_new", "sched_wakeup_new", Perf),
-    spec!("handle_sched_switch", "sched_switch", Perf),
-    spec!("handle_block_rq_insert", "block_rq_insert", Perf),
-    spec!("handle_block_rq_issue", "block_rq_issue", Perf),
-    spec!("handle_block_rq_complete", "block_rq_complete", Perf),
-    spec!("handle_sock_send_length", "sock_send_length", Perf),
-    spec!("handle_sock_recv_length", "sock_recv_length", Perf),
-    spec!("handle_tcp_life", "inet_sock_set_state", Perf),
-    spec!("handle_perf_exec", "sched_process_exec", Perf),
+    spec!("handle_sched_wakeup", "sched_wakeup", Perf, perf_sched),
+    spec!(
+        "handle_sched_wakeup_new",
+        "sched_wakeup_new",
+        Perf,
+        perf_sched
+    ),
+    spec!("handle_sched_switch", "sched_switch", Perf, perf_sched),
+    spec!("handle_perf_exec", "sched_process_exec", Perf, perf_sched),
+    spec!(
+        "handle_block_rq_insert",
+        "block_rq_insert",
+        Perf,
+        perf_block
+    ),
+    spec!("handle_block_rq_issue", "block_rq_issue", Perf, perf_block),
+    spec!(
+        "handle_block_rq_complete",
+        "block_rq_complete",
+        Perf,
+        perf_block
+    ),
+    spec!(
+        "handle_sock_send_length",
+        "sock_send_length",
+        Perf,
+        perf_net
+    ),
+    spec!(
+        "handle_sock_recv_length",
+        "sock_recv_length",
+        Perf,
+        perf_net
+    ),
+    spec!("handle_tcp_life", "inet_sock_set_state", Perf, perf_net),
 ];
 
 /// Whether the raw programs carry the file and security calls (no per-syscall events).
 fn raw_classified(c: &CaptureConfig) -> bool {
     !c.syscall_events && (c.has(Category::File) || c.has(Category::Security))
+}
+
+fn perf_sched(c: &CaptureConfig) -> bool {
+    c.has(Category::Perf) && c.perf_signals.sched
+}
+
+fn perf_block(c: &CaptureConfig) -> bool {
+    c.has(Category::Perf) && c.perf_signals.block
+}
+
+fn perf_net(c: &CaptureConfig) -> bool {
+    c.has(Category::Perf) && c.perf_signals.net
 }
 
 fn syscalls_needed(c: &CaptureConfig) -> bool {

@@ -62,6 +62,9 @@ pub struct Config {
     pub perf: Perf,
 }
 
+/// The names of `perf.signals`.
+pub const PERF_SIGNALS: [&str; 3] = ["sched", "block", "net"];
+
 /// `[perf]`: the `perf` category (scheduler run-queue latency and block I/O latency,
 /// aggregated in the kernel).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -91,6 +94,9 @@ pub struct Perf {
     /// The processes written per interval as `perf.task_sched` records: the top N by
     /// off-CPU time and the top N by context switches (the union).
     pub top_n: u32,
+    /// The signals to attach: `sched` (run-queue latency, context switches, off-CPU
+    /// time), `block` (block I/O latency), `net` (traffic per flow, TCP lifetimes).
+    pub signals: Vec<String>,
 }
 
 impl Default for Perf {
@@ -103,6 +109,7 @@ impl Default for Perf {
             flows_max: bpf::DEFAULT_FLOWS_MAX,
             tasks_max: bpf::DEFAULT_TASKS_MAX,
             top_n: 10,
+            signals: PERF_SIGNALS.map(String::from).to_vec(),
         }
     }
 }
@@ -857,6 +864,13 @@ impl Config {
                 self.perf.interval_ms
             ));
         }
+        for s in &self.perf.signals {
+            if !PERF_SIGNALS.contains(&s.as_str()) {
+                p.push(format!(
+                    "perf.signals: unknown signal {s:?} (sched, block, net)"
+                ));
+            }
+        }
         for (key, v) in [
             ("perf.runq_slow_us", self.perf.runq_slow_us),
             ("perf.io_slow_us", self.perf.io_slow_us),
@@ -1460,6 +1474,10 @@ cpus = [0, 0]
 zstd_level = 42
 [semantic]
 min_importance = 2.0
+[perf]
+signals = ["sched", "disk"]
+interval_ms = 5
+tasks_max = 0
 "#;
         let c = Config::parse(text, Path::new("bad.toml")).unwrap();
         let problems = c.validate();
@@ -1475,6 +1493,9 @@ min_importance = 2.0
             "engine.cpus",
             "storage.zstd_level",
             "semantic.min_importance",
+            "perf.interval_ms",
+            "perf.signals",
+            "perf.tasks_max",
         ];
         for key in expected {
             assert!(

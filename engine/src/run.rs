@@ -121,6 +121,11 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
         runq_cgroups_max: c.perf.cgroups_max,
         flows_max: c.perf.flows_max,
         tasks_max: c.perf.tasks_max,
+        perf_signals: bpf::PerfSignals {
+            sched: c.perf.signals.iter().any(|s| s == "sched"),
+            block: c.perf.signals.iter().any(|s| s == "block"),
+            net: c.perf.signals.iter().any(|s| s == "net"),
+        },
     }
 }
 
