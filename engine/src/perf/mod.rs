@@ -181,59 +181,6 @@ impl TaskRecord {
     }
 }
 
-/// `now - before` of a process's counters; everything when they went down (a new entry).
-fn task_delta(now: &TaskSched, before: Option<&TaskSched>) -> TaskSched {
-    match before {
-        Some(b)
-            if b.switches <= now.switches
-                && b.involuntary <= now.involuntary
-                && b.offcpu_ns <= now.offcpu_ns
-                && b.runq_ns <= now.runq_ns =>
-        {
-            TaskSched {
-                switches: now.switches - b.switches,
-                involuntary: now.involuntary - b.involuntary,
-                offcpu_ns: now.offcpu_ns - b.offcpu_ns,
-                runq_ns: now.runq_ns - b.runq_ns,
-                comm: now.comm,
-            }
-        }
-        _ => *now,
-    }
-}
-
-/// `a + b` of a process's counters (the comm of `a`).
-fn task_sum(a: &TaskSched, b: &TaskSched) -> TaskSched {
-    TaskSched {
-        switches: a.switches + b.switches,
-        involuntary: a.involuntary + b.involuntary,
-        offcpu_ns: a.offcpu_ns + b.offcpu_ns,
-        runq_ns: a.runq_ns + b.runq_ns,
-        comm: a.comm,
-    }
-}
-
-/// `now - before` of a flow's counters; everything when they went down (a new entry).
-fn flow_delta(now: &FlowValue, before: Option<&FlowValue>) -> FlowValue {
-    match before {
-        Some(b)
-            if b.bytes_sent <= now.bytes_sent
-                && b.bytes_received <= now.bytes_received
-                && b.sends <= now.sends
-                && b.receives <= now.receives =>
-        {
-            FlowValue {
-                bytes_sent: now.bytes_sent - b.bytes_sent,
-                bytes_received: now.bytes_received - b.bytes_received,
-                sends: now.sends - b.sends,
-                receives: now.receives - b.receives,
-                comm: now.comm,
-            }
-        }
-        _ => *now,
-    }
-}
-
 fn flow_id(k: &FlowKey) -> [u8; 48] {
     let mut id = [0u8; 48];
     id.copy_from_slice(bytemuck::bytes_of(k));
@@ -305,34 +252,55 @@ impl Aggregate {
     }
 }
 
-/// `now - before`, bucket by bucket (a counter that went down, a table entry recreated,
-/// counts from zero).
-fn delta(now: &RunqHist, before: Option<&RunqHist>) -> RunqHist {
-    let Some(b) = before.filter(|b| b.count <= now.count) else {
-        return *now;
-    };
+/// A cumulative kernel value whose first [`Counters::WORDS`] u64 words are counters
+/// (the rest, names, are carried along): histograms, flows, processes.
+trait Counters: Pod {
+    const WORDS: usize;
+}
+
+impl Counters for RunqHist {
+    const WORDS: usize = RUNQ_SLOTS + 2; // slots, count, sum_ns
+}
+impl Counters for IoHist {
+    const WORDS: usize = RUNQ_SLOTS + 3; // slots, count, sum_ns, bytes
+}
+impl Counters for FlowValue {
+    const WORDS: usize = 4;
+}
+impl Counters for TaskSched {
+    const WORDS: usize = 4;
+}
+
+/// The counter words of `v`.
+fn words<T: Counters>(v: &T) -> &[u64] {
+    &bytemuck::cast_slice::<u8, u64>(bytemuck::bytes_of(v))[..T::WORDS]
+}
+
+fn words_mut<T: Counters>(v: &mut T) -> &mut [u64] {
+    &mut bytemuck::cast_slice_mut::<u8, u64>(bytemuck::bytes_of_mut(v))[..T::WORDS]
+}
+
+/// `now - before`, counter by counter (the rest of `now` kept); all of `now` when any
+/// counter went down or there is no `before` (a table entry made anew counts from zero).
+fn delta<T: Counters>(now: &T, before: Option<&T>) -> T {
     let mut d = *now;
-    for (x, y) in d.slots.iter_mut().zip(&b.slots) {
-        *x = x.saturating_sub(*y);
+    if let Some(b) = before
+        && words(b).iter().zip(words(now)).all(|(b, n)| b <= n)
+    {
+        for (x, y) in words_mut(&mut d).iter_mut().zip(words(b)) {
+            *x -= y;
+        }
     }
-    d.count = now.count - b.count;
-    d.sum_ns = now.sum_ns.saturating_sub(b.sum_ns);
     d
 }
 
-/// [`delta`] for block I/O histograms.
-fn io_delta(now: &IoHist, before: Option<&IoHist>) -> IoHist {
-    let Some(b) = before.filter(|b| b.count <= now.count) else {
-        return *now;
-    };
-    let mut d = *now;
-    for (x, y) in d.slots.iter_mut().zip(&b.slots) {
-        *x = x.saturating_sub(*y);
+/// `a + b`, counter by counter (the rest of `a` kept).
+fn sum<T: Counters>(a: &T, b: &T) -> T {
+    let mut s = *a;
+    for (x, y) in words_mut(&mut s).iter_mut().zip(words(b)) {
+        *x += y;
     }
-    d.count = now.count - b.count;
-    d.sum_ns = now.sum_ns.saturating_sub(b.sum_ns);
-    d.bytes = now.bytes.saturating_sub(b.bytes);
-    d
+    s
 }
 
 /// What the aggregator did, for the engine's report.
@@ -498,7 +466,7 @@ impl PerfAggregator {
         }
         for i in 0..self.snapshot.io.len() {
             let (k, now) = self.snapshot.io[i];
-            let d = io_delta(&now, self.prev_io.get(&(k.dev, k.op)));
+            let d = delta(&now, self.prev_io.get(&(k.dev, k.op)));
             if d.count > 0 {
                 self.telemetry.block_io(k, &d);
                 self.report.ios += d.count;
@@ -524,7 +492,7 @@ impl PerfAggregator {
             let id = flow_id(&k);
             seen.insert(id);
             let prev = self.prev_flows.get(&id).copied();
-            let mut d = flow_delta(&now, prev.as_ref().map(|p| &p.0));
+            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
             let mut idle = if d.sends + d.receives == 0 {
                 prev.map_or(0, |p| p.1) + 1
             } else {
@@ -535,14 +503,7 @@ impl PerfAggregator {
                 && let Ok(Some(taken)) = collector.flow_take(&k)
             {
                 // Whatever it counted between the read and the removal is this interval's.
-                let rest = flow_delta(&taken, Some(&now));
-                d = FlowValue {
-                    bytes_sent: d.bytes_sent + rest.bytes_sent,
-                    bytes_received: d.bytes_received + rest.bytes_received,
-                    sends: d.sends + rest.sends,
-                    receives: d.receives + rest.receives,
-                    comm: now.comm,
-                };
+                d = sum(&d, &delta(&taken, Some(&now)));
                 last = taken;
                 idle = u32::MAX;
             }
@@ -580,12 +541,12 @@ impl PerfAggregator {
         for i in 0..self.snapshot.tasks.len() {
             let (tgid, now) = self.snapshot.tasks[i];
             let prev = self.prev_tasks.get(&tgid).copied();
-            let mut d = task_delta(&now, prev.as_ref().map(|p| &p.0));
+            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
             let busy = d.switches + d.involuntary > 0 || d.offcpu_ns > 0;
             let idle = if busy { 0 } else { prev.map_or(0, |p| p.1) + 1 };
             if idle >= FLOW_IDLE_INTERVALS {
                 if let Ok(Some(taken)) = collector.task_take(tgid) {
-                    d = task_sum(&d, &task_delta(&taken, Some(&now)));
+                    d = sum(&d, &delta(&taken, Some(&now)));
                 }
                 self.prev_tasks.remove(&tgid);
             } else {
@@ -768,12 +729,12 @@ mod tests {
             receives: 1,
             ..a
         };
-        let d = flow_delta(&b, Some(&a));
+        let d = delta(&b, Some(&a));
         assert_eq!(
             (d.bytes_sent, d.bytes_received, d.sends, d.receives),
             (150, 10, 1, 1)
         );
-        assert_eq!(flow_delta(&a, Some(&b)), a);
+        assert_eq!(delta(&a, Some(&b)), a);
         let rec = NetRecord {
             flow: FlowKey {
                 tgid: 7,
@@ -811,13 +772,13 @@ mod tests {
             runq_ns: 300,
             ..a
         };
-        let d = task_delta(&b, Some(&a));
+        let d = delta(&b, Some(&a));
         assert_eq!(
             (d.switches, d.involuntary, d.offcpu_ns, d.runq_ns),
             (4, 2, 3000, 300)
         );
-        assert_eq!(task_delta(&a, Some(&b)), a);
-        assert_eq!(task_sum(&d, &a).switches, 9);
+        assert_eq!(delta(&a, Some(&b)), a);
+        assert_eq!(sum(&d, &a).switches, 9);
         let rec = TaskRecord {
             tgid: 1,
             _pad0: 0,
@@ -862,7 +823,7 @@ mod tests {
             ..a
         };
         assert_eq!(
-            (io_delta(&b, Some(&a)).count, io_delta(&b, Some(&a)).bytes),
+            (delta(&b, Some(&a)).count, delta(&b, Some(&a)).bytes),
             (2, 8192)
         );
     }
