@@ -1069,6 +1069,18 @@ impl Collector {
         Ok(found.then_some(value))
     }
 
+    /// Removes cgroup `id`'s run-queue histogram from its table, returning it as it was at
+    /// the moment of removal, like [`Collector::flow_take`].
+    pub fn runq_cgroup_take(&self, id: u64) -> Result<Option<RunqHist>, LoadError> {
+        let mut value = RunqHist::default();
+        let found = self.take(
+            "runq_cgroup",
+            bytemuck::bytes_of(&id),
+            bytemuck::bytes_of_mut(&mut value),
+        )?;
+        Ok(found.then_some(value))
+    }
+
     /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on hash map `name`: false when `key` is not there.
     /// `value` must be the map's value size (times the possible CPUs for a per-CPU map).
     fn take(&self, name: &'static str, key: &[u8], value: &mut [u8]) -> Result<bool, LoadError> {

@@ -159,23 +159,25 @@ fn clients_that_vanish_mid_stream_leave_nothing_behind() {
     if !privileged("clients_that_vanish_mid_stream_leave_nothing_behind") {
         return;
     }
-    // Three rounds of 300: once the first has warmed things up, the anonymous resident
-    // memory (the heap: where clients' queues and streams live) no longer grows with
-    // clients that came and went.
+    // Four rounds of 300: once the first two have warmed things up (the allocator's
+    // caches for 300 concurrent streams: CI measured +9.4 MiB from the first round to the
+    // second, then +0.15 MiB to the third), the anonymous resident memory (the heap:
+    // where clients' queues and streams live) no longer grows with clients that came and
+    // went. A leak per client would grow every round alike.
     let mut rss = Vec::new();
     let (out, report) = scenarios(
         "grpc-cycles",
-        &["cycles", "cycles", "cycles"],
+        &["cycles", "cycles", "cycles", "cycles"],
         "",
         |_, pid| rss.push(rss_anon_kib(pid)),
     );
-    assert_eq!(out.matches("cycles ok").count(), 3, "{out}");
+    assert_eq!(out.matches("cycles ok").count(), 4, "{out}");
     assert!(
-        report.contains("client 900 "),
+        report.contains("client 1200 "),
         "every client came and went:\n{report}"
     );
     assert!(
-        rss.iter().all(|&r| r > 0) && rss[2] <= rss[0] + 8 * 1024,
+        rss.iter().all(|&r| r > 0) && rss[3] <= rss[1] + 8 * 1024,
         "anonymous resident memory grew with clients that left: {rss:?} KiB"
     );
 }

@@ -361,7 +361,8 @@ pub(crate) struct PerfAggregator {
     writer: StreamWriter,
     snapshot: PerfSnapshot,
     prev_cpu: Vec<RunqHist>,
-    prev_cgroup: HashMap<u64, RunqHist>,
+    /// Each cgroup's histogram at the last read, and for how many intervals it was idle.
+    prev_cgroup: HashMap<u64, (RunqHist, u32)>,
     prev_io: HashMap<(u32, u32), IoHist>,
     /// Each flow's totals at the last read, and for how many intervals it has been idle.
     prev_flows: HashMap<[u8; 48], (FlowValue, u32)>,
@@ -403,7 +404,8 @@ impl PerfAggregator {
         };
         if collector.perf_snapshot(&mut a.snapshot).is_ok() {
             a.prev_cpu.clone_from(&a.snapshot.per_cpu);
-            a.prev_cgroup.extend(a.snapshot.per_cgroup.iter().copied());
+            a.prev_cgroup
+                .extend(a.snapshot.per_cgroup.iter().map(|(id, h)| (*id, (*h, 0))));
             a.prev_io
                 .extend(a.snapshot.io.iter().map(|(k, h)| ((k.dev, k.op), *h)));
             a.prev_flows
@@ -453,11 +455,26 @@ impl PerfAggregator {
         self.prev_cpu.clone_from(&self.snapshot.per_cpu);
         for i in 0..self.snapshot.per_cgroup.len() {
             let (id, now) = self.snapshot.per_cgroup[i];
-            let d = delta(&now, self.prev_cgroup.get(&id));
+            let prev = self.prev_cgroup.get(&id).copied();
+            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
+            let idle = if d.count > 0 {
+                0
+            } else {
+                prev.map_or(0, |p| p.1) + 1
+            };
+            // A cgroup without waits for two intervals (removed, or idle) leaves the
+            // kernel's bounded table with what it counted until then: room for new ones.
+            if idle >= FLOW_IDLE_INTERVALS {
+                if let Ok(Some(taken)) = collector.runq_cgroup_take(id) {
+                    d = sum(&d, &delta(&taken, Some(&now)));
+                }
+                self.prev_cgroup.remove(&id);
+            } else {
+                self.prev_cgroup.insert(id, (now, idle));
+            }
             if d.count > 0 {
                 self.write(SCOPE_CGROUP, id, start, end, &d);
             }
-            self.prev_cgroup.insert(id, now);
         }
         if self.prev_cgroup.len() > self.snapshot.per_cgroup.len() {
             let live: std::collections::HashSet<u64> =
