@@ -382,15 +382,18 @@ fn traffic_matches_iperf3_and_connection_lives_match_tcplife() {
     // iperf3 over loopback for a fixed number of bytes.
     let port = common::free_port();
     let mut server = Command::new(&iperf3)
-        .args(["-s", "-1", "-p", &port.to_string()])
+        .args(["-s", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("iperf3 -s");
     let _server_guard = KillOnDrop(server.id());
-    let mut client = None;
+    // The client's report: retried until the server listens. iperf3 -J can exit 0 with an
+    // error in its JSON (a refused or cut-off first try), so a report counts only with its
+    // totals.
+    let mut report = serde_json::Value::Null;
     assert!(
-        common::poll_until(Duration::from_secs(10), || {
+        common::poll_until(Duration::from_secs(20), || {
             let out = Command::new(&iperf3)
                 .args([
                     "-c",
@@ -403,18 +406,14 @@ fn traffic_matches_iperf3_and_connection_lives_match_tcplife() {
                 ])
                 .output()
                 .expect("iperf3 -c");
-            let ok = out.status.success();
-            if ok {
-                client = Some(out);
-            }
-            ok
+            report = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            out.status.success() && report["end"]["sum_received"]["bytes"].is_u64()
         }),
-        "iperf3 ran"
+        "iperf3 ran: {report}"
     );
-    // A one-off server (-1): it exits after the test.
+    // SAFETY: kill with the pid of a child we own.
+    unsafe { libc::kill(server.id() as i32, libc::SIGKILL) };
     let _ = server.wait();
-    let report: serde_json::Value =
-        serde_json::from_slice(&client.expect("iperf3").stdout).expect("iperf3's JSON");
     let sent = report["end"]["sum_sent"]["bytes"]
         .as_u64()
         .expect("bytes sent");
