@@ -288,31 +288,32 @@ pub enum LoadError {
         tracepoint: &'static str,
         category: &'static str,
     },
-    #[error("program {program} on tracepoint syscalls:{tracepoint}")]
+    #[error("program {program} on tracepoint syscalls:{tracepoint}: {source}")]
     Event {
         program: &'static str,
         tracepoint: &'static str,
         #[source]
         source: std::io::Error,
     },
-    #[error("loading the BPF object")]
+    #[error("loading the BPF object: {0}")]
     Object(#[source] EbpfError),
     #[error("BPF object has no program {0}")]
     NoProgram(&'static str),
-    #[error("program {program} on tracepoint {tracepoint}")]
+    // The source says why (for a program the kernel refused: the verifier's log).
+    #[error("program {program} on tracepoint {tracepoint}: {source}")]
     Program {
         program: &'static str,
         tracepoint: &'static str,
         #[source]
         source: ProgramError,
     },
-    #[error("map {map}")]
+    #[error("map {map}: {source}")]
     Map {
         map: &'static str,
         #[source]
         source: MapError,
     },
-    #[error("listing CPUs ({path})")]
+    #[error("listing CPUs ({path}): {source}")]
     Cpus {
         path: &'static str,
         #[source]
