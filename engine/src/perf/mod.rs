@@ -303,6 +303,66 @@ fn sum<T: Counters>(a: &T, b: &T) -> T {
     s
 }
 
+/// The last read of a table entry the aggregator retires when idle.
+#[derive(Clone, Copy)]
+struct Last<V> {
+    value: V,
+    /// Intervals in a row without activity.
+    idle: u32,
+    /// The read that last saw it (entries gone from the kernel's table are dropped).
+    epoch: u64,
+}
+
+impl<V> Last<V> {
+    fn new(value: V) -> Last<V> {
+        Last {
+            value,
+            idle: 0,
+            epoch: 0,
+        }
+    }
+}
+
+/// One entry's interval: what it counted since its last read. After
+/// [`FLOW_IDLE_INTERVALS`] without activity (`busy` false) `take` removes it from the
+/// kernel's table (`Some(None)`: it was gone already; `None`: the removal failed, and it is
+/// kept and tried again), and what it counted between the read and the removal is added;
+/// it is then forgotten here too.
+fn step<K: std::hash::Hash + Eq, V: Counters>(
+    last: &mut HashMap<K, Last<V>>,
+    key: K,
+    now: V,
+    epoch: u64,
+    busy: impl Fn(&V) -> bool,
+    take: impl FnOnce() -> Option<Option<V>>,
+) -> V {
+    let prev = last.get(&key).copied();
+    let mut d = delta(&now, prev.as_ref().map(|p| &p.value));
+    let idle = if busy(&d) {
+        0
+    } else {
+        prev.map_or(0, |p| p.idle) + 1
+    };
+    if idle >= FLOW_IDLE_INTERVALS
+        && let Some(taken) = take()
+    {
+        if let Some(taken) = taken {
+            d = sum(&d, &delta(&taken, Some(&now)));
+        }
+        last.remove(&key);
+    } else {
+        last.insert(
+            key,
+            Last {
+                value: now,
+                idle,
+                epoch,
+            },
+        );
+    }
+    d
+}
+
 /// What the aggregator did, for the engine's report.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PerfReport {
@@ -361,13 +421,13 @@ pub(crate) struct PerfAggregator {
     writer: StreamWriter,
     snapshot: PerfSnapshot,
     prev_cpu: Vec<RunqHist>,
-    /// Each cgroup's histogram at the last read, and for how many intervals it was idle.
-    prev_cgroup: HashMap<u64, (RunqHist, u32)>,
+    /// The last read of each cgroup's histogram, flow and process (retired when idle).
+    prev_cgroup: HashMap<u64, Last<RunqHist>>,
     prev_io: HashMap<(u32, u32), IoHist>,
-    /// Each flow's totals at the last read, and for how many intervals it has been idle.
-    prev_flows: HashMap<[u8; 48], (FlowValue, u32)>,
-    /// Each process's totals at the last read, and for how many intervals it has been idle.
-    prev_tasks: HashMap<u32, (TaskSched, u32)>,
+    prev_flows: HashMap<[u8; 48], Last<FlowValue>>,
+    prev_tasks: HashMap<u32, Last<TaskSched>>,
+    /// Reads so far: what a `Last` not read this time is told apart by.
+    epoch: u64,
     /// The interval's processes and their deltas, reused (top N taken from it).
     task_deltas: Vec<(u32, TaskSched)>,
     top_n: usize,
@@ -395,6 +455,7 @@ impl PerfAggregator {
             prev_io: HashMap::new(),
             prev_flows: HashMap::new(),
             prev_tasks: HashMap::new(),
+            epoch: 0,
             task_deltas: Vec::new(),
             top_n: top_n as usize,
             last_ns: now_ns,
@@ -404,14 +465,22 @@ impl PerfAggregator {
         };
         if collector.perf_snapshot(&mut a.snapshot).is_ok() {
             a.prev_cpu.clone_from(&a.snapshot.per_cpu);
-            a.prev_cgroup
-                .extend(a.snapshot.per_cgroup.iter().map(|(id, h)| (*id, (*h, 0))));
+            a.prev_cgroup.extend(
+                a.snapshot
+                    .per_cgroup
+                    .iter()
+                    .map(|(id, h)| (*id, Last::new(*h))),
+            );
             a.prev_io
                 .extend(a.snapshot.io.iter().map(|(k, h)| ((k.dev, k.op), *h)));
-            a.prev_flows
-                .extend(a.snapshot.flows.iter().map(|(k, v)| (flow_id(k), (*v, 0))));
+            a.prev_flows.extend(
+                a.snapshot
+                    .flows
+                    .iter()
+                    .map(|(k, v)| (flow_id(k), Last::new(*v))),
+            );
             a.prev_tasks
-                .extend(a.snapshot.tasks.iter().map(|(t, v)| (*t, (*v, 0))));
+                .extend(a.snapshot.tasks.iter().map(|(t, v)| (*t, Last::new(*v))));
         }
         a
     }
@@ -453,34 +522,25 @@ impl PerfAggregator {
             }
         }
         self.prev_cpu.clone_from(&self.snapshot.per_cpu);
+        self.epoch += 1;
+        let epoch = self.epoch;
         for i in 0..self.snapshot.per_cgroup.len() {
             let (id, now) = self.snapshot.per_cgroup[i];
-            let prev = self.prev_cgroup.get(&id).copied();
-            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
-            let idle = if d.count > 0 {
-                0
-            } else {
-                prev.map_or(0, |p| p.1) + 1
-            };
             // A cgroup without waits for two intervals (removed, or idle) leaves the
             // kernel's bounded table with what it counted until then: room for new ones.
-            if idle >= FLOW_IDLE_INTERVALS {
-                if let Ok(Some(taken)) = collector.runq_cgroup_take(id) {
-                    d = sum(&d, &delta(&taken, Some(&now)));
-                }
-                self.prev_cgroup.remove(&id);
-            } else {
-                self.prev_cgroup.insert(id, (now, idle));
-            }
+            let d = step(
+                &mut self.prev_cgroup,
+                id,
+                now,
+                epoch,
+                |d| d.count > 0,
+                || collector.runq_cgroup_take(id).ok(),
+            );
             if d.count > 0 {
                 self.write(SCOPE_CGROUP, id, start, end, &d);
             }
         }
-        if self.prev_cgroup.len() > self.snapshot.per_cgroup.len() {
-            let live: std::collections::HashSet<u64> =
-                self.snapshot.per_cgroup.iter().map(|(id, _)| *id).collect();
-            self.prev_cgroup.retain(|id, _| live.contains(id));
-        }
+        self.prev_cgroup.retain(|_, l| l.epoch == epoch);
         for i in 0..self.snapshot.io.len() {
             let (k, now) = self.snapshot.io[i];
             let d = delta(&now, self.prev_io.get(&(k.dev, k.op)));
@@ -503,27 +563,17 @@ impl PerfAggregator {
     /// Each flow's traffic since the last read; flows idle for [`FLOW_IDLE_INTERVALS`]
     /// are taken out of the kernel's table, with what they counted until then.
     fn drain_flows(&mut self, collector: &Collector, start: u64, end: u64) {
-        let mut seen = std::collections::HashSet::with_capacity(self.snapshot.flows.len());
+        let epoch = self.epoch;
         for i in 0..self.snapshot.flows.len() {
             let (k, now) = self.snapshot.flows[i];
-            let id = flow_id(&k);
-            seen.insert(id);
-            let prev = self.prev_flows.get(&id).copied();
-            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
-            let mut idle = if d.sends + d.receives == 0 {
-                prev.map_or(0, |p| p.1) + 1
-            } else {
-                0
-            };
-            let mut last = now;
-            if idle >= FLOW_IDLE_INTERVALS
-                && let Ok(Some(taken)) = collector.flow_take(&k)
-            {
-                // Whatever it counted between the read and the removal is this interval's.
-                d = sum(&d, &delta(&taken, Some(&now)));
-                last = taken;
-                idle = u32::MAX;
-            }
+            let d = step(
+                &mut self.prev_flows,
+                flow_id(&k),
+                now,
+                epoch,
+                |d| d.sends + d.receives > 0,
+                || collector.flow_take(&k).ok(),
+            );
             if d.sends + d.receives > 0 {
                 self.telemetry.net(&k, &d);
                 self.report.flow_records += 1;
@@ -539,15 +589,8 @@ impl PerfAggregator {
                 };
                 self.append(KIND_PERF_NET, end, bytemuck::bytes_of(&rec));
             }
-            if idle == u32::MAX {
-                self.prev_flows.remove(&id);
-            } else {
-                self.prev_flows.insert(id, (last, idle));
-            }
         }
-        if self.prev_flows.len() > seen.len() {
-            self.prev_flows.retain(|id, _| seen.contains(id));
-        }
+        self.prev_flows.retain(|_, l| l.epoch == epoch);
     }
 
     /// Each process's scheduling since the last read; the top N by off-CPU time and by
@@ -555,30 +598,19 @@ impl PerfAggregator {
     /// throughout) are taken out of the kernel's table with what they counted until then.
     fn drain_tasks(&mut self, collector: &Collector, start: u64, end: u64) {
         self.task_deltas.clear();
+        let epoch = self.epoch;
+        let busy = |d: &TaskSched| d.switches + d.involuntary > 0 || d.offcpu_ns > 0;
         for i in 0..self.snapshot.tasks.len() {
             let (tgid, now) = self.snapshot.tasks[i];
-            let prev = self.prev_tasks.get(&tgid).copied();
-            let mut d = delta(&now, prev.as_ref().map(|p| &p.0));
-            let busy = d.switches + d.involuntary > 0 || d.offcpu_ns > 0;
-            let idle = if busy { 0 } else { prev.map_or(0, |p| p.1) + 1 };
-            if idle >= FLOW_IDLE_INTERVALS {
-                if let Ok(Some(taken)) = collector.task_take(tgid) {
-                    d = sum(&d, &delta(&taken, Some(&now)));
-                }
-                self.prev_tasks.remove(&tgid);
-            } else {
-                self.prev_tasks.insert(tgid, (now, idle));
-            }
-            if d.switches + d.involuntary > 0 || d.offcpu_ns > 0 {
+            let d = step(&mut self.prev_tasks, tgid, now, epoch, busy, || {
+                collector.task_take(tgid).ok()
+            });
+            if busy(&d) {
                 self.report.switches += d.switches + d.involuntary;
                 self.task_deltas.push((tgid, d));
             }
         }
-        if self.prev_tasks.len() > self.snapshot.tasks.len() {
-            let live: std::collections::HashSet<u32> =
-                self.snapshot.tasks.iter().map(|(t, _)| *t).collect();
-            self.prev_tasks.retain(|t, _| live.contains(t));
-        }
+        self.prev_tasks.retain(|_, l| l.epoch == epoch);
         // The top N by off-CPU time, then by switches (ties by pid): the union, written in
         // that order.
         let n = self.top_n;
@@ -773,6 +805,28 @@ mod tests {
         };
         assert_eq!(NetRecord::decode(bytemuck::bytes_of(&rec)), Some(rec));
         assert_eq!(rec.protocol(), "tcp");
+    }
+
+    #[test]
+    fn idle_entries_are_retired_with_what_they_counted_and_kept_when_removal_fails() {
+        let mut last: HashMap<u32, Last<FlowValue>> = HashMap::new();
+        let busy = |d: &FlowValue| d.sends > 0;
+        let v = |sends| FlowValue {
+            sends,
+            ..Default::default()
+        };
+        let never = || -> Option<Option<FlowValue>> { panic!("not idle long enough") };
+        assert_eq!(step(&mut last, 1, v(5), 1, busy, never).sends, 5);
+        assert_eq!(step(&mut last, 1, v(5), 2, busy, never).sends, 0);
+        // Idle twice: a failed removal keeps it (no recount from zero next time)...
+        assert_eq!(step(&mut last, 1, v(5), 3, busy, || None).sends, 0);
+        assert_eq!(last[&1].epoch, 3);
+        // ...a removal returns the sends made since the read, and it is forgotten.
+        assert_eq!(
+            step(&mut last, 1, v(5), 4, busy, || Some(Some(v(7)))).sends,
+            2
+        );
+        assert!(last.is_empty());
     }
 
     #[test]
