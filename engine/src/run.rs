@@ -722,7 +722,7 @@ pub(crate) fn run_with(
     let enrich_shared = Arc::new(EnrichShared::default());
     let windows = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut nats_stats = None;
-    let semantic = if sem.enabled {
+    let mut semantic = if sem.enabled {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if !sem.jsonl_path.is_empty() {
             let sink = JsonlSink::open(&sem.jsonl_path, sem.jsonl_bytes_max)
@@ -795,6 +795,16 @@ pub(crate) fn run_with(
     } else {
         None
     };
+    // The perf aggregates of each summary window, folded as they are written.
+    if let (Some(p), Some(t)) = (&mut perf, &mut semantic) {
+        let shared = Arc::new(crate::perf::window::PerfWindows::default());
+        p.summarize(
+            sem.window_ms.saturating_mul(1_000_000),
+            crate::semantic::windows::keys_per_partial(sem.top_n),
+            shared.clone(),
+        );
+        t.set_perf(shared);
+    }
     let metrics_server = if config.export.metrics.listen.is_empty() {
         None
     } else {

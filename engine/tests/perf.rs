@@ -648,3 +648,142 @@ fn a_context_switch_storm_overflows_the_tables_counted_and_memory_stays_flat() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }
+
+/// The window a record's RFC 3339 time falls in, for windows of one second: its second.
+fn second_of(ts: &str) -> &str {
+    ts.split('.').next().expect("a time")
+}
+
+#[test]
+fn window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them() {
+    if !privileged("window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(stress) = tool("stress-ng", &["/usr/bin/stress-ng"]) else {
+        return;
+    };
+    let Some(iperf3) = tool("iperf3", &["/usr/bin/iperf3"]) else {
+        return;
+    };
+    let jsonl = std::env::temp_dir().join(format!("perf-summary-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&jsonl);
+    let config = format!(
+        "{CONFIG}[semantic]\nwindow_ms = 1000\nlateness_ms = 200\njsonl_path = \"{}\"\n",
+        jsonl.display()
+    );
+    let (dir, cfg) = data_dir_and_config("engine-perf-summary", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+
+    // Contention, traffic and direct writes to the real disk, for a few windows.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut load = Command::new(&stress)
+        .args(["--cpu", &(2 * cpus).to_string(), "--timeout", "3", "-q"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("stress-ng");
+    let _load_guard = KillOnDrop(load.id());
+    let port = common::free_port();
+    let server = Command::new(&iperf3)
+        .args(["-s", "-1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 -s");
+    let _server_guard = KillOnDrop(server.id());
+    assert!(
+        common::poll_until(Duration::from_secs(20), || {
+            let out = Command::new(&iperf3)
+                .args(["-c", "127.0.0.1", "-p", &port.to_string(), "-n", "8M", "-J"])
+                .output()
+                .expect("iperf3 -c");
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            out.status.success() && r["end"]["sum_received"]["bytes"].is_u64()
+        }),
+        "iperf3 ran"
+    );
+    let file = dir.with_extension("dd");
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "count=64", "oflag=direct"])
+        .arg(format!("of={}", file.display()))
+        .stderr(Stdio::null())
+        .status()
+        .expect("dd");
+    assert!(dd.success());
+    load.wait().expect("stress-ng ends");
+    let report = stop_engine(engine, lines);
+    assert!(report.contains("semantic: "), "{report}");
+    let _ = std::fs::remove_file(&file);
+
+    // Live and offline: the same bytes, perf aggregates included.
+    let live = std::fs::read_to_string(&jsonl).expect("the live summary stream");
+    let out = Command::new(common::ENGINE)
+        .args(["summarize", dir.to_str().unwrap()])
+        .output()
+        .expect("engine summarize");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        live,
+        String::from_utf8_lossy(&out.stdout),
+        "live and offline summaries differ"
+    );
+
+    // Each window's aggregates are the sums of the interval records that ended in it.
+    let windows: Vec<serde_json::Value> = live
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "window")
+        .collect();
+    let emitted: std::collections::HashSet<String> = windows
+        .iter()
+        .map(|w| second_of(w["start"].as_str().unwrap()).to_string())
+        .collect();
+    let in_windows = |kind: &str, field: &str, keep: &dyn Fn(&serde_json::Value) -> bool| {
+        replay_json(&dir, &["--kind", kind])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| emitted.contains(second_of(v["ts"].as_str().unwrap())) && keep(v))
+            .map(|v| v[field].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let sum = |f: &dyn Fn(&serde_json::Value) -> u64| windows.iter().map(f).sum::<u64>();
+    let waits = sum(&|w| w["perf"]["runq"]["count"].as_u64().unwrap_or(0));
+    assert!(waits > 100, "the contention's waits: {waits}");
+    assert_eq!(
+        waits,
+        in_windows("perf.runq_latency", "count", &|v| v["scope"] == "cpu")
+    );
+    let cgroup_waits = sum(&|w| {
+        let r = &w["perf"]["runq"];
+        r["cgroups"].as_array().map_or(0, |c| {
+            c.iter().map(|c| c["count"].as_u64().unwrap()).sum::<u64>()
+        }) + r["cgroups_other"].as_u64().unwrap_or(0)
+            + r["cgroups_overflow"].as_u64().unwrap_or(0)
+    });
+    assert_eq!(
+        cgroup_waits,
+        in_windows("perf.runq_latency", "count", &|v| v["scope"] == "cgroup")
+    );
+    let sent = sum(&|w| w["perf"]["net"]["bytes_sent"].as_u64().unwrap_or(0));
+    assert!(sent >= 8 << 20, "iperf3's 8 MiB: {sent}");
+    assert_eq!(sent, in_windows("perf.net_traffic", "bytes_sent", &|_| true));
+    let io = sum(&|w| {
+        w["perf"]["io"]
+            .as_array()
+            .map_or(0, |a| a.iter().map(|d| d["count"].as_u64().unwrap()).sum())
+    });
+    assert!(io >= 64, "dd's 64 direct writes: {io}");
+    assert_eq!(io, in_windows("perf.io_latency", "count", &|_| true));
+    // stress-ng's workers are among the processes that waited longest for a CPU (named
+    // as at their exec: their renames to stress-ng-cpu are not followed).
+    assert!(
+        windows.iter().any(|w| w["perf"]["sched"]["top_runq"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["comm"] == "stress-ng"))),
+        "{live}"
+    );
+    let _ = std::fs::remove_file(&jsonl);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}

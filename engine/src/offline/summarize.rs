@@ -20,6 +20,8 @@ use super::time::TimeRange;
 use crate::config::{DEFAULT_TOP_N, DEFAULT_WINDOW_MS};
 use crate::enrich::enricher::ENRICH_STREAM_ID;
 use crate::error::{Error, Result};
+use crate::perf::PERF_STREAM_ID;
+use crate::perf::window::PerfFold;
 use crate::output::json::JsonWriter;
 use crate::sampler::{class_of, importance};
 use crate::semantic::correlate::{Correlator, Thresholds};
@@ -28,7 +30,7 @@ use crate::semantic::partial::Partial;
 use crate::semantic::summary::Window;
 use crate::semantic::tables::{StoredTables, TablesAt};
 use crate::semantic::thread::window_end_mono;
-use crate::semantic::windows::Windows;
+use crate::semantic::windows::{Windows, keys_per_partial};
 
 /// What `engine summarize` recomputes.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +110,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
     let streams: Vec<u32> = storage::list_streams(dir, &mut skipped)?
         .into_iter()
         .map(|(id, _)| id)
-        .filter(|&id| id != ENRICH_STREAM_ID && id != crate::perf::PERF_STREAM_ID)
+        .filter(|&id| id != ENRICH_STREAM_ID && id != PERF_STREAM_ID)
         .collect();
     let mut merged: Merged = BTreeMap::new();
     let mut host = String::new();
@@ -191,8 +193,24 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         args.range.from_unix_ns.is_none_or(|f| start >= f)
             && args.range.to_unix_ns.is_none_or(|t| start < t)
     };
+    // The perf category's interval records, folded into the windows their ends fall in,
+    // as the live aggregator did.
+    let window_ns = regroup_ns.or(recorded.map(|r| r.0)).unwrap_or(1);
+    let top_n = recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize);
+    let mut perf = PerfFold::new(window_ns, keys_per_partial(top_n));
+    if storage::stream_dir(dir, PERF_STREAM_ID).is_dir() {
+        let opts = ReadOptions {
+            streams: Some(vec![PERF_STREAM_ID]),
+            file_order: true,
+            ..ReadOptions::default()
+        };
+        let mut reader = Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
+        while let Some(loc) = reader.next_located()? {
+            let r = loc.record;
+            perf.record(r.ts_ns, loc.mono_to_wall_ns, r.kind, r.bytes);
+        }
+    }
     if let Some(ns) = regroup_ns {
-        let top_n = recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize);
         for (w, (p, cores)) in regrouped {
             if !in_range(w, ns) {
                 continue;
@@ -200,6 +218,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
             let mut win = Window::new(w, ns, top_n);
             win.merged = p;
             win.cores = cores;
+            win.perf = perf.open.remove(&w).map(Box::new);
             let end = window_end_mono(w, ns, core0_offset.unwrap_or(0));
             win.write_json(&host, &mut json, tables.as_mut().map(|t| t.at(end)));
             out.write_all(json.bytes())?;
@@ -216,13 +235,10 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         // As live: the windows every core had closed, from the first core's start.
         if let (Some(first), Some(ready)) = (first, ready) {
             for w in first..ready {
-                let mut win = merged.remove(&w).unwrap_or_else(|| {
-                    Window::new(
-                        w,
-                        window_ns,
-                        recorded.map_or(DEFAULT_TOP_N, |(_, t)| t as usize),
-                    )
-                });
+                let mut win = merged
+                    .remove(&w)
+                    .unwrap_or_else(|| Window::new(w, window_ns, top_n));
+                win.perf = perf.open.remove(&w).map(Box::new);
                 let end = window_end_mono(w, window_ns, core0_offset.unwrap_or(0));
                 if in_range(w, window_ns) {
                     let mut lines = Vec::new();

@@ -17,6 +17,8 @@ use storage::{RecordRef, StreamWriter};
 
 use crate::telemetry::Telemetry;
 
+pub(crate) mod window;
+
 /// The id of the perf aggregate stream (`stream-1000001`), next to the enrichment stream.
 pub(crate) const PERF_STREAM_ID: u32 = 1_000_001;
 
@@ -380,6 +382,8 @@ pub(crate) struct PerfReport {
     pub switches: u64,
     pub task_records: u64,
     pub tasks_full: u64,
+    /// Summary windows whose aggregates the semantic thread did not take in time.
+    pub windows_dropped: u64,
     pub error: Option<String>,
 }
 
@@ -409,6 +413,13 @@ impl std::fmt::Display for PerfReport {
             self.task_records,
             self.tasks_full
         )?;
+        if self.windows_dropped > 0 {
+            write!(
+                f,
+                "; {} summary windows' aggregates dropped (the semantic thread fell behind)",
+                self.windows_dropped
+            )?;
+        }
         if let Some(e) = &self.error {
             write!(f, "; stopped writing: {e}")?;
         }
@@ -435,6 +446,9 @@ pub(crate) struct PerfAggregator {
     interval_ns: u64,
     telemetry: Arc<Telemetry>,
     report: PerfReport,
+    /// With the semantic path: each written record folded into its summary window, and
+    /// the windows handed over once complete.
+    windows: Option<(window::PerfFold, Arc<window::PerfWindows>)>,
 }
 
 impl PerfAggregator {
@@ -462,6 +476,7 @@ impl PerfAggregator {
             interval_ns: interval_ms.saturating_mul(1_000_000),
             telemetry,
             report: PerfReport::default(),
+            windows: None,
         };
         if collector.perf_snapshot(&mut a.snapshot).is_ok() {
             a.prev_cpu.clone_from(&a.snapshot.per_cpu);
@@ -485,10 +500,28 @@ impl PerfAggregator {
         a
     }
 
+    /// Folds every record written from now on into summary windows of `window_ns`
+    /// (keys per window bounded by `cap`), handed over through `shared`.
+    pub(crate) fn summarize(
+        &mut self,
+        window_ns: u64,
+        cap: usize,
+        shared: Arc<window::PerfWindows>,
+    ) {
+        self.windows = Some((window::PerfFold::new(window_ns, cap), shared));
+    }
+
     /// Writes the interval's records once `perf.interval_ms` has passed since the last.
     pub(crate) fn tick(&mut self, collector: &Collector, now_ns: u64) {
         if now_ns.saturating_sub(self.last_ns) >= self.interval_ns {
             self.drain(collector, now_ns);
+        }
+        // Records written from now on end at `now_ns` or later: the windows before its
+        // window are complete.
+        let offset = self.writer.mono_to_wall_ns();
+        if let Some((fold, shared)) = &mut self.windows {
+            let w = fold.window(now_ns, offset);
+            shared.complete(fold, w);
         }
         if self.report.error.is_none()
             && let Err(e) = self.writer.tick()
@@ -695,7 +728,13 @@ impl PerfAggregator {
             bytes,
         };
         match self.writer.append(&r) {
-            Ok(()) => self.report.records += 1,
+            Ok(()) => {
+                self.report.records += 1;
+                let offset = self.writer.mono_to_wall_ns();
+                if let Some((fold, _)) = &mut self.windows {
+                    fold.record(ts_ns, offset, kind, bytes);
+                }
+            }
             Err(e) => {
                 self.report.records_lost += 1;
                 self.report.error = Some(e.to_string());
@@ -710,6 +749,10 @@ impl PerfAggregator {
             && let Err(e) = self.writer.close()
         {
             self.report.error = Some(e.to_string());
+        }
+        if let Some((fold, shared)) = &mut self.windows {
+            shared.complete(fold, u64::MAX);
+            self.report.windows_dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
         }
         self.report
     }

@@ -10,6 +10,7 @@ use super::correlate::Correlator;
 use super::partial::{FILE_OP_NAMES, Partial, PathTop, PeerKey, ProcessKey, TopMap};
 use super::tables::TablesAt;
 use crate::enrich::tables::{Enrichment, Tables};
+use crate::perf::window::PerfWindow;
 
 /// A notable event held for its window's lines: (ts, core, seq) for the order, then
 /// the wall time, weight and record bytes.
@@ -32,6 +33,8 @@ pub(crate) struct Window {
     /// then the wall time, weight and record bytes.
     notables: Vec<HeldNotable>,
     pub notables_dropped: u64,
+    /// The perf category's interval records that ended in the window, folded.
+    pub perf: Option<Box<PerfWindow>>,
 }
 
 impl Window {
@@ -47,6 +50,7 @@ impl Window {
             records_lost: 0,
             notables: Vec::new(),
             notables_dropped: 0,
+            perf: None,
         }
     }
 
@@ -315,6 +319,9 @@ impl Window {
         json.close(b']');
         let rest: u64 = calls.iter().skip(n).map(|c| c.1).sum::<u64>() + m.syscalls_other;
         json.field("syscalls_other", rest);
+        if let Some(p) = &self.perf {
+            p.write_json(json, n, tables);
+        }
         json.close(b'}');
         json.newline();
     }

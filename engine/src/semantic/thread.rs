@@ -14,6 +14,7 @@ use super::partial::Partial;
 use super::summary::Window;
 use super::tables::{LiveTables, TablesAt};
 use crate::export::Sink;
+use crate::perf::window::PerfWindows;
 use crate::output::json::JsonWriter;
 
 /// How long the stop waits for the enrichment thread's last records.
@@ -87,6 +88,8 @@ pub(crate) struct SemanticThread {
     correlator: Correlator,
     /// Counts the windows emitted (for the metrics), when set.
     windows: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The perf category's aggregates per window (when it is on).
+    perf: Option<Arc<PerfWindows>>,
 }
 
 impl std::fmt::Debug for SemanticThread {
@@ -120,7 +123,19 @@ impl SemanticThread {
             mono_to_wall_ns: 0,
             correlator: Correlator::new(thresholds),
             windows: None,
+            perf: None,
         }
+    }
+
+    /// Adds the perf category's aggregates to each window's line (a window is emitted
+    /// once no later interval record can fall in it).
+    pub(crate) fn set_perf(&mut self, perf: Arc<PerfWindows>) {
+        self.perf = Some(perf);
+    }
+
+    /// Whether every interval record of window `w` has been folded.
+    fn perf_ready(&self, w: u64) -> bool {
+        self.perf.as_ref().is_none_or(|p| p.ready(w))
     }
 
     /// Counts every window emitted into `windows`.
@@ -165,6 +180,7 @@ impl SemanticThread {
 
     fn emit(&mut self, w: u64) {
         let mut win = Window::new(w, self.window_ns, self.top_n);
+        win.perf = self.perf.as_ref().and_then(|p| p.take(w)).map(Box::new);
         for (i, c) in self.inputs.iter_mut().enumerate() {
             if w < c.shared.start.load(Ordering::Acquire) {
                 continue; // the core had not started
@@ -234,7 +250,9 @@ impl SemanticThread {
                 .unwrap_or(ready)
         });
         let mut w = first;
-        while w < ready && (self.enrichment_ready(w) || self.waited_out) {
+        while w < ready
+            && ((self.enrichment_ready(w) && self.perf_ready(w)) || self.waited_out)
+        {
             self.emit(w);
             w += 1;
         }
@@ -255,21 +273,26 @@ impl SemanticThread {
             let emitted = self.pass();
             if done {
                 let deadline = std::time::Instant::now() + FINAL_WAIT;
-                while self
-                    .tables
-                    .as_ref()
-                    .is_some_and(|t| t.fed_through() != u64::MAX)
+                let tables_done = |t: &Self| {
+                    t.tables
+                        .as_ref()
+                        .is_none_or(|t| t.fed_through() == u64::MAX)
+                };
+                while !(tables_done(&self) && self.perf_ready(u64::MAX - 1))
                     && std::time::Instant::now() < deadline
                 {
                     std::thread::sleep(IDLE);
                 }
-                if self
-                    .tables
-                    .as_ref()
-                    .is_some_and(|t| t.fed_through() != u64::MAX)
-                {
+                if !tables_done(&self) {
                     eprintln!(
                         "engine: semantic: the enrichment thread did not finish within {} s; the last notable events are written without waiting for it",
+                        FINAL_WAIT.as_secs()
+                    );
+                    self.waited_out = true;
+                }
+                if !self.perf_ready(u64::MAX - 1) {
+                    eprintln!(
+                        "engine: semantic: the perf aggregator did not finish within {} s; the last windows are written without its aggregates",
                         FINAL_WAIT.as_secs()
                     );
                     self.waited_out = true;
