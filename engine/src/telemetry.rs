@@ -39,12 +39,20 @@ pub(crate) struct Telemetry {
     /// Run-queue latency per CPU since the start (the perf category), as the perf
     /// aggregator wrote it out.
     pub runq: Mutex<Vec<bpf::abi::RunqHist>>,
+    /// Run-queue latency per container of the waiting tasks (`host` outside containers,
+    /// `unknown` for cgroups gone before they were looked up), at most
+    /// [`CONTAINER_LABELS_MAX`] labels (the rest under `other`).
+    pub runq_container: Mutex<std::collections::BTreeMap<Arc<str>, bpf::abi::RunqHist>>,
     /// Block I/O latency per (disk, operation) since the start (the perf category).
     pub block_io: Mutex<std::collections::BTreeMap<(String, String), bpf::abi::IoHist>>,
     /// Bytes sent and received per protocol since the start (the perf category):
     /// `[tcp sent, tcp received, udp sent, udp received]`.
     pub net_bytes: Mutex<[u64; 4]>,
 }
+
+/// Container labels of `kevent_container_runq_latency_seconds`, at most (a node runs
+/// fewer containers at once; past it, new ones are counted under `other`).
+pub(crate) const CONTAINER_LABELS_MAX: usize = 512;
 
 impl Telemetry {
     /// Adds an interval's block I/O latency of one device and operation (the perf
@@ -81,6 +89,25 @@ impl Telemetry {
             n[base] += d.bytes_sent;
             n[base + 1] += d.bytes_received;
         }
+    }
+
+    /// Adds an interval's run-queue latency of the tasks of one container (the perf
+    /// aggregator).
+    pub(crate) fn runq_container(&self, container: &Arc<str>, d: &bpf::abi::RunqHist) {
+        let Ok(mut all) = self.runq_container.lock() else {
+            return;
+        };
+        let key = if all.contains_key(container) || all.len() < CONTAINER_LABELS_MAX {
+            container.clone()
+        } else {
+            Arc::from("other")
+        };
+        let h = all.entry(key).or_default();
+        for (x, y) in h.slots.iter_mut().zip(&d.slots) {
+            *x += y;
+        }
+        h.count += d.count;
+        h.sum_ns += d.sum_ns;
     }
 
     /// Adds an interval's run-queue latency on `cpu` (the perf aggregator).
@@ -124,6 +151,7 @@ impl Telemetry {
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),
             runq: Mutex::new(Vec::new()),
+            runq_container: Mutex::new(std::collections::BTreeMap::new()),
             block_io: Mutex::new(std::collections::BTreeMap::new()),
             net_bytes: Mutex::new([0; 4]),
         }

@@ -3,26 +3,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    KillOnDrop, data_dir_and_config, free_port, poll_until, privileged, start_engine, stop_engine,
+    KillOnDrop, data_dir_and_config, free_port, get, poll_until, privileged, start_engine,
+    stop_engine,
 };
 use serde_json::Value;
-
-/// `GET path` over HTTP/1.0 (no chunking): the status line and the body.
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).ok()?;
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
 
 /// The result vector of a Prometheus instant query.
 fn query(port: u16, q: &str) -> Vec<Value> {

@@ -767,7 +767,10 @@ fn window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them() {
     );
     let sent = sum(&|w| w["perf"]["net"]["bytes_sent"].as_u64().unwrap_or(0));
     assert!(sent >= 8 << 20, "iperf3's 8 MiB: {sent}");
-    assert_eq!(sent, in_windows("perf.net_traffic", "bytes_sent", &|_| true));
+    assert_eq!(
+        sent,
+        in_windows("perf.net_traffic", "bytes_sent", &|_| true)
+    );
     let io = sum(&|w| {
         w["perf"]["io"]
             .as_array()
@@ -784,6 +787,64 @@ fn window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them() {
         "{live}"
     );
     let _ = std::fs::remove_file(&jsonl);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
+}
+
+#[test]
+fn run_queue_latency_of_a_container_is_a_metric_labelled_with_its_id() {
+    if !privileged("run_queue_latency_of_a_container_is_a_metric_labelled_with_its_id") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(stress) = tool("stress-ng", &["/usr/bin/stress-ng"]) else {
+        return;
+    };
+    let port = common::free_port();
+    let config = format!(
+        "{CONFIG}[export.metrics]\nlisten = \"127.0.0.1:{port}\"\n[semantic]\nenabled = false\n"
+    );
+    let (dir, cfg) = data_dir_and_config("engine-runq-container", &config);
+    let (engine, lines) = start_engine(&cfg, &dir);
+    let _guard = KillOnDrop(engine.id());
+
+    // A shell spinning in a cgroup of docker's shape, against stress-ng on the host.
+    let id = common::runtimes::container_id("runq");
+    let cgroup = common::runtimes::CgroupPath::make(&format!("/system.slice/docker-{id}.scope"));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let load = Command::new(&stress)
+        .args(["--cpu", &(2 * cpus).to_string(), "--timeout", "4", "-q"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("stress-ng");
+    let _load_guard = KillOnDrop(load.id());
+    let spin = cgroup.run("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done", &[]);
+    assert!(spin.status.success(), "{spin:?}");
+
+    // The container's own series, with waits counted, next to the host's.
+    let series = |body: &str, label: &str| -> u64 {
+        body.lines()
+            .find(|l| {
+                l.starts_with("kevent_container_runq_latency_seconds_count{")
+                    && l.contains(&format!("container=\"{label}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut body = String::new();
+    assert!(
+        common::poll_until(Duration::from_secs(10), || {
+            body = common::get(port, "/metrics")
+                .map(|r| r.1)
+                .unwrap_or_default();
+            series(&body, &id) > 0 && series(&body, "host") > 0
+        }),
+        "the container's and the host's waits: {body}"
+    );
+    let report = stop_engine(engine, lines);
+    assert!(accounting_line(&report).contains("[holds]"), "{report}");
+    drop(cgroup);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
 }

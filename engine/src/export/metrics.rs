@@ -170,6 +170,21 @@ fn perf_metrics(e: &mut DescriptorEncoder, t: &Telemetry) -> std::fmt::Result {
             log2_us_histogram(&mut m, &labels, &h.slots, h.count, h.sum_ns)?;
         }
     }
+    if let Ok(runq) = t.runq_container.lock()
+        && !runq.is_empty()
+    {
+        let mut m = e.encode_descriptor(
+            "kevent_container_runq_latency_seconds",
+            "Time runnable tasks waited for a CPU (perf category), by the tasks' container \
+             (host: not in one)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (container, h) in runq.iter() {
+            let labels: Labels = vec![("container", container.to_string())];
+            log2_us_histogram(&mut m, &labels, &h.slots, h.count, h.sum_ns)?;
+        }
+    }
     if let Ok(io) = t.block_io.lock()
         && !io.is_empty()
     {

@@ -365,6 +365,55 @@ fn step<K: std::hash::Hash + Eq, V: Counters>(
     d
 }
 
+/// The container of a cgroup id as a metric label (its id, or `host`), from a walk of the
+/// cgroup2 hierarchy (ids are the directories' inode numbers): a walk when an id is not
+/// known, at most once per interval, replacing what was known (so only live cgroups are
+/// kept).
+struct ContainerLabels {
+    root: Option<std::path::PathBuf>,
+    labels: HashMap<u64, Arc<str>>,
+    /// The interval of the last walk.
+    walked: Option<u64>,
+}
+
+/// Cgroups a walk visits at most.
+const CGROUP_WALK_MAX: usize = 65_536;
+
+impl ContainerLabels {
+    fn new() -> ContainerLabels {
+        ContainerLabels {
+            root: crate::enrich::scan::cgroup2_mount(),
+            labels: HashMap::new(),
+            walked: None,
+        }
+    }
+
+    /// `cgroup`'s label in interval `epoch`; `unknown` when a walk did not find it.
+    fn label(&mut self, cgroup: u64, epoch: u64) -> Arc<str> {
+        if let Some(l) = self.labels.get(&cgroup) {
+            return l.clone();
+        }
+        if self.walked != Some(epoch)
+            && let Some(root) = &self.root
+        {
+            self.walked = Some(epoch);
+            self.labels.clear();
+            let (host, labels) = (Arc::<str>::from("host"), &mut self.labels);
+            crate::enrich::scan::scan_cgroups(root, CGROUP_WALK_MAX, |c| {
+                let label = match crate::enrich::container::classify(&c.path) {
+                    crate::enrich::container::Placement::Host => host.clone(),
+                    crate::enrich::container::Placement::Container(c) => Arc::from(c.id),
+                };
+                labels.insert(c.id, label);
+            });
+        }
+        self.labels
+            .get(&cgroup)
+            .cloned()
+            .unwrap_or_else(|| Arc::from("unknown"))
+    }
+}
+
 /// What the aggregator did, for the engine's report.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PerfReport {
@@ -439,6 +488,8 @@ pub(crate) struct PerfAggregator {
     prev_tasks: HashMap<u32, Last<TaskSched>>,
     /// Reads so far: what a `Last` not read this time is told apart by.
     epoch: u64,
+    /// The container of each cgroup, for the per-container metric.
+    containers: ContainerLabels,
     /// The interval's processes and their deltas, reused (top N taken from it).
     task_deltas: Vec<(u32, TaskSched)>,
     top_n: usize,
@@ -470,6 +521,7 @@ impl PerfAggregator {
             prev_flows: HashMap::new(),
             prev_tasks: HashMap::new(),
             epoch: 0,
+            containers: ContainerLabels::new(),
             task_deltas: Vec::new(),
             top_n: top_n as usize,
             last_ns: now_ns,
@@ -570,6 +622,8 @@ impl PerfAggregator {
                 || collector.runq_cgroup_take(id).ok(),
             );
             if d.count > 0 {
+                let container = self.containers.label(id, epoch);
+                self.telemetry.runq_container(&container, &d);
                 self.write(SCOPE_CGROUP, id, start, end, &d);
             }
         }

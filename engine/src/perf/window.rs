@@ -278,7 +278,10 @@ impl PerfWindow {
         for ((dev, op), io) in &self.io {
             json.open(None, b'{');
             json.field("disk", Str(bpf::abi::cstr_bytes(&io.disk)));
-            json.field("dev", Str(format!("{}:{}", dev >> 20, dev & 0xfffff).as_bytes()));
+            json.field(
+                "dev",
+                Str(format!("{}:{}", dev >> 20, dev & 0xfffff).as_bytes()),
+            );
             json.field("op", Str(super::io_op_name(*op).as_bytes()));
             json.field("bytes", io.bytes);
             io.hist.write(json, true);

@@ -14,8 +14,8 @@ use super::partial::Partial;
 use super::summary::Window;
 use super::tables::{LiveTables, TablesAt};
 use crate::export::Sink;
-use crate::perf::window::PerfWindows;
 use crate::output::json::JsonWriter;
+use crate::perf::window::PerfWindows;
 
 /// How long the stop waits for the enrichment thread's last records.
 const FINAL_WAIT: Duration = Duration::from_secs(30);
@@ -250,9 +250,7 @@ impl SemanticThread {
                 .unwrap_or(ready)
         });
         let mut w = first;
-        while w < ready
-            && ((self.enrichment_ready(w) && self.perf_ready(w)) || self.waited_out)
-        {
+        while w < ready && ((self.enrichment_ready(w) && self.perf_ready(w)) || self.waited_out) {
             self.emit(w);
             w += 1;
         }

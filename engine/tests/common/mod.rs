@@ -303,3 +303,18 @@ pub fn stop_engine(mut engine: Child, lines: std::sync::mpsc::Receiver<String>) 
     assert!(status.success(), "engine failed: {status:?}\n{report}");
     report
 }
+
+/// `GET path` over HTTP/1.0 from 127.0.0.1:`port`: (status line, body); `None` when it
+/// could not be had.
+pub fn get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).ok()?;
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
