@@ -973,6 +973,17 @@ pub struct PerfSnapshot {
     pub tasks: Vec<(u32, TaskSched)>,
     /// Summed over CPUs.
     pub counters: PerfCounters,
+    /// Buffers of the batch reads, kept between reads.
+    scratch: BatchScratch,
+}
+
+/// Key and value buffers of `BPF_MAP_LOOKUP_BATCH`, grown to a table's size once.
+#[derive(Debug, Clone, Default)]
+struct BatchScratch {
+    keys: Vec<u64>,
+    values: Vec<u64>,
+    /// False once the kernel has refused batch reads (before 5.6): entry by entry.
+    unsupported: bool,
 }
 
 impl Collector {
@@ -1004,24 +1015,60 @@ impl Collector {
         {
             out.counters.add(c);
         }
+        out.per_cgroup.clear();
+        out.io.clear();
+        out.flows.clear();
+        out.tasks.clear();
+        // Whole tables a few syscalls at a time into kept buffers (BPF_MAP_LOOKUP_BATCH);
+        // entry by entry where the kernel has no batch reads.
+        if !out.scratch.unsupported {
+            let s = &mut out.scratch;
+            let read = self
+                .batch::<u64, RunqHist>("runq_cgroup", 1, s, |k, v| out.per_cgroup.push((*k, v[0])))
+                .and_then(|()| {
+                    self.batch::<IoKey, IoHist>("io_hist", 1, s, |k, v| out.io.push((*k, v[0])))
+                })
+                .and_then(|()| {
+                    self.batch::<FlowKey, FlowValue>("net_flows", 1, s, |k, v| {
+                        out.flows.push((*k, v[0]))
+                    })
+                })
+                .and_then(|()| {
+                    let cpus = aya::util::nr_cpus()
+                        .map_err(|(path, source)| LoadError::Cpus { path, source })?;
+                    self.batch::<u32, TaskSched>("task_sched", cpus, s, |k, v| {
+                        out.tasks.push((*k, sum_tasks(v.iter())))
+                    })
+                });
+            match read {
+                Ok(()) => return Ok(()),
+                Err(LoadError::Map {
+                    source: MapError::IoError(e),
+                    ..
+                }) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    s.unsupported = true;
+                    out.per_cgroup.clear();
+                    out.io.clear();
+                    out.flows.clear();
+                    out.tasks.clear();
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let groups: BpfHashMap<&MapData, u64, RunqHist> =
             BpfHashMap::try_from(map(&self.ebpf, "runq_cgroup")?)
                 .map_err(map_err("runq_cgroup"))?;
-        out.per_cgroup.clear();
         // An entry deleted while iterating is skipped, not an error.
         out.per_cgroup.extend(groups.iter().flatten());
         let io: BpfHashMap<&MapData, IoKey, IoHist> =
             BpfHashMap::try_from(map(&self.ebpf, "io_hist")?).map_err(map_err("io_hist"))?;
-        out.io.clear();
         out.io.extend(io.iter().flatten());
         let flows: BpfHashMap<&MapData, FlowKey, FlowValue> =
             BpfHashMap::try_from(map(&self.ebpf, "net_flows")?).map_err(map_err("net_flows"))?;
-        out.flows.clear();
         out.flows.extend(flows.iter().flatten());
         let tasks: aya::maps::PerCpuHashMap<&MapData, u32, TaskSched> =
             aya::maps::PerCpuHashMap::try_from(map(&self.ebpf, "task_sched")?)
                 .map_err(map_err("task_sched"))?;
-        out.tasks.clear();
         out.tasks.extend(
             tasks
                 .iter()
@@ -1029,6 +1076,93 @@ impl Collector {
                 .map(|(tgid, per_cpu)| (tgid, sum_tasks(per_cpu.iter()))),
         );
         Ok(())
+    }
+
+    /// Every entry of hash map `name` (keys `K`, `cpus` values `V` each: 1, or the possible
+    /// CPUs for a per-CPU map) through `BPF_MAP_LOOKUP_BATCH`, into `s`'s buffers (grown to
+    /// the table's size the first time), each passed to `each`.
+    fn batch<K: bytemuck::Pod, V: bytemuck::Pod>(
+        &self,
+        name: &'static str,
+        cpus: usize,
+        s: &mut BatchScratch,
+        mut each: impl FnMut(&K, &[V]),
+    ) -> Result<(), LoadError> {
+        let data = match self.ebpf.map(name) {
+            Some(aya::maps::Map::HashMap(d) | aya::maps::Map::PerCpuHashMap(d)) => d,
+            _ => return Err(map_err(name)(MapError::InvalidName { name: name.into() })),
+        };
+        let max = data.info().map_err(map_err(name))?.max_entries() as usize;
+        // Keys are packed at their size; values at theirs rounded up to 8 bytes, times the
+        // CPUs for a per-CPU map (the types here are all multiples of 8).
+        const { assert!(size_of::<V>() % 8 == 0) };
+        let (kb, vw) = (size_of::<K>(), size_of::<V>() / 8 * cpus);
+        s.keys.resize((kb * max).div_ceil(8), 0);
+        s.values.resize(vw * max, 0);
+        #[repr(C)]
+        struct BatchAttr {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        let fd = data.fd().as_fd().as_raw_fd();
+        // A hash map's batch token is its bucket index.
+        let (mut token_in, mut token_out) = (0u64, 0u64);
+        let mut first = true;
+        loop {
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    &token_in as *const u64 as u64
+                },
+                out_batch: &mut token_out as *mut u64 as u64,
+                keys: s.keys.as_mut_ptr() as u64,
+                values: s.values.as_mut_ptr() as u64,
+                count: max as u32,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the bpf_attr of the batch commands; its buffers hold `count`
+            // keys and values of this map's sizes (`max` entries of each), and the tokens
+            // are 8 bytes (the kernel writes 4 for a hash map).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    &mut attr as *mut BatchAttr,
+                    size_of::<BatchAttr>() as u32,
+                )
+            };
+            let err = (r != 0).then(std::io::Error::last_os_error);
+            let done = match &err {
+                None => false,
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+                Some(e) => {
+                    return Err(map_err(name)(MapError::IoError(
+                        std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+                    )));
+                }
+            };
+            for i in 0..attr.count as usize {
+                let keys: &[u8] = bytemuck::cast_slice(&s.keys);
+                let k: K = bytemuck::pod_read_unaligned(&keys[i * kb..(i + 1) * kb]);
+                let v: &[V] = bytemuck::cast_slice(&s.values[i * vw..(i + 1) * vw]);
+                each(&k, v);
+            }
+            if done || attr.count == 0 {
+                return Ok(());
+            }
+            token_in = token_out;
+            first = false;
+        }
     }
 
     /// Removes process `tgid` from the scheduling table, returning its totals (summed over
