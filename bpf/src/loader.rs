@@ -1095,7 +1095,7 @@ impl Collector {
         let max = data.info().map_err(map_err(name))?.max_entries() as usize;
         // Keys are packed at their size; values at theirs rounded up to 8 bytes, times the
         // CPUs for a per-CPU map (the types here are all multiples of 8).
-        const { assert!(size_of::<V>() % 8 == 0) };
+        const { assert!(size_of::<V>().is_multiple_of(8)) };
         let (kb, vw) = (size_of::<K>(), size_of::<V>() / 8 * cpus);
         s.keys.resize((kb * max).div_ceil(8), 0);
         s.values.resize(vw * max, 0);
