@@ -113,6 +113,9 @@ impl Traffic {
     }
 }
 
+/// A flow's key bytes and its process's name.
+type FlowName = ([u8; 48], [u8; COMM_LEN]);
+
 /// A process's scheduling over the window (from the intervals it was in the top of).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sched {
@@ -138,7 +141,7 @@ pub(crate) struct PerfWindow {
     io: BTreeMap<(u32, u32), Io>,
     net: Traffic,
     /// By the flow's bytes and the process's name: the flow and its sums.
-    flows: HashMap<([u8; 48], [u8; COMM_LEN]), (FlowKey, Traffic)>,
+    flows: HashMap<FlowName, (FlowKey, Traffic)>,
     flows_overflow: u64,
     processes: HashMap<u32, Sched>,
     processes_overflow: u64,
@@ -294,8 +297,7 @@ impl PerfWindow {
         json.field("bytes_received", self.net.bytes_received);
         json.field("sends", self.net.sends);
         json.field("receives", self.net.receives);
-        let mut flows: Vec<(&([u8; 48], [u8; COMM_LEN]), &(FlowKey, Traffic))> =
-            self.flows.iter().collect();
+        let mut flows: Vec<(&FlowName, &(FlowKey, Traffic))> = self.flows.iter().collect();
         flows.sort_unstable_by(|a, b| b.1.1.bytes().cmp(&a.1.1.bytes()).then(a.0.cmp(b.0)));
         json.open(Some("flows"), b'[');
         for ((_, comm), (f, t)) in flows.iter().take(n) {
