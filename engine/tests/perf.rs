@@ -685,7 +685,7 @@ fn window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them() {
         .expect("stress-ng");
     let _load_guard = KillOnDrop(load.id());
     let port = common::free_port();
-    let server = Command::new(&iperf3)
+    let mut server = Command::new(&iperf3)
         .args(["-s", "-1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -703,6 +703,8 @@ fn window_summaries_carry_the_perf_aggregates_and_summarize_reproduces_them() {
         }),
         "iperf3 ran"
     );
+    // `-1`: the server ends after its one test.
+    let _ = server.wait();
     let file = dir.with_extension("dd");
     let dd = Command::new("dd")
         .args(["if=/dev/zero", "bs=64k", "count=64", "oflag=direct"])
@@ -812,7 +814,7 @@ fn run_queue_latency_of_a_container_is_a_metric_labelled_with_its_id() {
     let id = common::runtimes::container_id("runq");
     let cgroup = common::runtimes::CgroupPath::make(&format!("/system.slice/docker-{id}.scope"));
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let load = Command::new(&stress)
+    let mut load = Command::new(&stress)
         .args(["--cpu", &(2 * cpus).to_string(), "--timeout", "4", "-q"])
         .stdout(Stdio::null())
         .spawn()
@@ -844,6 +846,7 @@ fn run_queue_latency_of_a_container_is_a_metric_labelled_with_its_id() {
     );
     let report = stop_engine(engine, lines);
     assert!(accounting_line(&report).contains("[holds]"), "{report}");
+    let _ = load.wait();
     drop(cgroup);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&cfg);
