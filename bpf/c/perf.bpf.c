@@ -54,10 +54,11 @@ struct {
 	__type(value, struct runq_hist);
 } runq_cpu SEC(".maps");
 
-/* Cumulative run-queue latency per cgroup id of the waiting task. The loader sets
- * max_entries (perf.cgroups_max). */
+/* Cumulative run-queue latency per cgroup id of the waiting task, per CPU (no atomics: the
+ * root cgroup's entry would otherwise bounce between every CPU on each switch). The loader
+ * sets max_entries (perf.cgroups_max). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
 	__type(value, struct runq_hist);
@@ -144,19 +145,13 @@ int handle_sched_wakeup_new(__u64 *ctx)
 	return 0;
 }
 
-static __always_inline void runq_add(struct runq_hist *h, __u32 slot, __u64 delta, bool atomic)
+static __always_inline void runq_add(struct runq_hist *h, __u32 slot, __u64 delta)
 {
 	if (slot >= RUNQ_SLOTS)
 		return;
-	if (atomic) {
-		__sync_fetch_and_add(&h->slots[slot], 1);
-		__sync_fetch_and_add(&h->count, 1);
-		__sync_fetch_and_add(&h->sum_ns, delta);
-	} else {
-		h->slots[slot]++;
-		h->count++;
-		h->sum_ns += delta;
-	}
+	h->slots[slot]++;
+	h->count++;
+	h->sum_ns += delta;
 }
 
 static __always_inline void runq_wait_record(struct task_struct *next, struct task_struct *prev,
@@ -258,7 +253,7 @@ int handle_sched_switch(__u64 *ctx)
 	__u32 zero = 0;
 	struct runq_hist *h = bpf_map_lookup_elem(&runq_cpu, &zero);
 	if (h)
-		runq_add(h, slot, delta, false);
+		runq_add(h, slot, delta);
 	h = bpf_map_lookup_elem(&runq_cgroup, &cg);
 	if (!h) {
 		struct runq_hist empty = {};
@@ -268,7 +263,7 @@ int handle_sched_switch(__u64 *ctx)
 		h = bpf_map_lookup_elem(&runq_cgroup, &cg);
 	}
 	if (h)
-		runq_add(h, slot, delta, true);
+		runq_add(h, slot, delta);
 	else
 		perf_count(0);
 	/* Cgroup ids start at 1 (0 would mean "the current task's" to the filter). */

@@ -1023,8 +1023,13 @@ impl Collector {
         // entry by entry where the kernel has no batch reads.
         if !out.scratch.unsupported {
             let s = &mut out.scratch;
-            let read = self
-                .batch::<u64, RunqHist>("runq_cgroup", 1, s, |k, v| out.per_cgroup.push((*k, v[0])))
+            let read = aya::util::nr_cpus()
+                .map_err(|(path, source)| LoadError::Cpus { path, source })
+                .and_then(|cpus| {
+                    self.batch::<u64, RunqHist>("runq_cgroup", cpus, s, |k, v| {
+                        out.per_cgroup.push((*k, sum_runq(v.iter())))
+                    })
+                })
                 .and_then(|()| {
                     self.batch::<IoKey, IoHist>("io_hist", 1, s, |k, v| out.io.push((*k, v[0])))
                 })
@@ -1055,11 +1060,16 @@ impl Collector {
                 Err(e) => return Err(e),
             }
         }
-        let groups: BpfHashMap<&MapData, u64, RunqHist> =
-            BpfHashMap::try_from(map(&self.ebpf, "runq_cgroup")?)
+        let groups: aya::maps::PerCpuHashMap<&MapData, u64, RunqHist> =
+            aya::maps::PerCpuHashMap::try_from(map(&self.ebpf, "runq_cgroup")?)
                 .map_err(map_err("runq_cgroup"))?;
         // An entry deleted while iterating is skipped, not an error.
-        out.per_cgroup.extend(groups.iter().flatten());
+        out.per_cgroup.extend(
+            groups
+                .iter()
+                .flatten()
+                .map(|(id, per_cpu)| (id, sum_runq(per_cpu.iter()))),
+        );
         let io: BpfHashMap<&MapData, IoKey, IoHist> =
             BpfHashMap::try_from(map(&self.ebpf, "io_hist")?).map_err(map_err("io_hist"))?;
         out.io.extend(io.iter().flatten());
@@ -1207,13 +1217,15 @@ impl Collector {
     /// Removes cgroup `id`'s run-queue histogram from its table, returning it as it was at
     /// the moment of removal, like [`Collector::flow_take`].
     pub fn runq_cgroup_take(&self, id: u64) -> Result<Option<RunqHist>, LoadError> {
-        let mut value = RunqHist::default();
+        let cpus =
+            aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
+        let mut values = vec![RunqHist::default(); cpus];
         let found = self.take(
             "runq_cgroup",
             bytemuck::bytes_of(&id),
-            bytemuck::bytes_of_mut(&mut value),
+            bytemuck::cast_slice_mut(&mut values),
         )?;
-        Ok(found.then_some(value))
+        Ok(found.then(|| sum_runq(values.iter())))
     }
 
     /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on hash map `name`: false when `key` is not there.
@@ -1265,6 +1277,19 @@ impl Collector {
             Err(map_err(name)(MapError::IoError(e)))
         }
     }
+}
+
+/// A cgroup's run-queue histogram summed over the CPUs' values.
+fn sum_runq<'a>(values: impl Iterator<Item = &'a RunqHist>) -> RunqHist {
+    let mut sum = RunqHist::default();
+    for v in values {
+        for (a, b) in sum.slots.iter_mut().zip(&v.slots) {
+            *a += b;
+        }
+        sum.count += v.count;
+        sum.sum_ns += v.sum_ns;
+    }
+    sum
 }
 
 /// A process's scheduling summed over the CPUs' values (the comm of the first that has one).
