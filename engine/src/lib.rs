@@ -11,6 +11,7 @@
 //! [`internals`] re-exports what this workspace's benchmarks and allocation tests drive
 //! directly; it is not a stable API.
 
+pub mod caps;
 mod cidr;
 pub mod cli;
 mod collector;

@@ -520,6 +520,8 @@ pub(crate) fn run_with(
     status: bool,
     embed: Option<&Embed>,
 ) -> Result<Summary> {
+    // Before anything is touched: a missing capability is named, not met as an EPERM.
+    crate::caps::check(config)?;
     prepare_data_dir(config)?;
     let _lock = DataDirLock::acquire(&config.storage.data_dir)?;
     let capture = capture_config(config);

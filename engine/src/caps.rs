@@ -1,0 +1,171 @@
+//! The capabilities the engine needs, checked at the start so that a missing one is
+//! named (with what it is for and how to do without it) rather than found later as an
+//! `EPERM` deep in a load, or as silently poorer events. The set, measured on kernel
+//! 6.18 as an unprivileged user with only these (docs/operations.md, "Least privilege"):
+//!
+//! - `CAP_BPF`: create maps, load programs, read the rings.
+//! - `CAP_PERFMON`: attach tracing programs (BTF tracepoints), open the per-syscall
+//!   tracepoint perf events, and read kernel memory from the programs.
+//! - `CAP_DAC_READ_SEARCH`: read tracefs (`/sys/kernel/tracing` is root's, mode 0700) for
+//!   the per-syscall tracepoints' ids (`capture.syscall_events`, with the `file` or
+//!   `security` category); without it the raw `sys_enter`/`sys_exit` programs would run
+//!   on every syscall instead.
+//! - `CAP_SYS_PTRACE`: read `/proc/PID/exe` of other users' processes for the enrichment
+//!   start scan and lookups (`enrich.enabled`); without it those processes have no `exe`.
+//!
+//! Not needed: `CAP_SYS_ADMIN` (only to mount tracefs where nothing is mounted: mount it
+//! beforehand), `CAP_SYS_RESOURCE` (BPF memory is charged to the cgroup since 5.11, not
+//! to `RLIMIT_MEMLOCK`; older kernels need `LimitMEMLOCK=infinity`), `CAP_NET_ADMIN`.
+//! On kernels before 5.8 (no `CAP_BPF`/`CAP_PERFMON`), `CAP_SYS_ADMIN` stands for both.
+
+use crate::config::Config;
+
+/// A capability the engine may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub bit: u32,
+    pub name: &'static str,
+}
+
+pub const CAP_DAC_READ_SEARCH: Cap = Cap {
+    bit: 2,
+    name: "CAP_DAC_READ_SEARCH",
+};
+pub const CAP_SYS_PTRACE: Cap = Cap {
+    bit: 19,
+    name: "CAP_SYS_PTRACE",
+};
+pub const CAP_SYS_ADMIN: Cap = Cap {
+    bit: 21,
+    name: "CAP_SYS_ADMIN",
+};
+pub const CAP_PERFMON: Cap = Cap {
+    bit: 38,
+    name: "CAP_PERFMON",
+};
+pub const CAP_BPF: Cap = Cap {
+    bit: 39,
+    name: "CAP_BPF",
+};
+
+/// The capabilities `config` needs, each with what for and how to do without it.
+pub fn required(config: &Config, last_cap: u32) -> Vec<(Cap, &'static str)> {
+    let mut need = Vec::new();
+    if last_cap >= CAP_BPF.bit {
+        need.push((CAP_BPF, "loading the BPF programs and maps"));
+        need.push((
+            CAP_PERFMON,
+            "attaching the programs to tracepoints and reading kernel memory",
+        ));
+    } else {
+        need.push((
+            CAP_SYS_ADMIN,
+            "loading and attaching BPF programs (this kernel predates CAP_BPF and CAP_PERFMON)",
+        ));
+    }
+    let c = &config.capture;
+    let syscall_events =
+        c.syscall_events && c.categories.iter().any(|k| k == "file" || k == "security");
+    if syscall_events {
+        need.push((
+            CAP_DAC_READ_SEARCH,
+            "reading tracefs for the per-syscall tracepoints (or set capture.syscall_events = \
+             false: every syscall then runs the raw programs)",
+        ));
+    }
+    if config.enrich.enabled {
+        need.push((
+            CAP_SYS_PTRACE,
+            "reading /proc/PID/exe of other users' processes for enrichment (or set \
+             enrich.enabled = false)",
+        ));
+    }
+    need
+}
+
+/// The effective capability set of this process (`CapEff` of /proc/self/status).
+pub fn effective() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The highest capability this kernel knows (`/proc/sys/kernel/cap_last_cap`).
+pub fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(CAP_BPF.bit)
+}
+
+/// An error naming every capability `config` needs that `effective` lacks; `None` when
+/// none is missing.
+pub fn missing(config: &Config, effective: u64, last_cap: u32) -> Option<String> {
+    let lacking: Vec<String> = required(config, last_cap)
+        .into_iter()
+        .filter(|(cap, _)| effective & (1u64 << cap.bit) == 0)
+        .map(|(cap, why)| format!("{} ({why})", cap.name))
+        .collect();
+    (!lacking.is_empty()).then(|| {
+        format!(
+            "missing capabilities: {}; effective set 0x{effective:016x} (run as root, or grant \
+             them: docs/operations.md, \"Least privilege\")",
+            lacking.join(", ")
+        )
+    })
+}
+
+/// Checks this process's capabilities against what `config` needs.
+pub fn check(config: &Config) -> crate::error::Result<()> {
+    let Some(eff) = effective() else {
+        // No /proc/self/status: the loads themselves will say what they lack.
+        return Ok(());
+    };
+    match missing(config, eff, last_cap()) {
+        Some(m) => Err(crate::error::Error::Invalid(m)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(caps: &[Cap]) -> u64 {
+        caps.iter().fold(0, |s, c| s | 1 << c.bit)
+    }
+
+    #[test]
+    fn what_is_missing_is_named_with_what_it_is_for() {
+        let mut c = Config::default();
+        c.capture.categories = vec!["process".into(), "file".into()];
+        c.capture.syscall_events = true;
+        c.enrich.enabled = true;
+        let all = set(&[CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE]);
+        assert_eq!(missing(&c, all, 40), None);
+        assert_eq!(missing(&c, u64::MAX, 40), None);
+        let m = missing(&c, all & !set(&[CAP_SYS_PTRACE]), 40).unwrap();
+        assert!(
+            m.starts_with("missing capabilities: CAP_SYS_PTRACE (reading /proc"),
+            "{m}"
+        );
+        let m = missing(&c, set(&[CAP_BPF]), 40).unwrap();
+        assert!(
+            m.contains("CAP_PERFMON")
+                && m.contains("CAP_DAC_READ_SEARCH")
+                && !m.contains("CAP_BPF "),
+            "{m}"
+        );
+        // What the config does not use is not asked for.
+        c.enrich.enabled = false;
+        c.capture.categories = vec!["process".into()];
+        assert_eq!(missing(&c, set(&[CAP_BPF, CAP_PERFMON]), 40), None);
+        // Before CAP_BPF existed: CAP_SYS_ADMIN.
+        assert!(missing(&c, set(&[CAP_SYS_ADMIN]), 37).is_none());
+        assert!(
+            missing(&c, set(&[CAP_BPF, CAP_PERFMON]), 37)
+                .unwrap()
+                .contains("CAP_SYS_ADMIN")
+        );
+    }
+}

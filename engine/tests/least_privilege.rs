@@ -1,0 +1,129 @@
+//! The engine as an unprivileged user (`nobody`) with exactly the capabilities of
+//! docs/operations.md ("Least privilege"), granted by `setpriv` as ambient capabilities
+//! with the bounding set cut to them: it captures, with the per-syscall tracepoints
+//! (tracefs read through CAP_DAC_READ_SEARCH) and with the executables of root's
+//! processes (CAP_SYS_PTRACE); with any one of them removed it refuses to start and names
+//! the one missing.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{ENGINE, accounting_line, privileged, replay_json};
+
+const CAPS: [&str; 4] = ["bpf", "perfmon", "dac_read_search", "sys_ptrace"];
+const NOBODY: u32 = 65534;
+
+/// The engine under `setpriv` as `nobody` with `caps` only, for `secs` seconds.
+fn run_as_nobody(
+    engine: &std::path::Path,
+    dir: &std::path::Path,
+    caps: &[&str],
+    secs: u32,
+) -> std::process::Output {
+    let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            &format!("--inh-caps=-all{set}"),
+            &format!("--ambient-caps=-all{set}"),
+            &format!("--bounding-set=-all{set}"),
+            "--",
+        ])
+        .arg(engine)
+        .args(["--duration", &secs.to_string(), "--data-dir"])
+        .arg(dir)
+        .current_dir("/")
+        .output()
+        .expect("setpriv")
+}
+
+#[test]
+fn as_nobody_with_the_documented_capabilities_it_captures_and_without_one_it_names_it() {
+    if !privileged(
+        "as_nobody_with_the_documented_capabilities_it_captures_and_without_one_it_names_it",
+    ) {
+        return;
+    }
+    // A copy of the engine nobody can run (the checkout may be under a directory only
+    // root can enter), and a data directory nobody owns.
+    let work = std::env::temp_dir().join(format!("least-privilege-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let engine = work.join("engine");
+    std::fs::copy(ENGINE, &engine).unwrap();
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = work.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    // Root runs a program while nobody's engine captures.
+    let marker = format!("kev-lp-{}", std::process::id());
+    let workload = std::thread::spawn({
+        let marker = marker.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            for _ in 0..3 {
+                let _ = Command::new("sh")
+                    .args(["-c", &format!("cat /etc/hostname >/dev/null # {marker}")])
+                    .status();
+            }
+        }
+    });
+    let out = run_as_nobody(&engine, &dir, &CAPS, 4);
+    workload.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "as nobody with {CAPS:?}: {stderr}");
+    assert!(accounting_line(&stderr).contains("[holds]"), "{stderr}");
+    // tracefs was readable: the file and security calls have tracepoints of their own.
+    assert!(stderr.contains("syscalls:sys_{enter,exit}_{"), "{stderr}");
+    // Root's shell, its cat and their executables (read through /proc as nobody).
+    let execs = replay_json(&dir, &["--kind", "process.exec"]);
+    let sh = execs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| {
+            v["argv"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().is_some_and(|s| s.contains(&marker)))
+            })
+        })
+        .unwrap_or_else(|| panic!("the workload's exec: {execs}"));
+    assert_eq!(sh["uid"], 0, "{sh}");
+    assert!(
+        sh["exe"].as_str().is_some_and(|e| e.starts_with('/')),
+        "{sh}"
+    );
+    let parent = &sh["ancestors"][0];
+    // The parent (this test, started before the engine: from the start scan of /proc).
+    assert_eq!(
+        parent["exe"].as_str().map(std::path::Path::new),
+        std::env::current_exe().ok().as_deref(),
+        "the parent's executable, read as nobody: {sh}"
+    );
+
+    // Each one removed: the engine does not start, and says which.
+    for cap in CAPS {
+        let fewer: Vec<&str> = CAPS.iter().copied().filter(|c| *c != cap).collect();
+        let out = run_as_nobody(&engine, &dir, &fewer, 1);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "without {cap}: {stderr}");
+        let name = format!("CAP_{}", cap.to_uppercase());
+        assert!(
+            stderr.contains("missing capabilities: ") && stderr.contains(&format!("{name} (")),
+            "without {cap}: {stderr}"
+        );
+        // Only the one removed.
+        for other in &fewer {
+            assert!(
+                !stderr.contains(&format!("CAP_{} (", other.to_uppercase())),
+                "{stderr}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
