@@ -122,6 +122,15 @@ pub enum Cmd {
         #[arg(long)]
         text: bool,
     },
+    /// Shell completions for `engine` to stdout (bash: `engine completions bash >
+    /// /etc/bash_completion.d/engine`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) to stdout: `engine manpage > engine.1; man ./engine.1`.
+    Manpage,
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -210,6 +219,8 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Summarize { .. } => "summarize",
         Cmd::Tail { .. } => "tail",
         Cmd::Fleet { .. } => "fleet",
+        Cmd::Completions { .. } => "completions",
+        Cmd::Manpage => "manpage",
     };
     let tail = name == "tail";
     let validate = name == "validate";
@@ -310,6 +321,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 window_ms: window.map(|s| s * 1000),
             };
             crate::offline::fleet::fleet(&args, &config)
+        }
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "engine", &mut io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Manpage) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut io::stdout().lock()) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(Error::io("writing the man page")(e)),
+            }
         }
         Some(Cmd::Tail { categories, live }) => {
             tail(&categories, live.duration.or(cli.live.duration))

@@ -225,8 +225,10 @@ fn unprivileged_run_says_what_is_missing() {
     let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    // Named before anything is touched, each with what it is for.
     assert!(
-        err.contains("not privileged to load BPF programs: need root, or CAP_BPF + CAP_PERFMON"),
+        err.contains("missing capabilities: CAP_BPF (loading the BPF programs")
+            && err.contains("CAP_PERFMON (attaching"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -614,4 +616,85 @@ fn verify_and_inspect_report_bad_records_skipped_entries_and_other_abis() {
     assert_eq!(out, "", "nothing of another ABI is printed");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
+}
+
+/// Every subcommand's name, from `engine --help`.
+fn subcommands() -> Vec<String> {
+    let help = Command::new(ENGINE).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout).into_owned();
+    let list = text.split("Commands:").nth(1).expect("a Commands: section");
+    list.lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| *w != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn completions_and_the_man_page_know_every_subcommand() {
+    let subs = subcommands();
+    assert!(
+        subs.len() >= 8 && subs.iter().any(|s| s == "completions"),
+        "{subs:?}"
+    );
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(ENGINE)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for s in &subs {
+            assert!(text.contains(s.as_str()), "{shell} completions lack {s}");
+        }
+    }
+    // bash completes a prefix to the subcommand, and a subcommand's flags (called as
+    // bash calls it: command, word, previous word).
+    let script = format!(
+        "source <({ENGINE} completions bash); \
+         COMP_WORDS=(engine summ); COMP_CWORD=1; _engine engine summ engine; \
+         echo \"${{COMPREPLY[@]}}\"; \
+         COMP_WORDS=(engine replay DIR --for); COMP_CWORD=3; _engine engine --for DIR; \
+         echo \"${{COMPREPLY[@]}}\""
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first().copied(), Some("summarize"), "{text}");
+    assert_eq!(lines.get(1).copied(), Some("--format"), "{text}");
+    assert!(
+        Command::new(ENGINE)
+            .args(["completions", "tcsh"])
+            .output()
+            .is_ok_and(|o| !o.status.success())
+    );
+
+    let out = Command::new(ENGINE).arg("manpage").output().unwrap();
+    assert!(out.status.success());
+    let roff = String::from_utf8_lossy(&out.stdout);
+    assert!(roff.contains(".TH engine 1"), "{roff}");
+    for s in &subs {
+        assert!(
+            roff.contains(&format!("engine\\-{s}")) || roff.contains(s.as_str()),
+            "man page lacks {s}"
+        );
+    }
+    // Rendered by man when it is installed: the sections a man page has.
+    let page = std::env::temp_dir().join(format!("engine-{}.1", std::process::id()));
+    std::fs::write(&page, &out.stdout).unwrap();
+    if let Ok(man) = Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .output()
+        && man.status.success()
+    {
+        let text = String::from_utf8_lossy(&man.stdout);
+        for section in ["NAME", "SYNOPSIS", "OPTIONS", "SUBCOMMANDS"] {
+            assert!(text.contains(section), "{section}: {text}");
+        }
+    }
+    let _ = std::fs::remove_file(&page);
 }
