@@ -5,7 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/kevent.proto");
     let fds = protox::compile(["kevent.proto"], ["proto"])?;
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -131,6 +131,15 @@ pub enum Cmd {
     },
     /// The man page (roff) to stdout: `engine manpage > engine.1; man ./engine.1`.
     Manpage,
+    /// A live view of a running engine (its gRPC API): events/s by kind, top processes
+    /// and containers, drops by reason, sampling and ring fill per core, notable events.
+    /// `q` quits.
+    Top {
+        /// The engine's gRPC address, HOST:PORT or a URL (default: export.grpc.listen of
+        /// --config, or of the embedded default config).
+        #[arg(long, value_name = "ADDR")]
+        endpoint: Option<String>,
+    },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -221,13 +230,16 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Fleet { .. } => "fleet",
         Cmd::Completions { .. } => "completions",
         Cmd::Manpage => "manpage",
+        Cmd::Top { .. } => "top",
     };
     let tail = name == "tail";
     let validate = name == "validate";
-    // These read `[export.nats]` (stream, prefix, credentials, TLS) from the config.
+    // These read `[export.nats]` (stream, prefix, credentials, TLS) or, for top,
+    // `[export.grpc]` from the config.
     let nats = matches!(
         cli.cmd,
         Some(Cmd::Fleet { .. })
+            | Some(Cmd::Top { .. })
             | Some(Cmd::Summarize {
                 publish: Some(_),
                 ..
@@ -325,6 +337,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Cmd::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "engine", &mut io::stdout().lock());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Top { endpoint }) => {
+            let config = crate::Config::load_with(cli.config.as_deref(), &cli.set)?;
+            crate::top::top(crate::top::TopArgs::from(endpoint, &config)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::Manpage) => {

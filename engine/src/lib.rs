@@ -35,6 +35,7 @@ mod tail;
 mod telemetry;
 #[cfg(test)]
 mod test_alloc;
+mod top;
 
 pub use collector::{Collector, Message, Report, Subscriber, api};
 pub use config::{Config, ConfigError};

@@ -260,7 +260,7 @@ fn the_image_runs_as_the_daemonset_says_and_captures_the_host() {
         }
     }
     let marker = format!("kev-ds-{}", std::process::id());
-    let mut run = Command::new("podman")
+    let run = Command::new("podman")
         .args([
             "run",
             "--rm",

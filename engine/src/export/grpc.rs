@@ -418,6 +418,10 @@ pub(crate) fn status_reply(t: &Telemetry) -> pb::StatusReply {
                 sampling_high: s[Class::High as usize],
                 sampling_normal: s[Class::Normal as usize],
                 sampling_bulk: s[Class::Bulk as usize],
+                ring_fill: c
+                    .ring_fill_permille
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64
+                    / 1000.0,
             }
         })
         .collect();
