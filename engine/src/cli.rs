@@ -298,9 +298,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 config.export.nats.url = url;
                 return crate::offline::summarize::publish(&dir, &args, &config);
             }
+            let bar = crate::offline::progress::Bar::new("summarize", &dir);
             let stdout = io::stdout();
-            let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-            match crate::offline::summarize::summarize(&dir, &args, &mut out) {
+            let mut out = BufWriter::with_capacity(
+                1 << 16,
+                crate::offline::progress::Suspend::new(stdout.lock(), bar.handle()),
+            );
+            match crate::offline::summarize::summarize(&dir, &args, &mut out, &bar) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),
                 Err(e) => Err(e),
@@ -374,10 +378,14 @@ fn replay(r: ReplayCmd) -> Result<ExitCode> {
         limit: r.limit,
         strict: r.strict,
     };
+    let bar = crate::offline::progress::Bar::new("replay", &r.dir);
     let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = BufWriter::with_capacity(
+        1 << 16,
+        crate::offline::progress::Suspend::new(stdout.lock(), bar.handle()),
+    );
     let result =
-        crate::offline::replay::replay(&r.dir, &args, r.format, &mut out, &mut io::stderr());
+        crate::offline::replay::replay(&r.dir, &args, r.format, &mut out, &mut io::stderr(), &bar);
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e) if e.is_broken_pipe() => Ok(ExitCode::SUCCESS),

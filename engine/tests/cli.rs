@@ -698,3 +698,63 @@ fn completions_and_the_man_page_know_every_subcommand() {
     }
     let _ = std::fs::remove_file(&page);
 }
+
+#[test]
+fn a_long_replay_shows_a_progress_bar_on_a_terminal_and_none_in_a_pipe() {
+    // 300,000 records in small blocks: a replay to a terminal takes seconds.
+    let dir = data_dir("progress");
+    let mut cfg = storage::WriterConfig::new(&dir, 0);
+    cfg.io = storage::IoBackend::Portable;
+    cfg.abi_version = bpf::abi::ABI_VERSION;
+    cfg.block_bytes = 16 << 10;
+    let mut w = storage::StreamWriter::create(cfg).unwrap();
+    for i in 0..300_000u64 {
+        let ts = 1_000_000_000 + i * 1000;
+        append(&mut w, ts, bpf::Kind::FileOpen as u16, &file_open(ts));
+    }
+    w.close().unwrap();
+
+    // In a pipe: nothing but the lines (no bar, no carriage returns on stderr).
+    let out = Command::new(ENGINE)
+        .args(["replay", dir.to_str().unwrap(), "--limit", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var("REQUIRE_BPF").map_or(true, |v| v != "1"),
+            "tmux is not installed (REQUIRE_BPF=1)"
+        );
+        return;
+    }
+    // On a terminal: the bar, with blocks, percentage and ETA, under the lines.
+    let session = format!("kevbar-{}", std::process::id());
+    let started = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "20"])
+        .arg(format!("{ENGINE} replay {}; sleep 60", dir.display()))
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let mut screen = String::new();
+    let seen = common::poll_until(std::time::Duration::from_secs(30), || {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .unwrap();
+        screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        screen
+            .lines()
+            .any(|l| l.starts_with("replay: [") && l.contains(" blocks (") && l.contains("ETA"))
+    });
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &session])
+        .status();
+    assert!(seen, "no progress bar:\n{screen}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod inspect;
+pub(crate) mod progress;
 pub mod replay;
 pub mod summarize;
 pub mod time;

@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use bpf::Kind;
 use bpf::abi::cstr_bytes;
@@ -65,11 +64,6 @@ fn comm_matches(pattern: &str, comm: &[u8]) -> bool {
         Some(prefix) => comm.starts_with(prefix.as_bytes()),
         None => comm == pattern.as_bytes(),
     }
-}
-
-fn is_tty() -> bool {
-    // SAFETY: isatty has no preconditions.
-    unsafe { libc::isatty(2) == 1 }
 }
 
 /// The reader's options for `args`: kinds by id, and wall-clock bounds only when some
@@ -154,24 +148,24 @@ struct Memo {
 
 /// `engine replay`: the events of `dir` merged in time order, written to `out`;
 /// undecodable records and progress are reported on `diag`.
-pub fn replay<W: Write, D: Write>(
+pub(crate) fn replay<W: Write, D: Write>(
     dir: &Path,
     args: &ReplayArgs,
     format: Format,
     out: &mut W,
     diag: &mut D,
+    bar: &super::progress::Bar,
 ) -> Result<ReplaySummary> {
     ensure_dir(dir)?;
     let opts = read_options(args)?;
     let mut reader = Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
     write_skipped(diag, "replay: ", reader.skipped())?;
-    let progress = is_tty();
+    let progress = bar.handle().is_some();
     let blocks = reader.progress();
     let mut json = JsonWriter::default();
     json.accumulate();
     let mut tables = Tables::for_reader();
     let mut memo = Memo::default();
-    let mut last_progress = Instant::now();
     let mut summary = ReplaySummary::default();
     let mut seen = 0u64;
     loop {
@@ -188,14 +182,9 @@ pub fn replay<W: Write, D: Write>(
         };
         let rec = loc.record;
         seen += 1;
-        if progress && last_progress.elapsed() >= Duration::from_millis(200) {
+        if progress && seen % 1024 == 0 {
             let c = blocks.counts();
-            write!(
-                diag,
-                "\rreplay: {seen} records read, {} shown, {} blocks decoded, {} skipped",
-                summary.shown, c.read, c.skipped
-            )?;
-            last_progress = Instant::now();
+            bar.set(c.read + c.skipped);
         }
         // Each record's own segment says how its boot's clock maps to wall time.
         let wall = rec.ts_ns as i128 + loc.mono_to_wall_ns as i128;
@@ -318,11 +307,8 @@ pub fn replay<W: Write, D: Write>(
     }
     spill(&mut json, out, 0)?;
     if progress {
-        writeln!(
-            diag,
-            "\rreplay: {seen} records read, {} shown{:40}",
-            summary.shown, ""
-        )?;
+        bar.finish();
+        writeln!(diag, "replay: {seen} records read, {} shown", summary.shown)?;
     }
     if summary.undecodable > 0 {
         let more = summary.undecodable.saturating_sub(UNDECODABLE_REPORTED_MAX);

@@ -62,7 +62,6 @@ struct StreamFold {
     start: Option<u64>,
 }
 
-/// `engine summarize DIR`: the summary lines to `out`.
 /// `engine summarize DIR --publish URL`: the same lines, published to NATS JetStream
 /// with the live engine's subjects and message ids (a line the stream has already is
 /// dropped by its duplicate window). Waits for every ack; an error when some line
@@ -70,7 +69,7 @@ struct StreamFold {
 pub fn publish(dir: &Path, args: &SummarizeArgs, config: &crate::Config) -> Result<ExitCode> {
     use crate::export::nats::{NatsPublisher, NatsSettings};
     let mut lines = Vec::new();
-    summarize(dir, args, &mut lines)?;
+    summarize(dir, args, &mut lines, &super::progress::Bar::default())?;
     let settings = NatsSettings::load(&config.export.nats)?
         .ok_or_else(|| Error::Invalid("summarize --publish: an empty URL".into()))?;
     let url = settings.url.clone();
@@ -104,7 +103,13 @@ pub fn publish(dir: &Path, args: &SummarizeArgs, config: &crate::Config) -> Resu
 /// How long `summarize --publish` waits for the server's acks once every line is sent.
 const PUBLISH_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Result<()> {
+/// `engine summarize DIR`: the summary lines to `out`, moving `bar` (blocks read).
+pub(crate) fn summarize<W: Write>(
+    dir: &Path,
+    args: &SummarizeArgs,
+    out: &mut W,
+    bar: &super::progress::Bar,
+) -> Result<()> {
     ensure_dir(dir)?;
     let mut skipped = SkipList::default();
     let streams: Vec<u32> = storage::list_streams(dir, &mut skipped)?
@@ -122,6 +127,8 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
     let mut first: Option<u64> = None;
     let regroup_ns = args.window_ms.map(|ms| ms.saturating_mul(1_000_000));
     let mut regrouped: BTreeMap<u64, (Partial, u32)> = BTreeMap::new();
+    // Blocks of the streams already read (the bar's position).
+    let mut blocks_done = 0u64;
     for id in streams {
         let opts = ReadOptions {
             streams: Some(vec![id]),
@@ -137,7 +144,14 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
             start: None,
         };
         let mut seen_in: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+        let progress = reader.progress();
+        let mut n = 0u64;
         while let Some(loc) = reader.next_located()? {
+            n += 1;
+            if n % 1024 == 0 {
+                let c = progress.counts();
+                bar.set(blocks_done + c.read + c.skipped);
+            }
             if host.is_empty()
                 && let Ok(seg) = storage::Segment::open(loc.path)
             {
@@ -180,6 +194,9 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
                 }
             }
         }
+        let c = progress.counts();
+        blocks_done += c.read + c.skipped;
+        bar.set(blocks_done);
         if let (Some(st), Some(next)) = (s.start, s.next_open) {
             first = Some(first.map_or(st, |f| f.min(st)));
             ready = Some(ready.map_or(next, |r| r.min(next)));
@@ -260,6 +277,7 @@ pub fn summarize<W: Write>(dir: &Path, args: &SummarizeArgs, out: &mut W) -> Res
         }
     }
     out.flush()?;
+    bar.finish();
     Ok(())
 }
 
