@@ -182,7 +182,7 @@ pub(crate) fn replay<W: Write, D: Write>(
         };
         let rec = loc.record;
         seen += 1;
-        if progress && seen % 1024 == 0 {
+        if progress && seen.is_multiple_of(1024) {
             let c = blocks.counts();
             bar.set(c.read + c.skipped);
         }

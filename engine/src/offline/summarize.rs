@@ -148,7 +148,7 @@ pub(crate) fn summarize<W: Write>(
         let mut n = 0u64;
         while let Some(loc) = reader.next_located()? {
             n += 1;
-            if n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 let c = progress.counts();
                 bar.set(blocks_done + c.read + c.skipped);
             }
