@@ -50,6 +50,25 @@ pub const CAP_BPF: Cap = Cap {
 
 /// The capabilities `config` needs, each with what for and how to do without it.
 pub fn required(config: &Config, last_cap: u32) -> Vec<(Cap, &'static str)> {
+    let c = &config.capture;
+    let files = c.categories.iter().any(|k| k == "file" || k == "security");
+    needs(
+        c.syscall_events && files,
+        config.enrich.enabled,
+        last_cap,
+        true,
+    )
+}
+
+/// What a capture needs: with per-syscall tracepoints (`syscall_events`), with the
+/// enrichment's /proc reads (`enrich`); `config`: the main job's (whose keys can do
+/// without them), not `engine tail`'s.
+fn needs(
+    syscall_events: bool,
+    enrich: bool,
+    last_cap: u32,
+    config: bool,
+) -> Vec<(Cap, &'static str)> {
     let mut need = Vec::new();
     if last_cap >= CAP_BPF.bit {
         need.push((CAP_BPF, "loading the BPF programs and maps"));
@@ -63,21 +82,27 @@ pub fn required(config: &Config, last_cap: u32) -> Vec<(Cap, &'static str)> {
             "loading and attaching BPF programs (this kernel predates CAP_BPF and CAP_PERFMON)",
         ));
     }
-    let c = &config.capture;
-    let syscall_events =
-        c.syscall_events && c.categories.iter().any(|k| k == "file" || k == "security");
     if syscall_events {
         need.push((
             CAP_DAC_READ_SEARCH,
-            "reading tracefs for the per-syscall tracepoints (or set capture.syscall_events = \
-             false: every syscall then runs the raw programs)",
+            if config {
+                "reading tracefs for the per-syscall tracepoints (or set \
+                 capture.syscall_events = false: every syscall then runs the raw programs)"
+            } else {
+                "reading tracefs for the per-syscall tracepoints of the file and security \
+                 categories"
+            },
         ));
     }
-    if config.enrich.enabled {
+    if enrich {
         need.push((
             CAP_SYS_PTRACE,
-            "reading /proc/PID/exe of other users' processes for enrichment (or set \
-             enrich.enabled = false)",
+            if config {
+                "reading /proc/PID/exe of other users' processes for enrichment (or set \
+                 enrich.enabled = false)"
+            } else {
+                "reading /proc/PID/exe of other users' processes for enrichment"
+            },
         ));
     }
     need
@@ -101,7 +126,11 @@ pub fn last_cap() -> u32 {
 /// An error naming every capability `config` needs that `effective` lacks; `None` when
 /// none is missing.
 pub fn missing(config: &Config, effective: u64, last_cap: u32) -> Option<String> {
-    let lacking: Vec<String> = required(config, last_cap)
+    lacking(required(config, last_cap), effective)
+}
+
+fn lacking(need: Vec<(Cap, &'static str)>, effective: u64) -> Option<String> {
+    let lacking: Vec<String> = need
         .into_iter()
         .filter(|(cap, _)| effective & (1u64 << cap.bit) == 0)
         .map(|(cap, why)| format!("{} ({why})", cap.name))
@@ -122,6 +151,22 @@ pub fn check(config: &Config) -> crate::error::Result<()> {
         return Ok(());
     };
     match missing(config, eff, last_cap()) {
+        Some(m) => Err(crate::error::Error::Invalid(m)),
+        None => Ok(()),
+    }
+}
+
+/// [`check`] for `engine tail` (its capture config, and its enrichment from /proc).
+pub(crate) fn check_capture(c: &bpf::CaptureConfig) -> crate::error::Result<()> {
+    let Some(eff) = effective() else {
+        return Ok(());
+    };
+    let files = c.categories.contains(&bpf::Category::File)
+        || c.categories.contains(&bpf::Category::Security);
+    match lacking(
+        needs(c.syscall_events && files, true, last_cap(), false),
+        eff,
+    ) {
         Some(m) => Err(crate::error::Error::Invalid(m)),
         None => Ok(()),
     }

@@ -153,6 +153,7 @@ pub fn tail(
         categories: set,
         ..CaptureConfig::default()
     };
+    crate::caps::check_capture(&config)?;
     crate::signals::install_stop();
     let (collector, stats) = run(&config, duration, out)?;
     write_summary(report, &collector, &stats)

@@ -15,15 +15,18 @@ use common::{ENGINE, accounting_line, privileged, replay_json};
 const CAPS: [&str; 4] = ["bpf", "perfmon", "dac_read_search", "sys_ptrace"];
 const NOBODY: u32 = 65534;
 
-/// The engine under `setpriv` as `nobody` with `caps` only, for `secs` seconds.
+/// The engine under `setpriv` as `nobody` with `caps` only, for `secs` seconds; `started`
+/// runs once it is capturing (its start line is out).
 fn run_as_nobody(
     engine: &std::path::Path,
     dir: &std::path::Path,
     caps: &[&str],
     secs: u32,
+    started: impl FnOnce(),
 ) -> std::process::Output {
+    use std::io::{BufRead, BufReader};
     let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
-    Command::new("setpriv")
+    let mut child = Command::new("setpriv")
         .args([
             &format!("--reuid={NOBODY}"),
             &format!("--regid={NOBODY}"),
@@ -37,8 +40,29 @@ fn run_as_nobody(
         .args(["--duration", &secs.to_string(), "--data-dir"])
         .arg(dir)
         .current_dir("/")
-        .output()
-        .expect("setpriv")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut text = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+        text.push_str(&line);
+        let up = line.contains("core thread(s)");
+        line.clear();
+        if up {
+            started();
+            break;
+        }
+    }
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+    let status = child.wait().expect("the engine ends");
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: text.into_bytes(),
+    }
 }
 
 #[test]
@@ -61,21 +85,16 @@ fn as_nobody_with_the_documented_capabilities_it_captures_and_without_one_it_nam
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
 
-    // Root runs a program while nobody's engine captures.
+    // Root runs a program while nobody's engine captures (from the test process, which
+    // the engine's start scan finds).
     let marker = format!("kev-lp-{}", std::process::id());
-    let workload = std::thread::spawn({
-        let marker = marker.clone();
-        move || {
-            std::thread::sleep(std::time::Duration::from_millis(1500));
-            for _ in 0..3 {
-                let _ = Command::new("sh")
-                    .args(["-c", &format!("cat /etc/hostname >/dev/null # {marker}")])
-                    .status();
-            }
+    let out = run_as_nobody(&engine, &dir, &CAPS, 3, || {
+        for _ in 0..3 {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("cat /etc/hostname >/dev/null # {marker}")])
+                .status();
         }
     });
-    let out = run_as_nobody(&engine, &dir, &CAPS, 4);
-    workload.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "as nobody with {CAPS:?}: {stderr}");
     assert!(accounting_line(&stderr).contains("[holds]"), "{stderr}");
@@ -109,7 +128,7 @@ fn as_nobody_with_the_documented_capabilities_it_captures_and_without_one_it_nam
     // Each one removed: the engine does not start, and says which.
     for cap in CAPS {
         let fewer: Vec<&str> = CAPS.iter().copied().filter(|c| *c != cap).collect();
-        let out = run_as_nobody(&engine, &dir, &fewer, 1);
+        let out = run_as_nobody(&engine, &dir, &fewer, 1, || {});
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "without {cap}: {stderr}");
         let name = format!("CAP_{}", cap.to_uppercase());
@@ -125,5 +144,29 @@ fn as_nobody_with_the_documented_capabilities_it_captures_and_without_one_it_nam
             );
         }
     }
+    // `engine tail` checks the same way (its default categories include file and
+    // security; it enriches from /proc).
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--inh-caps=-all,+bpf,+perfmon",
+            "--ambient-caps=-all,+bpf,+perfmon",
+            "--bounding-set=-all,+bpf,+perfmon",
+            "--",
+        ])
+        .arg(&engine)
+        .args(["tail", "--duration", "1"])
+        .current_dir("/")
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("missing capabilities: CAP_DAC_READ_SEARCH (")
+            && stderr.contains("CAP_SYS_PTRACE ("),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
