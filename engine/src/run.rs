@@ -561,6 +561,21 @@ pub(crate) fn run_with(
     // Before the capture starts: the start scan is stamped with it, so every captured
     // event sorts after it in replay.
     let start_ns = monotonic_ns();
+    // The enrichment's start scan comes before the attach: a process that started before
+    // the capture is in the tables even when it exits before the enrichment thread
+    // starts (loading the programs can take seconds); those born during the load are
+    // looked for again right after it (`Enricher::start`).
+    let mut tracker = enrich.then(|| {
+        let e = &config.enrich;
+        let mut t = Tracker::new(
+            e.processes_max,
+            e.cgroups_max,
+            e.exit_grace_ms.saturating_mul(1_000_000),
+            Sources::host(),
+        );
+        t.scan(start_ns);
+        t
+    });
     let mut collector =
         Collector::load(&capture).map_err(Error::capture("starting kernel capture"))?;
     let rings = collector.take_rings();
@@ -676,7 +691,6 @@ pub(crate) fn run_with(
     let mut enrich_feed = None;
     let mut export_feed = None;
     let enricher = if enrich {
-        let e = &config.enrich;
         let writer = StreamWriter::create(writer_config(config, ENRICH_STREAM_ID, streams))
             .map_err(|source| Error::Storage {
                 what: "opening the enrichment stream".into(),
@@ -685,12 +699,9 @@ pub(crate) fn run_with(
         for r in writer.recovered() {
             eprintln!("engine: {r}");
         }
-        let tracker = Tracker::new(
-            e.processes_max,
-            e.cgroups_max,
-            e.exit_grace_ms.saturating_mul(1_000_000),
-            Sources::host(),
-        );
+        let Some(tracker) = tracker.take() else {
+            return Err(Error::Invalid("enrichment: no start scan".into()));
+        };
         let mut enricher = Enricher::start(
             tracker,
             writer,

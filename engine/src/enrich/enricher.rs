@@ -127,9 +127,10 @@ impl std::fmt::Debug for Enricher {
 }
 
 impl Enricher {
-    /// Scans `/proc` and the cgroup2 mount through `tracker` and writes the result as
-    /// the first snapshot, stamped `start_ns` (a time before the capture started, so
-    /// every captured event sorts after it).
+    /// Writes `tracker`'s start scan (made before the capture attached, stamped
+    /// `start_ns`, a time before the capture started, so every captured event sorts after
+    /// it) as the first snapshot, with what `/proc` and the cgroup2 mount hold now that
+    /// the scan did not (born while the programs loaded), stamped the same.
     pub(crate) fn start(
         mut tracker: Tracker,
         writer: StreamWriter,
@@ -137,7 +138,8 @@ impl Enricher {
         start_ns: u64,
         flush_interval_ms: u64,
     ) -> Enricher {
-        tracker.scan(start_ns);
+        tracker.rescan_cgroups(start_ns);
+        tracker.rescan_processes(start_ns);
         let (processes_max, cgroups_max) = (
             tracker.tables.processes().limit(),
             tracker.tables.cgroups().limit(),
