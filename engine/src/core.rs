@@ -25,6 +25,10 @@ pub enum CoreMsg {
 /// Passes over the rings after the stop at most (each drains everything pending).
 const FINAL_DRAIN_PASSES_MAX: usize = 64;
 
+/// How far before the last record processed of a ring that still holds records its
+/// delivery is reported (records of one CPU come in about their time order).
+const DELIVERY_MARGIN_NS: u64 = 1_000_000;
+
 /// Capacity of the control -> core queue.
 pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 
@@ -50,6 +54,10 @@ pub struct CoreShared {
     pub stats: Mutex<Option<crate::pipeline::PipelineStats>>,
     /// Current 1-in-N per sampling class (critical, high, normal, bulk).
     pub sampling: Mutex<[u32; 4]>,
+    /// Every event of this core's rings stamped before this (monotonic ns) has been
+    /// processed, and its lifecycle copy queued for the enrichment thread (stored after
+    /// the copies: Release). The enrichment thread applies events no later than this.
+    pub delivered_through: AtomicU64,
 }
 
 /// The final report of a core thread.
@@ -109,6 +117,12 @@ impl Core {
             let stopping = stop.load(Ordering::Acquire);
             final_passes += usize::from(stopping);
             let mut drained = 0;
+            // How far every ring has been delivered: a ring found empty, up to the start
+            // of the pass; one with records left, up to the last record processed (a
+            // CPU's ring holds its records in about their time order; the margin covers
+            // nesting).
+            let pass_start = monotonic_ns();
+            let mut through = pass_start;
             for ring in &mut self.rings {
                 let fill = ring.pending_bytes();
                 max_fill = max_fill.max(fill);
@@ -117,8 +131,20 @@ impl Core {
                 } else {
                     self.poll_budget_events
                 };
-                drained += ring.drain(budget, |b| self.pipeline.process(b));
+                let mut last = 0u64;
+                drained += ring.drain(budget, |b| {
+                    if let Some(ts) = b.get(..8) {
+                        last = u64::from_le_bytes(ts.try_into().unwrap_or([0; 8]));
+                    }
+                    self.pipeline.process(b)
+                });
+                if ring.pending_bytes() > 0 {
+                    through = through.min(last.saturating_sub(DELIVERY_MARGIN_NS));
+                }
             }
+            self.shared
+                .delivered_through
+                .store(through, Ordering::Release);
             while let Ok(msg) = self.control.pop() {
                 match msg {
                     CoreMsg::Loss(l) => self.pipeline.loss(&l),

@@ -709,6 +709,7 @@ pub(crate) fn run_with(
             start_ns,
             config.storage.flush_interval_ms,
         );
+        enricher.watch_cores(shared.clone());
         let start_log = enricher.take_start_log();
         if sem.enabled {
             // The semantic thread keeps the same tables, from the same records, to

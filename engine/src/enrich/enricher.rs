@@ -24,6 +24,8 @@ pub(crate) const ENRICH_STREAM_ID: u32 = 1_000_000;
 /// core thread are applied in time order (core threads hand over within their poll
 /// timeout, normally milliseconds).
 const REORDER_NS: u64 = 100_000_000;
+/// The watermark waits for a lagging core at most this long.
+const LAG_MAX_NS: u64 = 2_000_000_000;
 /// Bytes of events held for reordering at most; beyond, the oldest are applied at once
 /// (so a burst costs ordering precision, never unbounded memory).
 const PENDING_BYTES_MAX: usize = 16 << 20;
@@ -94,6 +96,8 @@ impl Ord for Pending {
 
 /// See the module docs.
 pub(crate) struct Enricher {
+    /// The core threads' delivery marks: events are applied no later than the least.
+    cores: Vec<Arc<crate::core::CoreShared>>,
     tracker: Tracker,
     writer: StreamWriter,
     taps: Vec<TapConsumer>,
@@ -145,6 +149,7 @@ impl Enricher {
             tracker.tables.cgroups().limit(),
         );
         let mut e = Enricher {
+            cores: Vec::new(),
             tracker,
             writer,
             taps,
@@ -183,6 +188,23 @@ impl Enricher {
     /// now on nothing more is kept.
     pub(crate) fn take_start_log(&mut self) -> Vec<(u64, u16, Vec<u8>)> {
         self.start_log.take().unwrap_or_default()
+    }
+
+    /// Applies events only as far as every core has delivered them
+    /// ([`crate::core::CoreShared::delivered_through`]), and at least up to
+    /// [`LAG_MAX_NS`] ago: a core that lags (a burst, a slow start) no longer makes its
+    /// lifecycle events stragglers stamped late.
+    pub(crate) fn watch_cores(&mut self, cores: Vec<Arc<crate::core::CoreShared>>) {
+        self.cores = cores;
+    }
+
+    /// The least delivery mark of the cores (`u64::MAX` without any).
+    fn delivered_through(&self) -> u64 {
+        self.cores
+            .iter()
+            .map(|c| c.delivered_through.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Also hands every record written to `feed`, in order. Set
@@ -389,20 +411,21 @@ impl Enricher {
         let mut last_flush = monotonic_ns();
         loop {
             let done = cores_done.load(Ordering::Acquire);
+            // Read before the taps are: every copy up to it is queued by then.
+            let delivered = self.delivered_through();
             let got = self.collect();
             let now = monotonic_ns();
-            self.apply_until(
-                if done {
-                    u64::MAX
-                } else {
-                    now.saturating_sub(REORDER_NS)
-                },
-                PENDING_BYTES_MAX,
-            );
+            // The reorder watermark: the reorder window behind now, no later than what
+            // every core has delivered, no further behind than LAG_MAX_NS.
+            let wm = now
+                .saturating_sub(REORDER_NS)
+                .min(delivered)
+                .max(now.saturating_sub(LAG_MAX_NS));
+            self.apply_until(if done { u64::MAX } else { wm }, PENDING_BYTES_MAX);
             // Everything before the reorder watermark is applied and written; what comes
-            // later is stamped at or after it (a straggler is stamped when applied).
+            // later is stamped at or after it (a straggler, later than LAG_MAX_NS or past a
+            // full heap, is stamped when applied).
             if !done {
-                let wm = now.saturating_sub(REORDER_NS);
                 self.last_ts = self.last_ts.max(wm);
                 shared
                     .written_through
@@ -413,12 +436,11 @@ impl Enricher {
                 // Stamped with the reorder watermark: every event before it is applied,
                 // and those still held come after it, so none of them is stamped later
                 // than it happened.
-                self.tracker.expire(now.saturating_sub(REORDER_NS));
+                self.tracker.expire(wm);
                 if now >= next_rescan {
                     next_rescan = now + RESCAN_EVERY_NS;
-                    self.tracker.rescan_cgroups(now.saturating_sub(REORDER_NS));
-                    self.tracker
-                        .rescan_processes(now.saturating_sub(REORDER_NS));
+                    self.tracker.rescan_cgroups(wm);
+                    self.tracker.rescan_processes(wm);
                 }
                 self.write_updates();
                 self.publish(&shared);
