@@ -170,7 +170,7 @@ impl State {
                 "host" => "host".to_string(),
                 id => {
                     let runtime = v["container"]["runtime"].as_str().unwrap_or("");
-                    format!("{} {runtime}", &id[..id.len().min(12)])
+                    format!("{} {runtime}", short(id))
                 }
             };
             (name, v["path"].as_str().unwrap_or("").to_string())
@@ -202,7 +202,7 @@ impl State {
         let clock = time.get(11..23).unwrap_or(&time);
         let container = match e.container.as_str() {
             "" | "host" => String::new(),
-            c => format!(" [{}]", &c[..c.len().min(12)]),
+            c => format!(" [{}]", short(c)),
         };
         let line = format!(
             "{clock} {:.2} {:<22} {} {}{container} {}",
@@ -211,6 +211,11 @@ impl State {
         self.notables.push_front(line);
         self.notables.truncate(NOTABLES_KEPT);
     }
+}
+
+/// The first 12 characters of a container id (as `docker ps` shows them).
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 /// `engine top`: runs until `q`.
@@ -583,4 +588,36 @@ fn drops_table(f: &mut ratatui::Frame<'_>, area: Rect, s: &State) {
         ),
         area,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_line_fills_the_view_and_odd_names_do_not_break_it() {
+        let mut s = State::default();
+        s.window(
+            r#"{"type":"window","start":"2026-11-27T05:00:00.000000000Z","window_ms":2000,"records":9,
+            "kinds":{"file.open":{"events":40,"stored":10,"max_weight":4},"process.exec":{"events":2,"stored":2,"max_weight":1}},
+            "losses":[{"reason":"kernel_ring_full","kind":"file.open","count":3}],
+            "top_processes":[{"pid":7,"comm":"café","exe":"/usr/bin/x","events":5}],
+            "top_cgroups":[{"cgroup_id":9,"path":"/k","container":{"id":"ééééééééééééééé","runtime":"docker"},"events":4},
+                           {"cgroup_id":1,"container":{"id":"host"},"events":1},{"cgroup_id":3,"events":1}]}"#,
+        );
+        assert_eq!(s.window_ms, 2000);
+        assert_eq!(s.kinds[0], ("file.open".to_string(), 40, 10, 4));
+        assert_eq!(per_sec(40, s.window_ms), "20.0");
+        assert_eq!(s.processes[0].name, "7 café");
+        assert_eq!(s.containers[0].name, "éééééééééééé docker");
+        assert_eq!(s.containers[1].name, "host");
+        assert_eq!(s.containers[2].name, "cgroup 3");
+        assert_eq!(
+            s.losses,
+            [("kernel_ring_full".into(), "file.open".into(), 3)]
+        );
+        // Not JSON: ignored.
+        s.window("{");
+        assert_eq!(s.windows, 1);
+    }
 }
