@@ -1102,13 +1102,29 @@ impl Collector {
             Some(aya::maps::Map::HashMap(d) | aya::maps::Map::PerCpuHashMap(d)) => d,
             _ => return Err(map_err(name)(MapError::InvalidName { name: name.into() })),
         };
-        let max = data.info().map_err(map_err(name))?.max_entries() as usize;
+        let info = data.info().map_err(map_err(name))?;
+        // The types must be the map's (a mismatch would read garbage, not fail).
+        if info.key_size() as usize != size_of::<K>()
+            || info.value_size() as usize != size_of::<V>()
+        {
+            return Err(map_err(name)(MapError::InvalidValueSize {
+                size: size_of::<V>(),
+                expected: info.value_size() as usize,
+            }));
+        }
+        let max = info.max_entries() as usize;
         // Keys are packed at their size; values at theirs rounded up to 8 bytes, times the
         // CPUs for a per-CPU map (the types here are all multiples of 8).
         const { assert!(size_of::<V>().is_multiple_of(8)) };
         let (kb, vw) = (size_of::<K>(), size_of::<V>() / 8 * cpus);
-        s.keys.resize((kb * max).div_ceil(8), 0);
-        s.values.resize(vw * max, 0);
+        // Grown to the largest table once, never shrunk (no refill every interval).
+        let (kn, vn) = ((kb * max).div_ceil(8), vw * max);
+        if s.keys.len() < kn {
+            s.keys.resize(kn, 0);
+        }
+        if s.values.len() < vn {
+            s.values.resize(vn, 0);
+        }
         #[repr(C)]
         struct BatchAttr {
             in_batch: u64,

@@ -16,7 +16,9 @@
 //! Not needed: `CAP_SYS_ADMIN` (only to mount tracefs where nothing is mounted: mount it
 //! beforehand), `CAP_SYS_RESOURCE` (BPF memory is charged to the cgroup since 5.11, not
 //! to `RLIMIT_MEMLOCK`; older kernels need `LimitMEMLOCK=infinity`), `CAP_NET_ADMIN`.
-//! On kernels before 5.8 (no `CAP_BPF`/`CAP_PERFMON`), `CAP_SYS_ADMIN` stands for both.
+//! On kernels before 5.8 (no `CAP_BPF`/`CAP_PERFMON`), `CAP_SYS_ADMIN` stands for both;
+//! it is accepted for them on later kernels too (as the kernel does), and
+//! `CAP_DAC_OVERRIDE` for `CAP_DAC_READ_SEARCH` (a privileged container's set).
 
 use crate::config::Config;
 
@@ -27,6 +29,10 @@ pub struct Cap {
     pub name: &'static str,
 }
 
+pub const CAP_DAC_OVERRIDE: Cap = Cap {
+    bit: 1,
+    name: "CAP_DAC_OVERRIDE",
+};
 pub const CAP_DAC_READ_SEARCH: Cap = Cap {
     bit: 2,
     name: "CAP_DAC_READ_SEARCH",
@@ -129,10 +135,20 @@ pub fn missing(config: &Config, effective: u64, last_cap: u32) -> Option<String>
     lacking(required(config, last_cap), effective)
 }
 
+/// Whether `effective` grants `cap`, itself or through the broader capability the kernel
+/// also accepts for it (CAP_SYS_ADMIN for CAP_BPF and CAP_PERFMON, CAP_DAC_OVERRIDE for
+/// CAP_DAC_READ_SEARCH's reads).
+fn grants(effective: u64, cap: Cap) -> bool {
+    let has = |c: Cap| effective & (1u64 << c.bit) != 0;
+    has(cap)
+        || ((cap == CAP_BPF || cap == CAP_PERFMON) && has(CAP_SYS_ADMIN))
+        || (cap == CAP_DAC_READ_SEARCH && has(CAP_DAC_OVERRIDE))
+}
+
 fn lacking(need: Vec<(Cap, &'static str)>, effective: u64) -> Option<String> {
     let lacking: Vec<String> = need
         .into_iter()
-        .filter(|(cap, _)| effective & (1u64 << cap.bit) == 0)
+        .filter(|(cap, _)| !grants(effective, *cap))
         .map(|(cap, why)| format!("{} ({why})", cap.name))
         .collect();
     (!lacking.is_empty()).then(|| {
@@ -205,6 +221,14 @@ mod tests {
         c.enrich.enabled = false;
         c.capture.categories = vec!["process".into()];
         assert_eq!(missing(&c, set(&[CAP_BPF, CAP_PERFMON]), 40), None);
+        // The broader capabilities the kernel also accepts.
+        c.capture.categories = vec!["file".into()];
+        c.capture.syscall_events = true;
+        assert_eq!(
+            missing(&c, set(&[CAP_SYS_ADMIN, CAP_DAC_OVERRIDE]), 40),
+            None
+        );
+        c.capture.categories = vec!["process".into()];
         // Before CAP_BPF existed: CAP_SYS_ADMIN.
         assert!(missing(&c, set(&[CAP_SYS_ADMIN]), 37).is_none());
         assert!(

@@ -298,7 +298,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 config.export.nats.url = url;
                 return crate::offline::summarize::publish(&dir, &args, &config);
             }
-            let bar = crate::offline::progress::Bar::new("summarize", &dir);
+            // Summarize reports its progress over the core streams.
+            let bar = crate::offline::progress::Bar::of_streams("summarize", &dir, |id| {
+                id < crate::enrich::enricher::ENRICH_STREAM_ID
+            });
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(
                 1 << 16,

@@ -110,6 +110,14 @@ impl Telemetry {
         h.sum_ns += d.sum_ns;
     }
 
+    /// Keeps the per-container run-queue series whose container `live` says exists
+    /// (`host`, `other` and `unknown` stay).
+    pub(crate) fn runq_container_retain(&self, live: impl Fn(&str) -> bool) {
+        if let Ok(mut all) = self.runq_container.lock() {
+            all.retain(|k, _| matches!(&**k, "host" | "other" | "unknown") || live(k));
+        }
+    }
+
     /// Adds an interval's run-queue latency on `cpu` (the perf aggregator).
     pub(crate) fn runq_cpu(&self, cpu: usize, d: &bpf::abi::RunqHist) {
         let Ok(mut all) = self.runq.lock() else {

@@ -19,6 +19,12 @@ use tonic::metadata::MetadataValue;
 use crate::error::{Error, Result};
 use crate::export::proto as pb;
 
+/// A Status call's answer waits this long at most.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The stream is given up (and made again) after this long without a message (the engine
+/// sends a heartbeat every 5 s).
+const STREAM_SILENCE_MAX: Duration = Duration::from_secs(15);
+
 /// Notable events kept for the scrolling list.
 const NOTABLES_KEPT: usize = 200;
 
@@ -276,7 +282,11 @@ async fn feed(args: TopArgs, state: Arc<Mutex<State>>) {
 async fn feed_once(args: &TopArgs, state: &Arc<Mutex<State>>) -> std::result::Result<(), String> {
     let mut endpoint = tonic::transport::Endpoint::from_shared(args.url())
         .map_err(|e| format!("{}: {e}", args.endpoint))?
-        .connect_timeout(Duration::from_secs(3));
+        .connect_timeout(Duration::from_secs(3))
+        // A peer that vanishes without closing the connection is noticed.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
     if let Some(ca) = &args.ca {
         endpoint = endpoint
             .tls_config(
@@ -334,16 +344,18 @@ async fn feed_once(args: &TopArgs, state: &Arc<Mutex<State>>) -> std::result::Re
     loop {
         tokio::select! {
             _ = status_every.tick() => {
-                let reply = client
-                    .status(pb::StatusRequest {})
+                let reply = tokio::time::timeout(CALL_TIMEOUT, client.status(pb::StatusRequest {}))
                     .await
+                    .map_err(|_| "Status: no answer".to_string())?
                     .map_err(|e| format!("Status: {}", e.message()))?;
                 if let Ok(mut s) = state.lock() {
                     s.status = Some(reply.into_inner());
                 }
             }
-            msg = stream.message() => {
-                let msg = msg.map_err(|e| format!("Subscribe: {}", e.message()))?
+            msg = tokio::time::timeout(STREAM_SILENCE_MAX, stream.message()) => {
+                let msg = msg
+                    .map_err(|_| "Subscribe: silent (no heartbeat)".to_string())?
+                    .map_err(|e| format!("Subscribe: {}", e.message()))?
                     .ok_or_else(|| "the engine ended the stream".to_string())?;
                 let counted = !matches!(msg.msg, Some(pb::server_message::Msg::Heartbeat(_)));
                 if let Ok(mut s) = state.lock() {

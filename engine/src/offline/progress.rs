@@ -16,10 +16,22 @@ impl Bar {
     /// A bar over the blocks of `dir` (from its segments' indexes), labelled `what`; off
     /// when stdout or stderr is not a terminal, or the count cannot be had.
     pub(crate) fn new(what: &'static str, dir: &Path) -> Bar {
+        Bar::of_streams(what, dir, |_| true)
+    }
+
+    /// [`Bar::new`] over the blocks of the streams `counted` keeps (those the progress
+    /// is reported for).
+    pub(crate) fn of_streams(what: &'static str, dir: &Path, counted: impl Fn(u32) -> bool) -> Bar {
         if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
             return Bar(None);
         }
-        let total = storage::Stats::collect(dir).map_or(0, |s| s.total().blocks);
+        let total: u64 = storage::Stats::collect(dir).map_or(0, |s| {
+            s.streams
+                .iter()
+                .filter(|st| counted(st.id))
+                .map(|st| st.blocks)
+                .sum()
+        });
         if total == 0 {
             return Bar(None);
         }

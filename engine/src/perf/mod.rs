@@ -374,6 +374,8 @@ struct ContainerLabels {
     labels: HashMap<u64, Arc<str>>,
     /// The interval of the last walk.
     walked: Option<u64>,
+    /// Walks so far (the metric's labels are pruned after each).
+    walks: u64,
 }
 
 /// Cgroups a walk visits at most.
@@ -385,6 +387,7 @@ impl ContainerLabels {
             root: crate::enrich::scan::cgroup2_mount(),
             labels: HashMap::new(),
             walked: None,
+            walks: 0,
         }
     }
 
@@ -398,6 +401,7 @@ impl ContainerLabels {
         {
             self.walked = Some(epoch);
             self.labels.clear();
+            self.walks += 1;
             let (host, labels) = (Arc::<str>::from("host"), &mut self.labels);
             crate::enrich::scan::scan_cgroups(root, CGROUP_WALK_MAX, |c| {
                 let label = match crate::enrich::container::classify(&c.path) {
@@ -407,10 +411,17 @@ impl ContainerLabels {
                 labels.insert(c.id, label);
             });
         }
+        // Gone before the walk (or no cgroup2 mount): remembered as unknown, so that a
+        // retiring cgroup does not walk the hierarchy every interval.
         self.labels
-            .get(&cgroup)
-            .cloned()
-            .unwrap_or_else(|| Arc::from("unknown"))
+            .entry(cgroup)
+            .or_insert_with(|| Arc::from("unknown"))
+            .clone()
+    }
+
+    /// Whether `label` is a container that exists now (as of the last walk).
+    fn live(&self, label: &str) -> bool {
+        self.labels.values().any(|l| &**l == label)
     }
 }
 
@@ -499,7 +510,7 @@ pub(crate) struct PerfAggregator {
     report: PerfReport,
     /// With the semantic path: each written record folded into its summary window, and
     /// the windows handed over once complete.
-    windows: Option<(window::PerfFold, Arc<window::PerfWindows>)>,
+    windows: Option<WindowFold>,
 }
 
 impl PerfAggregator {
@@ -560,7 +571,7 @@ impl PerfAggregator {
         cap: usize,
         shared: Arc<window::PerfWindows>,
     ) {
-        self.windows = Some((window::PerfFold::new(window_ns, cap), shared));
+        self.windows = Some(WindowFold(window::PerfFold::new(window_ns, cap), shared));
     }
 
     /// Writes the interval's records once `perf.interval_ms` has passed since the last.
@@ -571,7 +582,7 @@ impl PerfAggregator {
         // Records written from now on end at `now_ns` or later: the windows before its
         // window are complete.
         let offset = self.writer.mono_to_wall_ns();
-        if let Some((fold, shared)) = &mut self.windows {
+        if let Some(WindowFold(fold, shared)) = &mut self.windows {
             let w = fold.window(now_ns, offset);
             shared.complete(fold, w);
         }
@@ -622,7 +633,13 @@ impl PerfAggregator {
                 || collector.runq_cgroup_take(id).ok(),
             );
             if d.count > 0 {
+                let walks = self.containers.walks;
                 let container = self.containers.label(id, epoch);
+                if self.containers.walks != walks {
+                    // Containers gone since the last walk leave the metric (bounded labels).
+                    let c = &self.containers;
+                    self.telemetry.runq_container_retain(|l| c.live(l));
+                }
                 self.telemetry.runq_container(&container, &d);
                 self.write(SCOPE_CGROUP, id, start, end, &d);
             }
@@ -785,7 +802,7 @@ impl PerfAggregator {
             Ok(()) => {
                 self.report.records += 1;
                 let offset = self.writer.mono_to_wall_ns();
-                if let Some((fold, _)) = &mut self.windows {
+                if let Some(WindowFold(fold, _)) = &mut self.windows {
                     fold.record(ts_ns, offset, kind, bytes);
                 }
             }
@@ -804,11 +821,25 @@ impl PerfAggregator {
         {
             self.report.error = Some(e.to_string());
         }
-        if let Some((fold, shared)) = &mut self.windows {
-            shared.complete(fold, u64::MAX);
+        if let Some(w) = self.windows.take() {
+            let shared = w.1.clone();
+            // The last windows handed over first: what that drops is counted too.
+            drop(w);
             self.report.windows_dropped = shared.dropped.load(std::sync::atomic::Ordering::Relaxed);
         }
         self.report
+    }
+}
+
+/// The summary windows being folded and where they go. Dropped (by
+/// [`PerfAggregator::finish`], or with the aggregator when the control loop ends on an
+/// error) it hands over what it holds as complete, so the semantic thread waits for no
+/// more.
+struct WindowFold(window::PerfFold, Arc<window::PerfWindows>);
+
+impl Drop for WindowFold {
+    fn drop(&mut self) {
+        self.1.complete(&mut self.0, u64::MAX);
     }
 }
 
