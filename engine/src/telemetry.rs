@@ -63,7 +63,7 @@ impl Telemetry {
         };
         let name = bpf::abi::cstr_bytes(&d.disk);
         let device = if name.is_empty() {
-            format!("{}:{}", k.dev >> 20, k.dev & 0xfffff)
+            crate::perf::device_name(k.dev)
         } else {
             String::from_utf8_lossy(name).into_owned()
         };

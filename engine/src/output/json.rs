@@ -447,7 +447,7 @@ impl JsonWriter {
     }
 
     /// `,"buckets":[...]`: the non-empty log2 buckets of microseconds of a perf record.
-    fn log2_buckets(&mut self, slots: &[u64]) {
+    pub(crate) fn log2_buckets(&mut self, slots: &[u64]) {
         self.buf.extend_from_slice(b",\"buckets\":[");
         let last = slots.len() - 1;
         let mut first = true;
@@ -686,11 +686,7 @@ impl JsonWriter {
                 field!(self, "latency_ns", r.latency_ns);
                 field!(self, "queued_ns", r.queued_ns);
                 field!(self, "disk", Str(cstr_bytes(&r.disk)));
-                field!(
-                    self,
-                    "dev",
-                    Str(format!("{}:{}", r.dev >> 20, r.dev & 0xfffff).as_bytes())
-                );
+                field!(self, "dev", Str(crate::perf::device_name(r.dev).as_bytes()));
                 field!(self, "op", Str(crate::perf::io_op_name(r.op).as_bytes()));
                 field!(self, "bytes", r.bytes);
                 field!(self, "sector", r.sector);

@@ -116,7 +116,7 @@ impl IoRecord {
 
     /// `major:minor`.
     pub(crate) fn device(&self) -> String {
-        format!("{}:{}", self.dev >> 20, self.dev & 0xfffff)
+        device_name(self.dev)
     }
 }
 
@@ -148,12 +148,22 @@ impl NetRecord {
 
     /// `tcp`, `udp`, or the protocol number.
     pub(crate) fn protocol(&self) -> std::borrow::Cow<'static, str> {
-        match self.flow.protocol {
-            6 => "tcp".into(),
-            17 => "udp".into(),
-            n => format!("ip{n}").into(),
-        }
+        protocol_name(self.flow.protocol)
     }
+}
+
+/// A flow's protocol as replay and the summaries name it: `tcp`, `udp`, or `ip<N>`.
+pub(crate) fn protocol_name(protocol: u16) -> std::borrow::Cow<'static, str> {
+    match protocol {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        n => format!("ip{n}").into(),
+    }
+}
+
+/// A disk's `major:minor` from the kernel's dev_t (`major << 20 | minor`).
+pub(crate) fn device_name(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
 }
 
 /// A `perf.task_sched` record: a process's context switches and time off a CPU in

@@ -68,17 +68,8 @@ impl Hist {
         json.field("p99_le_us", self.percentile_le_us(99));
         json.field("max_le_us", self.percentile_le_us(100));
         if buckets {
-            json.open(Some("buckets"), b'[');
-            for (k, &n) in self.slots.iter().enumerate().filter(|(_, n)| **n > 0) {
-                json.open(None, b'{');
-                json.field("low_us", RunqRecord::bucket_low_us(k));
-                if k + 1 < RUNQ_SLOTS {
-                    json.field("high_us", 1u64 << (k + 1));
-                }
-                json.field("count", n);
-                json.close(b'}');
-            }
-            json.close(b']');
+            // As the interval records' (`perf.runq_latency`, `perf.io_latency`) in replay.
+            json.log2_buckets(&self.slots);
         }
     }
 }
@@ -281,10 +272,7 @@ impl PerfWindow {
         for ((dev, op), io) in &self.io {
             json.open(None, b'{');
             json.field("disk", Str(bpf::abi::cstr_bytes(&io.disk)));
-            json.field(
-                "dev",
-                Str(format!("{}:{}", dev >> 20, dev & 0xfffff).as_bytes()),
-            );
+            json.field("dev", Str(super::device_name(*dev).as_bytes()));
             json.field("op", Str(super::io_op_name(*op).as_bytes()));
             json.field("bytes", io.bytes);
             io.hist.write(json, true);
@@ -304,14 +292,7 @@ impl PerfWindow {
             json.open(None, b'{');
             json.field("pid", f.tgid);
             json.field("comm", Str(bpf::abi::cstr_bytes(comm)));
-            json.field(
-                "protocol",
-                Str(match f.protocol {
-                    6 => b"tcp".as_slice(),
-                    17 => b"udp",
-                    _ => b"other",
-                }),
-            );
+            json.field("protocol", Str(super::protocol_name(f.protocol).as_bytes()));
             json.field("saddr", AddrValue(f.family, &f.saddr));
             json.field("sport", f.sport);
             json.field("daddr", AddrValue(f.family, &f.daddr));
