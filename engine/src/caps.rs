@@ -162,27 +162,20 @@ fn lacking(need: Vec<(Cap, &'static str)>, effective: u64) -> Option<String> {
 
 /// Checks this process's capabilities against what `config` needs.
 pub fn check(config: &Config) -> crate::error::Result<()> {
-    let Some(eff) = effective() else {
-        // No /proc/self/status: the loads themselves will say what they lack.
-        return Ok(());
-    };
-    match missing(config, eff, last_cap()) {
-        Some(m) => Err(crate::error::Error::Invalid(m)),
-        None => Ok(()),
-    }
+    enforce(required(config, last_cap()))
 }
 
 /// [`check`] for `engine tail` (its capture config, and its enrichment from /proc).
 pub(crate) fn check_capture(c: &bpf::CaptureConfig) -> crate::error::Result<()> {
-    let Some(eff) = effective() else {
-        return Ok(());
-    };
     let files = c.categories.contains(&bpf::Category::File)
         || c.categories.contains(&bpf::Category::Security);
-    match lacking(
-        needs(c.syscall_events && files, true, last_cap(), false),
-        eff,
-    ) {
+    enforce(needs(c.syscall_events && files, true, last_cap(), false))
+}
+
+/// An error naming what of `need` this process lacks.
+fn enforce(need: Vec<(Cap, &'static str)>) -> crate::error::Result<()> {
+    // Without /proc/self/status the loads themselves will say what they lack.
+    match effective().and_then(|eff| lacking(need, eff)) {
         Some(m) => Err(crate::error::Error::Invalid(m)),
         None => Ok(()),
     }

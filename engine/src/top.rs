@@ -44,21 +44,11 @@ impl TopArgs {
     /// certificate).
     pub fn from(endpoint: Option<String>, config: &crate::Config) -> Result<TopArgs> {
         let g = &config.export.grpc;
-        let token = match &g.token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| {
-                        Error::Invalid(format!("export.grpc.token_file: {}: {e}", p.display()))
-                    })?
-                    .trim()
-                    .to_string(),
-            ),
-            None => None,
-        };
+        // The token and certificate files as the server reads them (only the certificate,
+        // not its key, which the viewer need not be able to read).
+        let token = crate::export::grpc::read_token(g)?;
         let ca = match &g.tls_cert {
-            Some(p) => Some(std::fs::read(p).map_err(|e| {
-                Error::Invalid(format!("export.grpc.tls_cert: {}: {e}", p.display()))
-            })?),
+            Some(p) => Some(crate::export::grpc::read("tls_cert", p)?),
             None => None,
         };
         let endpoint = match endpoint {

@@ -44,25 +44,7 @@ impl GrpcSettings {
             .listen
             .parse()
             .map_err(|e| Error::Invalid(format!("export.grpc.listen: {:?}: {e}", c.listen)))?;
-        let read = |key: &str, p: &Path| {
-            std::fs::read(p)
-                .map_err(|e| Error::Invalid(format!("export.grpc.{key}: {}: {e}", p.display())))
-        };
-        let token = match &c.token_file {
-            Some(p) => {
-                let t = String::from_utf8_lossy(&read("token_file", p)?)
-                    .trim()
-                    .to_string();
-                if t.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "export.grpc.token_file: {} is empty",
-                        p.display()
-                    )));
-                }
-                Some(t)
-            }
-            None => None,
-        };
+        let token = read_token(c)?;
         let tls = match (&c.tls_cert, &c.tls_key) {
             (Some(cert), Some(key)) => Some((read("tls_cert", cert)?, read("tls_key", key)?)),
             (None, None) => None,
@@ -79,6 +61,28 @@ impl GrpcSettings {
             client_queue: c.client_queue,
         }))
     }
+}
+
+/// Reads the file of config key `export.grpc.KEY` (an error names the key and the file).
+pub(crate) fn read(key: &str, p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| Error::Invalid(format!("export.grpc.{key}: {}: {e}", p.display())))
+}
+
+/// The bearer token of `export.grpc.token_file`, trimmed (an empty file is an error).
+pub(crate) fn read_token(c: &crate::config::Grpc) -> Result<Option<String>> {
+    let Some(p) = &c.token_file else {
+        return Ok(None);
+    };
+    let t = String::from_utf8_lossy(&read("token_file", p)?)
+        .trim()
+        .to_string();
+    if t.is_empty() {
+        return Err(Error::Invalid(format!(
+            "export.grpc.token_file: {} is empty",
+            p.display()
+        )));
+    }
+    Ok(Some(t))
 }
 
 /// The running server: dropping it (or [`GrpcServer::stop`]) ends it.
