@@ -33,7 +33,7 @@ const DELIVERY_MARGIN_NS: u64 = 1_000_000;
 pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 
 /// What the control thread can read of a core thread while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CoreShared {
     /// Records read from the rings.
     pub delivered: AtomicU64,
@@ -58,6 +58,26 @@ pub struct CoreShared {
     /// processed, and its lifecycle copy queued for the enrichment thread (stored after
     /// the copies: Release). The enrichment thread applies events no later than this.
     pub delivered_through: AtomicU64,
+}
+
+impl Default for CoreShared {
+    fn default() -> CoreShared {
+        CoreShared {
+            delivered: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            record_bytes: AtomicU64::new(0),
+            file_bytes: AtomicU64::new(0),
+            ring_fill_permille: AtomicU64::new(0),
+            storage_dropped: AtomicU64::new(0),
+            storage_error: Mutex::new(None),
+            latencies: Mutex::new(None),
+            stats: Mutex::new(None),
+            // No sampling until the core says otherwise (Status and /metrics read this
+            // before its first publish: 1 in 0 would be a false number).
+            sampling: Mutex::new([1; 4]),
+            delivered_through: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The final report of a core thread.
