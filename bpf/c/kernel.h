@@ -94,7 +94,7 @@ struct pt_regs {
 } __core;
 
 typedef struct {
-	int val;
+	int counter;
 } atomic_t;
 typedef struct {
 	__s64 counter;
@@ -172,7 +172,16 @@ struct mm_struct {
 } __core;
 
 struct signal_struct {
+	atomic_t live;
 	short oom_score_adj;
+} __core;
+
+struct socket {
+	struct sock *sk;
+} __core;
+
+struct oom_control {
+	struct task_struct *chosen;
 } __core;
 
 struct gendisk {

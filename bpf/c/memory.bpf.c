@@ -15,11 +15,9 @@ struct {
 	__type(value, struct reclaim_start);
 } reclaim_pending SEC(".maps");
 
-SEC("tp_btf/mark_victim")
-int handle_mark_victim(__u64 *ctx)
+/* The victim's record; `task` NULL when only its pid is known (`pid`). */
+static __always_inline int emit_oom_kill(struct task_struct *task, __u32 pid, __u32 uid)
 {
-	struct task_struct *task = (void *)ctx[0];
-	__u32 uid = (__u32)ctx[1];
 	void *rb;
 	__u32 w = 1;
 
@@ -28,15 +26,44 @@ int handle_mark_victim(__u64 *ctx)
 	struct rec_oom_kill *e = RESERVE(rb, struct rec_oom_kill, EK_MEMORY_OOM_KILL, w);
 	if (!e)
 		return 0;
-	e->p.victim_pid = task->tgid;
+	e->p.victim_pid = pid;
 	e->p.victim_uid = uid;
-	e->p.oom_score_adj = task->signal->oom_score_adj;
-	struct mm_struct *mm = task->mm;
-	if (mm)
-		e->p.total_vm_pages = mm->total_vm;
-	bpf_probe_read_kernel(e->p.victim_comm, COMM_LEN, task->comm);
+	if (task) {
+		e->p.victim_pid = task->tgid;
+		e->p.oom_score_adj = task->signal->oom_score_adj;
+		struct mm_struct *mm = task->mm;
+		if (mm)
+			e->p.total_vm_pages = mm->total_vm;
+		bpf_probe_read_kernel(e->p.victim_comm, COMM_LEN, task->comm);
+	}
 	submit(rb, e, sizeof(*e));
 	return 0;
+}
+
+/* oom:mark_victim(task, uid): 6.8 and later. */
+SEC("tp_btf/mark_victim")
+int handle_mark_victim(__u64 *ctx)
+{
+	return emit_oom_kill((struct task_struct *)ctx[0], 0, (__u32)ctx[1]);
+}
+
+/* Where mark_victim has only the pid: the victim chosen, on entry to oom_kill_process. */
+SEC("fentry/oom_kill_process")
+int handle_oom_kill_process(__u64 *ctx)
+{
+	struct oom_control *oc = (void *)ctx[0];
+	struct task_struct *task = oc->chosen;
+	if (!task)
+		return 0;
+	return emit_oom_kill(task, 0, task->cred->uid.val);
+}
+
+/* oom:mark_victim(pid) of older kernels, when oom_kill_process cannot be traced: the
+ * pid only (uid, score and name zero). */
+SEC("tp_btf/mark_victim")
+int handle_mark_victim_pid(__u64 *ctx)
+{
+	return emit_oom_kill(NULL, (__u32)ctx[0], (__u32)-1);
 }
 
 SEC("tp_btf/mm_vmscan_direct_reclaim_begin")

@@ -147,12 +147,8 @@ int handle_tcp_receive_reset(__u64 *ctx)
 	return emit_tcp(EK_NET_TCP_RESET_RECEIVED, sk, state, state, 0);
 }
 
-SEC("tp_btf/tcp_send_reset")
-int handle_tcp_send_reset(__u64 *ctx)
+static __always_inline int on_send_reset(const struct sock *sk, struct sk_buff *skb, __u32 reason)
 {
-	const struct sock *sk = (void *)ctx[0];
-	struct sk_buff *skb = (void *)ctx[1];
-	__u32 reason = (__u32)ctx[2];
 	void *rb;
 	__u32 w = 1;
 
@@ -181,6 +177,20 @@ int handle_tcp_send_reset(__u64 *ctx)
 	e->p.reason = reason;
 	submit(rb, e, sizeof(*e));
 	return 0;
+}
+
+/* tcp_send_reset(sk, skb, reason): 6.10 and later. */
+SEC("tp_btf/tcp_send_reset")
+int handle_tcp_send_reset(__u64 *ctx)
+{
+	return on_send_reset((const struct sock *)ctx[0], (struct sk_buff *)ctx[1], (__u32)ctx[2]);
+}
+
+/* tcp_send_reset(sk, skb) of older kernels: no reason (0). */
+SEC("tp_btf/tcp_send_reset")
+int handle_tcp_send_reset_v1(__u64 *ctx)
+{
+	return on_send_reset((const struct sock *)ctx[0], (struct sk_buff *)ctx[1], 0);
 }
 
 SEC("tp_btf/kfree_skb")

@@ -541,6 +541,27 @@ int handle_sock_recv_length(__u64 *ctx)
 	return 0;
 }
 
+/* Where the sock_*_length tracepoints are missing (before 6.3): the returns of
+ * sock_sendmsg(sock, msg) and sock_recvmsg(sock, msg, flags), which those tracepoints sit
+ * in. */
+SEC("fexit/sock_sendmsg")
+int handle_sock_sendmsg_fexit(__u64 *ctx)
+{
+	struct socket *sock = (void *)ctx[0];
+	flow_add(sock->sk, (int)ctx[2], true);
+	return 0;
+}
+
+SEC("fexit/sock_recvmsg")
+int handle_sock_recvmsg_fexit(__u64 *ctx)
+{
+	struct socket *sock = (void *)ctx[0];
+	if ((int)ctx[2] & MSG_PEEK)
+		return 0;
+	flow_add(sock->sk, (int)ctx[3], false);
+	return 0;
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int handle_tcp_life(__u64 *ctx)
 {

@@ -83,16 +83,10 @@ int handle_fork(__u64 *ctx)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int handle_exit(__u64 *ctx)
+static __always_inline int on_process_exit(struct task_struct *task)
 {
-	struct task_struct *task = (void *)ctx[0];
-	bool group_dead = (bool)ctx[1];
 	void *rb;
 	__u32 w = 1;
-
-	if (!group_dead)
-		return 0;
 	__u32 tgid = task->tgid;
 
 	if (category_on(CAT_PROCESS) && admit(EK_PROCESS_EXIT, CAT_PROCESS, &w)) {
@@ -111,4 +105,25 @@ int handle_exit(__u64 *ctx)
 	if (CONFIG.tgid_filter != FILTER_OFF)
 		bpf_map_delete_elem(&tgid_filter, &tgid);
 	return 0;
+}
+
+/* sched_process_exit(task, group_dead): 6.16 and later. */
+SEC("tp_btf/sched_process_exit")
+int handle_exit(__u64 *ctx)
+{
+	if (!(bool)ctx[1])
+		return 0;
+	return on_process_exit((struct task_struct *)ctx[0]);
+}
+
+/* sched_process_exit(task) of older kernels: the group is dead once its live count,
+ * dropped before the tracepoint, is zero (two last threads exiting at once may both
+ * see zero: then the exit is reported twice, never missed). */
+SEC("tp_btf/sched_process_exit")
+int handle_exit_task(__u64 *ctx)
+{
+	struct task_struct *task = (void *)ctx[0];
+	if (task->signal->live.counter != 0)
+		return 0;
+	return on_process_exit(task);
 }

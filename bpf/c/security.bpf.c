@@ -123,12 +123,8 @@ static __always_inline void emit_mount(struct pending_call *c, long ret, __u32 k
 	submit(rb, e, sizeof(*e));
 }
 
-SEC("tp_btf/cap_capable")
-int handle_cap_capable(__u64 *ctx)
+static __always_inline int emit_capability(const struct cred *cred, int cap, int ret)
 {
-	const struct cred *cred = (void *)ctx[0];
-	int cap = (int)ctx[3];
-	int ret = (int)ctx[4];
 	void *rb;
 	__u32 w = 1;
 
@@ -142,6 +138,22 @@ int handle_cap_capable(__u64 *ctx)
 	e->p.euid = cred->euid.val;
 	submit(rb, e, sizeof(*e));
 	return 0;
+}
+
+/* capability:cap_capable(cred, target_ns, ns, cap, ret): 6.15 and later. */
+SEC("tp_btf/cap_capable")
+int handle_cap_capable(__u64 *ctx)
+{
+	return emit_capability((const struct cred *)ctx[0], (int)ctx[3], (int)ctx[4]);
+}
+
+/* The fallback where that tracepoint is missing: the return of cap_capable(cred,
+ * targ_ns, cap, opts) or security_capable(cred, ns, cap, opts), the same four arguments
+ * (the loader picks the function). */
+SEC("fexit/cap_capable")
+int handle_cap_capable_fexit(__u64 *ctx)
+{
+	return emit_capability((const struct cred *)ctx[0], (int)ctx[2], (int)ctx[4]);
 }
 
 SEC("tp_btf/signal_generate")
@@ -163,8 +175,13 @@ int handle_signal_generate(__u64 *ctx)
 	e->p.sig = sig;
 	e->p.result = result;
 	/* SEND_SIG_NOINFO (0) and SEND_SIG_PRIV (1) are not pointers. */
-	if ((unsigned long)info > 1)
-		e->p.code = info->si_code;
+	if ((unsigned long)info > 1) {
+		/* Newer verifiers type `info` as a scalar (it may encode an error): read it
+		 * through the helper, never by dereference. */
+		int code = 0;
+		if (bpf_probe_read_kernel(&code, sizeof(code), &info->si_code) == 0)
+			e->p.code = code;
+	}
 	e->p.target_pid = target->tgid;
 	e->p.target_tid = target->pid;
 	e->p.group = group != 0;

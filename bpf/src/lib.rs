@@ -29,11 +29,13 @@
 
 pub mod abi;
 mod decode;
+mod hooks;
 mod loader;
 mod ring;
 
 pub use abi::{Category, Kind, KindCounters};
 pub use decode::{DecodeError, Event, Payload, decode};
+pub use hooks::{Attach, CaptureReport, KindHook, Reason, Unavailable};
 pub use loader::{
     CaptureConfig, Collector, DEFAULT_CGROUP_FILTER_MAX, DEFAULT_FLOWS_MAX, DEFAULT_IO_SLOW_NS,
     DEFAULT_PAGE_FAULT_RATE, DEFAULT_RING_BYTES, DEFAULT_RUNQ_CGROUPS_MAX, DEFAULT_RUNQ_SLOW_NS,

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsFd, AsRawFd as _};
 
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
+use aya::programs::{ProgramError, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
 use crate::abi::*;
+use crate::hooks::{Attach, CaptureReport, Prog, Reason, SOURCES, SYSCALL_KINDS, last_lines};
 use crate::ring::CpuRing;
 
 /// The compiled BPF object, built by `bpf/build.sh` from `bpf/c/` and committed.
@@ -283,27 +284,16 @@ pub enum LoadError {
         "kernel BTF is not available (is /sys/kernel/btf/vmlinux present? needs CONFIG_DEBUG_INFO_BTF)"
     )]
     NoBtf(#[source] BtfError),
-    #[error("tracepoint {tracepoint} (for category {category}) does not exist in this kernel")]
-    MissingTracepoint {
-        tracepoint: &'static str,
-        category: &'static str,
-    },
-    #[error("program {program} on tracepoint syscalls:{tracepoint}: {source}")]
-    Event {
-        program: &'static str,
-        tracepoint: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("nothing could be captured on this kernel: {0}")]
+    Nothing(String),
     #[error("loading the BPF object: {0}")]
     Object(#[source] EbpfError),
     #[error("BPF object has no program {0}")]
     NoProgram(&'static str),
     // The source says why (for a program the kernel refused: the verifier's log).
-    #[error("program {program} on tracepoint {tracepoint}: {source}")]
+    #[error("program {program}: {source}")]
     Program {
         program: &'static str,
-        tracepoint: &'static str,
         #[source]
         source: ProgramError,
     },
@@ -323,131 +313,6 @@ pub enum LoadError {
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> LoadError {
     move |source| LoadError::Map { map, source }
-}
-
-/// A program of the object and when it is needed.
-struct ProgramSpec {
-    program: &'static str,
-    tracepoint: &'static str,
-    category: Category,
-    /// Also needed outside its category (fork/exit keep the tgid filter current).
-    needed: fn(&CaptureConfig) -> bool,
-}
-
-fn by_category(c: &CaptureConfig, cat: Category) -> bool {
-    c.has(cat)
-}
-
-macro_rules! spec {
-    ($prog:expr, $tp:expr, $cat:ident) => {
-        ProgramSpec {
-            program: $prog,
-            tracepoint: $tp,
-            category: Category::$cat,
-            needed: |c| by_category(c, Category::$cat),
-        }
-    };
-    ($prog:expr, $tp:expr, $cat:ident, $needed:expr) => {
-        ProgramSpec {
-            program: $prog,
-            tracepoint: $tp,
-            category: Category::$cat,
-            needed: $needed,
-        }
-    };
-}
-
-/// Every program, in attach order (sys_enter before sys_exit so that pairs are not
-/// reported unpaired at start-up).
-const PROGRAMS: &[ProgramSpec] = &[
-    spec!("handle_exec", "sched_process_exec", Process),
-    spec!("handle_fork", "sched_process_fork", Process, |c| c
-        .has(Category::Process)
-        || (c.follow_children
-            && matches!(c.tgid_filter, IdFilter::Include(_)))),
-    spec!("handle_exit", "sched_process_exit", Process, |c| c
-        .has(Category::Process)
-        || c.tgid_filter != IdFilter::Off),
-    spec!("handle_sys_enter", "sys_enter", File, syscalls_needed),
-    spec!("handle_sys_exit", "sys_exit", File, sys_exit_needed),
-    spec!("handle_cap_capable", "cap_capable", Security),
-    spec!("handle_signal_generate", "signal_generate", Security),
-    spec!("handle_inet_sock_set_state", "inet_sock_set_state", Net),
-    spec!("handle_tcp_retransmit_skb", "tcp_retransmit_skb", Net),
-    spec!("handle_tcp_send_reset", "tcp_send_reset", Net),
-    spec!("handle_tcp_receive_reset", "tcp_receive_reset", Net),
-    spec!("handle_kfree_skb", "kfree_skb", Net),
-    spec!("handle_cgroup_mkdir", "cgroup_mkdir", Container),
-    spec!("handle_cgroup_rmdir", "cgroup_rmdir", Container),
-    spec!("handle_cgroup_attach_task", "cgroup_attach_task", Container),
-    spec!("handle_mark_victim", "mark_victim", Memory),
-    spec!(
-        "handle_reclaim_begin",
-        "mm_vmscan_direct_reclaim_begin",
-        Memory
-    ),
-    spec!("handle_reclaim_end", "mm_vmscan_direct_reclaim_end", Memory),
-    spec!("handle_page_fault_user", "page_fault_user", Memory),
-    spec!("handle_sched_wakeup", "sched_wakeup", Perf, perf_sched),
-    spec!(
-        "handle_sched_wakeup_new",
-        "sched_wakeup_new",
-        Perf,
-        perf_sched
-    ),
-    spec!("handle_sched_switch", "sched_switch", Perf, perf_sched),
-    spec!("handle_perf_exec", "sched_process_exec", Perf, perf_sched),
-    spec!(
-        "handle_block_rq_insert",
-        "block_rq_insert",
-        Perf,
-        perf_block
-    ),
-    spec!("handle_block_rq_issue", "block_rq_issue", Perf, perf_block),
-    spec!(
-        "handle_block_rq_complete",
-        "block_rq_complete",
-        Perf,
-        perf_block
-    ),
-    spec!(
-        "handle_sock_send_length",
-        "sock_send_length",
-        Perf,
-        perf_net
-    ),
-    spec!(
-        "handle_sock_recv_length",
-        "sock_recv_length",
-        Perf,
-        perf_net
-    ),
-    spec!("handle_tcp_life", "inet_sock_set_state", Perf, perf_net),
-];
-
-/// Whether the raw programs carry the file and security calls (no per-syscall events).
-fn raw_classified(c: &CaptureConfig) -> bool {
-    !c.syscall_events && (c.has(Category::File) || c.has(Category::Security))
-}
-
-fn perf_sched(c: &CaptureConfig) -> bool {
-    c.has(Category::Perf) && c.perf_signals.sched
-}
-
-fn perf_block(c: &CaptureConfig) -> bool {
-    c.has(Category::Perf) && c.perf_signals.block
-}
-
-fn perf_net(c: &CaptureConfig) -> bool {
-    c.has(Category::Perf) && c.perf_signals.net
-}
-
-fn syscalls_needed(c: &CaptureConfig) -> bool {
-    raw_classified(c) || c.has(Category::Syscall)
-}
-
-fn sys_exit_needed(c: &CaptureConfig) -> bool {
-    raw_classified(c) || (c.has(Category::Syscall) && !c.syscall_enter_only)
 }
 
 /// One row of [`SYSCALL_EVENTS`] from a call's number, name, argument count and category.
@@ -497,6 +362,25 @@ const SYSCALL_EVENTS: &[(u32, &str, &str, usize, Category)] = &[
     call!(165, "mount", 5, Security),
     call!(166, "umount", 2, Security),
 ];
+
+/// The calls (tracepoint names without `sys_enter_`) behind a file or security kind.
+fn syscall_kind_calls(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "file.open" => &["open", "creat", "openat", "openat2"],
+        "file.unlink" => &["rmdir", "unlink", "unlinkat"],
+        "file.rename" => &["rename", "renameat", "renameat2"],
+        "file.chmod" => &["chmod", "fchmod", "fchmodat", "fchmodat2"],
+        "security.setuid" => &["setuid", "setreuid", "setresuid", "setfsuid"],
+        "security.setgid" => &["setgid", "setregid", "setresgid", "setfsgid"],
+        "security.ptrace" => &["ptrace"],
+        "security.module_load" => &["init_module", "finit_module"],
+        "security.module_unload" => &["delete_module"],
+        "security.bpf" => &["bpf"],
+        "security.mount" => &["mount"],
+        "security.umount" => &["umount"],
+        _ => &[],
+    }
+}
 
 /// The tracefs mount with the syscall events, mounting tracefs at /sys/kernel/tracing when
 /// nothing is mounted there yet. `None` when there is none to be had.
@@ -666,13 +550,17 @@ pub fn privileged() -> bool {
 pub struct Collector {
     ebpf: Ebpf,
     rings: Vec<CpuRing>,
-    /// The tracepoints with a program attached (each once).
+    /// The tracepoints and functions with a program attached (each once).
     attached: Vec<&'static str>,
-    /// The tp_btf programs loaded and attached (two may share a tracepoint).
+    /// The hooks attached, each once, in attach order (per-syscall events apart).
+    hooks: Vec<Attach>,
+    /// The programs loaded and attached (two may share a tracepoint).
     programs: Vec<&'static str>,
     /// The perf events the per-syscall programs are attached through (closing one
     /// detaches it).
     event_fds: Vec<std::os::fd::OwnedFd>,
+    /// Which hook supplies each kind, and what is not captured.
+    report: CaptureReport,
 }
 
 impl std::fmt::Debug for Collector {
@@ -684,9 +572,75 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// Why one candidate failed: the class and a line for the report.
+fn candidate_failure(p: &Prog, e: &ProgramError) -> (Reason, String) {
+    match e {
+        ProgramError::LoadError { verifier_log, .. } => {
+            let log = last_lines(&verifier_log.to_string(), 4);
+            (
+                Reason::Verifier,
+                format!("{} {}: {e}: {log}", p.attach, p.program),
+            )
+        }
+        // The tracepoint or function is not in this kernel's BTF.
+        ProgramError::Btf(_) => (Reason::NoHook, format!("{}: not in this kernel", p.attach)),
+        _ => (Reason::Attach, format!("{} {}: {e}", p.attach, p.program)),
+    }
+}
+
+/// Unloads program `name` whatever its type (detaching its links).
+fn unload(ebpf: &mut Ebpf, name: &str) -> Result<(), ProgramError> {
+    match ebpf.program_mut(name) {
+        Some(aya::programs::Program::BtfTracePoint(p)) => p.unload(),
+        Some(aya::programs::Program::FExit(p)) => p.unload(),
+        Some(aya::programs::Program::FEntry(p)) => p.unload(),
+        Some(aya::programs::Program::TracePoint(p)) => p.unload(),
+        _ => Ok(()),
+    }
+}
+
+/// Loads tracefs program `program`, returning its descriptor.
+fn load_tracefs_program<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &str,
+) -> Result<std::os::fd::BorrowedFd<'a>, ProgramError> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(ProgramError::UnexpectedProgramType)?
+        .try_into()?;
+    prog.load()?;
+    Ok(prog.fd()?.as_fd())
+}
+
+/// Loads and attaches one program.
+fn load_one(ebpf: &mut Ebpf, btf: &Btf, p: &Prog) -> Result<(), ProgramError> {
+    let Some(prog) = ebpf.program_mut(p.program) else {
+        return Err(ProgramError::UnexpectedProgramType);
+    };
+    match (p.attach, prog) {
+        (Attach::TpBtf(t), aya::programs::Program::BtfTracePoint(prog)) => {
+            prog.load(t, btf)?;
+            prog.attach().map(drop)
+        }
+        (Attach::FExit(f), aya::programs::Program::FExit(prog)) => {
+            prog.load(f, btf)?;
+            prog.attach().map(drop)
+        }
+        (Attach::FEntry(f), aya::programs::Program::FEntry(prog)) => {
+            prog.load(f, btf)?;
+            prog.attach().map(drop)
+        }
+        _ => Err(ProgramError::UnexpectedProgramType),
+    }
+}
+
 impl Collector {
     /// Loads the object, creates one ring per online CPU, fills the filter tables and
-    /// attaches the programs that the enabled categories need.
+    /// attaches, for every source the enabled categories need, the first of its
+    /// candidate hooks that loads and attaches. A source with none costs its kinds
+    /// (see [`Collector::report`]), not the capture; the load fails only when nothing
+    /// at all could be attached, or on what no program can do without (privileges,
+    /// BTF, maps, rings).
     pub fn load(config: &CaptureConfig) -> Result<Collector, LoadError> {
         let problems = config.problems();
         if !problems.is_empty() {
@@ -703,19 +657,6 @@ impl Collector {
         let mut resolved = config.clone();
         resolved.syscall_events = events.is_some();
         let config = &resolved;
-        let wanted: Vec<&ProgramSpec> = PROGRAMS.iter().filter(|p| (p.needed)(config)).collect();
-        for p in &wanted {
-            let name = format!("btf_trace_{}", p.tracepoint);
-            if btf
-                .id_by_type_name_kind(&name, aya_obj::btf::BtfKind::Typedef)
-                .is_err()
-            {
-                return Err(LoadError::MissingTracepoint {
-                    tracepoint: p.tracepoint,
-                    category: p.category.name(),
-                });
-            }
-        }
 
         let possible =
             aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
@@ -742,37 +683,91 @@ impl Collector {
         let rings = create_rings(&mut ebpf, &online, config.ring_bytes)?;
         fill_filters(&mut ebpf, config)?;
 
-        let mut attached = Vec::new();
-        let mut programs = Vec::new();
-        for p in wanted {
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(p.program)
-                .ok_or(LoadError::NoProgram(p.program))?
-                .try_into()
-                .map_err(|source| LoadError::Program {
-                    program: p.program,
-                    tracepoint: p.tracepoint,
-                    source,
-                })?;
-            let err = |source| LoadError::Program {
-                program: p.program,
-                tracepoint: p.tracepoint,
-                source,
-            };
-            prog.load(p.tracepoint, &btf).map_err(err)?;
-            prog.attach().map_err(|source| LoadError::Program {
-                program: p.program,
-                tracepoint: p.tracepoint,
-                source,
-            })?;
-            programs.push(p.program);
-            if !attached.contains(&p.tracepoint) {
-                attached.push(p.tracepoint);
+        let mut report = CaptureReport::default();
+        let mut attached: Vec<&'static str> = Vec::new();
+        let mut hooks: Vec<Attach> = Vec::new();
+        let mut programs: Vec<&'static str> = Vec::new();
+        for source in SOURCES.iter().filter(|s| (s.needed)(config)) {
+            // Only kinds of a configured category are reported (fork and exit also
+            // run for the tgid filter; sys_enter/sys_exit also carry file and security
+            // calls, reported below).
+            let kinds: Vec<&'static str> = source
+                .kinds
+                .iter()
+                .copied()
+                .filter(|_| config.has(source.category))
+                .collect();
+            let mut tried: Vec<String> = Vec::new();
+            let mut reason = Reason::NoHook;
+            let mut chosen = None;
+            for candidate in source.candidates {
+                let mut done: Vec<&'static str> = Vec::new();
+                let mut failed = None;
+                for p in candidate.iter() {
+                    // A program already attached for another source (none share yet)
+                    // is not loaded twice.
+                    if programs.contains(&p.program) {
+                        continue;
+                    }
+                    match load_one(&mut ebpf, &btf, p) {
+                        Ok(()) => done.push(p.program),
+                        Err(e) => {
+                            failed = Some(candidate_failure(p, &e));
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    None => {
+                        chosen = Some(*candidate);
+                        programs.extend(done);
+                        break;
+                    }
+                    Some((r, line)) => {
+                        // A candidate is all or nothing.
+                        for name in done {
+                            let _ = unload(&mut ebpf, name);
+                        }
+                        if r != Reason::NoHook || reason == Reason::NoHook {
+                            reason = r;
+                        }
+                        tried.push(line);
+                    }
+                }
+            }
+            match chosen {
+                Some(candidate) => {
+                    let hook = candidate
+                        .iter()
+                        .map(|p| p.attach.to_string())
+                        .collect::<Vec<_>>()
+                        .join("+");
+                    for p in candidate.iter() {
+                        if !attached.contains(&p.attach.target()) {
+                            attached.push(p.attach.target());
+                        }
+                        if !hooks.contains(&p.attach) {
+                            hooks.push(p.attach);
+                        }
+                    }
+                    for kind in kinds {
+                        report.hooked(kind, hook.clone());
+                    }
+                }
+                None => {
+                    for kind in kinds {
+                        report.missing(kind, reason, tried.join("\n"));
+                    }
+                }
             }
         }
+        let raw_enter = programs.contains(&"handle_sys_enter");
+        let raw_exit = programs.contains(&"handle_sys_exit");
         // The per-syscall programs, each attached to the events of every call it serves;
         // enter before exit, as above.
         let mut event_fds = Vec::new();
+        let mut event_failures: Vec<String> = Vec::new();
+        let mut events_attached: Vec<&'static str> = Vec::new();
         if let Some((dir, _)) = &events {
             // Enter programs by argument count, then the exit program.
             let sides = SC_ENTER_PROGRAMS
@@ -786,41 +781,99 @@ impl Collector {
                     .filter(|c| args.is_none_or(|n| c.2 == n))
                     .map(|c| if args.is_some() { c.0 } else { c.1 })
                     .collect();
-                let Some(&first) = mine.first() else {
+                if mine.is_empty() {
                     continue;
-                };
-                let err = |source| LoadError::Program {
-                    program,
-                    tracepoint: first,
-                    source,
-                };
-                let prog: &mut TracePoint = ebpf
-                    .program_mut(program)
-                    .ok_or(LoadError::NoProgram(program))?
-                    .try_into()
-                    .map_err(err)?;
-                prog.load().map_err(err)?;
-                let fd = prog.fd().map_err(err)?.as_fd();
-                for tracepoint in mine {
-                    let event = attach_event(fd, &dir.join(tracepoint)).map_err(|source| {
-                        LoadError::Event {
-                            program,
-                            tracepoint,
-                            source,
-                        }
-                    })?;
-                    event_fds.push(event);
-                    attached.push(tracepoint);
                 }
+                let fd = match load_tracefs_program(&mut ebpf, program) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        let p = Prog {
+                            program,
+                            attach: Attach::TpBtf("syscalls"),
+                        };
+                        event_failures.push(candidate_failure(&p, &e).1);
+                        continue;
+                    }
+                };
+                for tracepoint in mine {
+                    match attach_event(fd, &dir.join(tracepoint)) {
+                        Ok(event) => {
+                            event_fds.push(event);
+                            attached.push(tracepoint);
+                            events_attached.push(tracepoint);
+                        }
+                        Err(e) => event_failures
+                            .push(format!("tracefs syscalls:{tracepoint} {program}: {e}")),
+                    }
+                }
+                programs.push(program);
             }
+        }
+        // The file and security calls: per-syscall events (a call counts when both its
+        // events are attached), else the raw programs.
+        for &(kind, cat) in SYSCALL_KINDS {
+            if !config.has(cat) {
+                continue;
+            }
+            let names = syscall_kind_calls(kind);
+            if events.is_some() {
+                let ok: Vec<&str> = calls
+                    .iter()
+                    .filter(|c| names.contains(&c.0.trim_start_matches("sys_enter_")))
+                    .filter(|c| events_attached.contains(&c.0) && events_attached.contains(&c.1))
+                    .map(|c| c.0.trim_start_matches("sys_enter_"))
+                    .collect();
+                if ok.is_empty() {
+                    report.missing(
+                        kind,
+                        Reason::Attach,
+                        if event_failures.is_empty() {
+                            "no syscalls:sys_enter_/sys_exit_ event of its calls in tracefs".into()
+                        } else {
+                            event_failures.join("\n")
+                        },
+                    );
+                } else {
+                    report.hooked(
+                        kind,
+                        format!("tracefs/syscalls:sys_{{enter,exit}}_{{{}}}", ok.join(",")),
+                    );
+                }
+            } else if raw_enter && raw_exit {
+                report.hooked(kind, "tp_btf/sys_enter+tp_btf/sys_exit".into());
+            } else {
+                report.missing(
+                    kind,
+                    Reason::Attach,
+                    "the raw sys_enter/sys_exit programs are not attached".into(),
+                );
+            }
+        }
+        if programs.is_empty() {
+            return Err(LoadError::Nothing(
+                report
+                    .unavailable
+                    .iter()
+                    .map(|u| format!("{}: {}", u.kind, u.detail.replace('\n', "; ")))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
         }
         Ok(Collector {
             ebpf,
             rings,
             attached,
+            hooks,
             programs,
             event_fds,
+            report,
         })
+    }
+
+    /// Which hook supplies each kind on this kernel, and the kinds configured that are
+    /// not captured, with why.
+    pub fn report(&self) -> &CaptureReport {
+        &self.report
     }
 
     /// The per-CPU rings, one per online CPU, to hand to the threads that drain them.
@@ -833,23 +886,13 @@ impl Collector {
     /// (one already being written may still be committed). Maps, rings and counters stay
     /// readable, so a reader can drain the rings and read final counters.
     pub fn stop(&mut self) -> Result<(), LoadError> {
-        for p in PROGRAMS {
-            if !self.programs.contains(&p.program) {
-                continue;
-            }
-            let err = |source| LoadError::Program {
-                program: p.program,
-                tracepoint: p.tracepoint,
-                source,
-            };
-            if let Some(prog) = self.ebpf.program_mut(p.program) {
-                let prog: &mut BtfTracePoint = prog.try_into().map_err(err)?;
-                prog.unload().map_err(err)?;
-            }
+        for program in std::mem::take(&mut self.programs) {
+            unload(&mut self.ebpf, program)
+                .map_err(|source| LoadError::Program { program, source })?;
         }
         self.event_fds.clear();
         self.attached.clear();
-        self.programs.clear();
+        self.hooks.clear();
         Ok(())
     }
 
@@ -861,12 +904,16 @@ impl Collector {
             .iter()
             .filter_map(|t| t.strip_prefix("sys_enter_"))
             .collect();
+        // Tracepoints by name (as before), functions with their attach type.
         let mut parts: Vec<String> = self
-            .attached
+            .hooks
             .iter()
-            .filter(|t| !t.starts_with("sys_enter_") && !t.starts_with("sys_exit_"))
-            .map(|t| t.to_string())
+            .map(|h| match h {
+                Attach::TpBtf(t) => t.to_string(),
+                other => other.to_string(),
+            })
             .collect();
+        parts.dedup();
         if !calls.is_empty() {
             parts.push(format!(
                 "syscalls:sys_{{enter,exit}}_{{{}}}",
@@ -876,7 +923,7 @@ impl Collector {
         parts.join(", ")
     }
 
-    /// Tracepoints attached, in attach order.
+    /// Tracepoints and functions attached (by name), in attach order.
     pub fn attached(&self) -> &[&'static str] {
         &self.attached
     }
