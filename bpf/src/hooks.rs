@@ -258,7 +258,7 @@ pub const SOURCES: &[Source] = &[
         candidates: &[&[tp("handle_page_fault_user", "page_fault_user")]],
     },
     Source {
-        kinds: &["perf.sched", "perf.runq_wait"],
+        kinds: &["perf.runq_latency", "perf.task_sched", "perf.runq_wait"],
         category: Category::Perf,
         needed: perf_sched,
         candidates: &[&[
@@ -269,7 +269,7 @@ pub const SOURCES: &[Source] = &[
         ]],
     },
     Source {
-        kinds: &["perf.block", "perf.io_slow"],
+        kinds: &["perf.io_latency", "perf.io_slow"],
         category: Category::Perf,
         needed: perf_block,
         candidates: &[&[
@@ -279,7 +279,7 @@ pub const SOURCES: &[Source] = &[
         ]],
     },
     Source {
-        kinds: &["perf.net"],
+        kinds: &["perf.net_traffic"],
         category: Category::Perf,
         needed: perf_net,
         candidates: &[
@@ -323,7 +323,7 @@ pub const SYSCALL_KINDS: &[(&str, Category)] = &[
 /// The hook that supplies a kind on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindHook {
-    /// The kind (`process.exit`) or perf signal (`perf.sched`).
+    /// The kind (`process.exit`, or a perf aggregate such as `perf.runq_latency`).
     pub kind: &'static str,
     /// The hook, e.g. `tp_btf/sched_process_exit` or `fexit/cap_capable`.
     pub hook: String,
@@ -449,10 +449,10 @@ mod tests {
     #[test]
     fn a_kind_captured_is_never_also_unavailable() {
         let mut r = CaptureReport::default();
-        r.missing("perf.net", Reason::NoHook, "x".into());
-        r.hooked("perf.net", "fexit/sock_sendmsg".into());
+        r.missing("perf.net_traffic", Reason::NoHook, "x".into());
+        r.hooked("perf.net_traffic", "fexit/sock_sendmsg".into());
         assert!(r.unavailable.is_empty());
-        r.missing("perf.net", Reason::Verifier, "y".into());
+        r.missing("perf.net_traffic", Reason::Verifier, "y".into());
         assert!(r.unavailable.is_empty());
     }
 

@@ -140,6 +140,21 @@ pub enum Cmd {
         #[arg(long, value_name = "ADDR")]
         endpoint: Option<String>,
     },
+    /// What this host offers the capture, without starting it: kernel, BTF, lockdown,
+    /// capabilities, tracefs, cgroup2, io_uring, memory, and for every kind the config
+    /// asks for the hook that will supply it or why none can (each program is loaded for
+    /// real, then unloaded). Exit 0: the config runs fully; 1: degraded; 2: it cannot run.
+    Doctor {
+        /// Config file (TOML); without it, the embedded default.
+        #[arg(long = "config", value_name = "FILE", id = "doctor_config")]
+        config: Option<PathBuf>,
+        /// Override a config key, as for the main job (repeatable).
+        #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", id = "doctor_set")]
+        set: Vec<Override>,
+        /// Human-readable, or one JSON object.
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::doctor::DoctorFormat,
+    },
     /// Live tail of kernel events to stdout (no storage), for a quick look.
     Tail {
         /// Categories, comma separated.
@@ -231,9 +246,12 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
         Cmd::Completions { .. } => "completions",
         Cmd::Manpage => "manpage",
         Cmd::Top { .. } => "top",
+        Cmd::Doctor { .. } => "doctor",
     };
     let tail = name == "tail";
     let validate = name == "validate";
+    // The doctor judges the config the main job would run: --config and -o apply.
+    let doctor = name == "doctor";
     // These read `[export.nats]` (stream, prefix, credentials, TLS) or, for top,
     // `[export.grpc]` from the config.
     let nats = matches!(
@@ -246,8 +264,8 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
             })
     );
     let given: Vec<&'static str> = [
-        ("--config", cli.config.is_some() && !nats),
-        ("-o/--set", !cli.set.is_empty() && !validate && !nats),
+        ("--config", cli.config.is_some() && !nats && !doctor),
+        ("-o/--set", !cli.set.is_empty() && !validate && !nats && !doctor),
         ("--data-dir", cli.data_dir.is_some()),
         ("--duration", cli.live.duration.is_some() && !tail),
         ("--quiet", cli.quiet),
@@ -358,6 +376,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
                 Err(e) => Err(Error::io("writing the man page")(e)),
             }
+        }
+        Some(Cmd::Doctor {
+            config,
+            mut set,
+            format,
+        }) => {
+            if config.is_some() && cli.config.is_some() {
+                return Err(Error::Invalid(
+                    "doctor: --config is given twice (before and after `doctor`)".into(),
+                ));
+            }
+            let mut all = cli.set;
+            all.append(&mut set);
+            crate::doctor::doctor(config.as_deref().or(cli.config.as_deref()), &all, format)
         }
         Some(Cmd::Tail { categories, live }) => {
             tail(&categories, live.duration.or(cli.live.duration))

@@ -261,6 +261,22 @@ pub struct Capture {
     pub follow_children: bool,
     /// In-kernel per-CPU rate limits (events/s; 0 = unlimited).
     pub rate_limit: RateLimit,
+    /// What a kernel that cannot supply every configured kind does to the start:
+    /// `"any"` (default) starts with what it can and names each kind not captured, and
+    /// why (stderr, Status, metrics, and in-band in the segments); `"all"` refuses to
+    /// start unless every configured kind is captured.
+    pub require: Require,
+}
+
+/// `capture.require`: how much of the configured capture must be had to start.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Require {
+    /// Start with whatever can be captured (exit only when nothing can), loudly.
+    #[default]
+    Any,
+    /// Every configured kind, or no start.
+    All,
 }
 
 impl Default for Capture {
@@ -279,6 +295,7 @@ impl Default for Capture {
             syscall_events: true,
             follow_children: false,
             rate_limit: RateLimit::default(),
+            require: Require::Any,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod cli;
 mod collector;
 pub mod config;
 mod core;
+mod doctor;
 mod enrich;
 mod error;
 mod export;

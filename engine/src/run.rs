@@ -49,6 +49,48 @@ const LOSS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The kernel capture settings a config asks for; kinds, pids and cgroups that the
 /// kernel can filter are pushed into it.
+/// Names on stderr each configured kind this kernel does not give, and why; with
+/// `capture.require = "all"`, refuses to start when there is one.
+pub(crate) fn check_required(
+    report: &bpf::CaptureReport,
+    require: crate::config::Require,
+) -> Result<()> {
+    for u in &report.unavailable {
+        eprintln!(
+            "engine: not capturing {} ({}): {}",
+            u.kind,
+            u.reason.name(),
+            u.detail.replace('\n', "; ")
+        );
+    }
+    if require == crate::config::Require::All && !report.unavailable.is_empty() {
+        return Err(Error::Invalid(format!(
+            "capture.require = \"all\": this kernel does not give {} (see above; \
+             `engine doctor` tells what it offers, capture.require = \"any\" starts without them)",
+            report
+                .unavailable
+                .iter()
+                .map(|u| u.kind)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `; not captured: kind (reason), ...` for the start line; empty when all is captured.
+fn not_captured_line(report: &bpf::CaptureReport) -> String {
+    if report.unavailable.is_empty() {
+        return String::new();
+    }
+    let kinds: Vec<String> = report
+        .unavailable
+        .iter()
+        .map(|u| format!("{} ({})", u.kind, u.reason.name()))
+        .collect();
+    format!("; not captured: {}", kinds.join(", "))
+}
+
 pub fn capture_config(c: &Config) -> CaptureConfig {
     let mask = kind_mask(&c.filter);
     let categories: BTreeSet<Category> = c
@@ -578,6 +620,8 @@ pub(crate) fn run_with(
     });
     let mut collector =
         Collector::load(&capture).map_err(Error::capture("starting kernel capture"))?;
+    let report = collector.report().clone();
+    check_required(&report, config.capture.require)?;
     let rings = collector.take_rings();
     // Each CPU's ring goes to the core thread pinned to that CPU, else round robin.
     let mut per_core: Vec<Vec<bpf::CpuRing>> = (0..n).map(|_| Vec::new()).collect();
@@ -790,6 +834,7 @@ pub(crate) fn run_with(
         windows.clone(),
     );
     telemetry.nats = nats_stats.clone();
+    telemetry.capture = report.clone();
     let telemetry = Arc::new(telemetry);
     let mut perf = if perf_on {
         let writer = StreamWriter::create(writer_config(config, PERF_STREAM_ID, streams)).map_err(
@@ -835,12 +880,14 @@ pub(crate) fn run_with(
         None => None,
     };
     eprintln!(
-        "engine: {} core thread(s) on CPUs {:?}, writing to {}; rings of {} KiB per CPU; attached {}",
+        "engine: {} core thread(s) on CPUs {:?}, writing to {}; rings of {} KiB per CPU; attached {}; hooks {}{}",
         n,
         cpus,
         config.storage.data_dir.display(),
         capture.ring_bytes >> 10,
-        collector.attached_summary()
+        collector.attached_summary(),
+        report.hooks_line(),
+        not_captured_line(&report)
     );
 
     let stop = AtomicBool::new(false);

@@ -15,6 +15,8 @@ use crate::export::hub::Hub;
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Telemetry {
+    /// Which hook supplies each kind, and what this kernel does not give.
+    pub capture: bpf::CaptureReport,
     pub started: Instant,
     pub host: String,
     /// The configuration in force, as TOML.
@@ -155,6 +157,7 @@ impl Telemetry {
             retention_bytes_max: config.storage.retention_bytes_max,
             windows,
             nats: None,
+            capture: bpf::CaptureReport::default(),
             kernel: Mutex::new(Vec::new()),
             rates: Mutex::new(vec![0.0; n]),
             last: Mutex::new((Instant::now(), vec![0; n])),

@@ -482,5 +482,24 @@ pub(crate) fn status_reply(t: &Telemetry) -> pb::StatusReply {
         cores,
         drops,
         subscribers: clients.len() as u32,
+        hooks: t
+            .capture
+            .hooks
+            .iter()
+            .map(|h| pb::CaptureHook {
+                kind: h.kind.into(),
+                hook: h.hook.clone(),
+            })
+            .collect(),
+        unavailable: t
+            .capture
+            .unavailable
+            .iter()
+            .map(|u| pb::CaptureUnavailable {
+                kind: u.kind.into(),
+                reason: u.reason.name().into(),
+                detail: u.detail.clone(),
+            })
+            .collect(),
     }
 }

@@ -229,6 +229,43 @@ impl Collector for EngineCollector {
             "The engine's version, record ABI and host",
             &[(labels, 1.0)],
         )?;
+        let hooks: Vec<(Labels, f64)> = t
+            .capture
+            .hooks
+            .iter()
+            .map(|h| {
+                (
+                    vec![("kind", h.kind.to_string()), ("hook", h.hook.clone())],
+                    1.0,
+                )
+            })
+            .collect();
+        gauge(
+            &mut e,
+            "kevent_capture_hook_info",
+            "The kernel hook that supplies each kind on this kernel (1)",
+            &hooks,
+        )?;
+        let unavailable: Vec<(Labels, f64)> = t
+            .capture
+            .unavailable
+            .iter()
+            .map(|u| {
+                (
+                    vec![
+                        ("kind", u.kind.to_string()),
+                        ("reason", u.reason.name().to_string()),
+                    ],
+                    1.0,
+                )
+            })
+            .collect();
+        gauge(
+            &mut e,
+            "kevent_capture_unavailable",
+            "A configured kind this kernel does not give (1), and why: no_hook, verifier, attach",
+            &unavailable,
+        )?;
         gauge(
             &mut e,
             "kevent_uptime_seconds",
