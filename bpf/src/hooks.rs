@@ -338,6 +338,9 @@ pub enum Reason {
     Verifier,
     /// A program loaded but could not be attached.
     Attach,
+    /// The kernel refused to load the program without a verifier verdict (EPERM: e.g.
+    /// fentry/fexit where the kernel forbids them).
+    Refused,
 }
 
 impl Reason {
@@ -347,6 +350,7 @@ impl Reason {
             Reason::NoHook => "no_hook",
             Reason::Verifier => "verifier",
             Reason::Attach => "attach",
+            Reason::Refused => "refused",
         }
     }
 }

@@ -128,6 +128,10 @@ pub struct CaptureConfig {
     pub tasks_max: u32,
     /// Which signals of the `perf` category to attach: scheduler, block I/O, network.
     pub perf_signals: PerfSignals,
+    /// Hooks never to use (`tp_btf/cap_capable`, `fexit/sock_sendmsg`, as
+    /// [`known_hooks`] names them): a candidate with one is passed over as if this
+    /// kernel lacked it, so the next one supplies its kinds.
+    pub deny_hooks: Vec<String>,
 }
 
 /// The signals of the `perf` category (each a set of programs).
@@ -180,6 +184,7 @@ impl Default for CaptureConfig {
             flows_max: DEFAULT_FLOWS_MAX,
             tasks_max: DEFAULT_TASKS_MAX,
             perf_signals: PerfSignals::default(),
+            deny_hooks: Vec::new(),
         }
     }
 }
@@ -234,6 +239,15 @@ impl CaptureConfig {
         }
         if self.tgid_filter_max == 0 || self.cgroup_filter_max == 0 {
             p.push("tgid_filter_max, cgroup_filter_max: must be above 0".into());
+        }
+        let known = known_hooks();
+        for h in &self.deny_hooks {
+            if !known.contains(h) {
+                p.push(format!(
+                    "deny_hooks: {h:?} is no hook of the collector (known: {})",
+                    known.join(", ")
+                ));
+            }
         }
         if self.runq_cgroups_max == 0 || self.flows_max == 0 || self.tasks_max == 0 {
             p.push("runq_cgroups_max, flows_max, tasks_max: must be above 0".into());
@@ -572,9 +586,27 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// Every hook a source can be supplied by, as `capture.deny_hooks` names them.
+pub fn known_hooks() -> Vec<String> {
+    let mut v: Vec<String> = SOURCES
+        .iter()
+        .flat_map(|s| s.candidates.iter())
+        .flat_map(|c| c.iter())
+        .map(|p| p.attach.to_string())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Why one candidate failed: the class and a line for the report.
 fn candidate_failure(p: &Prog, e: &ProgramError) -> (Reason, String) {
     match e {
+        ProgramError::LoadError { verifier_log, .. }
+            if verifier_log.to_string().trim().is_empty() =>
+        {
+            (Reason::Refused, format!("{} {}: {e}", p.attach, p.program))
+        }
         ProgramError::LoadError { verifier_log, .. } => {
             let log = last_lines(&verifier_log.to_string(), 4);
             (
@@ -703,6 +735,13 @@ impl Collector {
             for candidate in source.candidates {
                 let mut done: Vec<&'static str> = Vec::new();
                 let mut failed = None;
+                if let Some(p) = candidate
+                    .iter()
+                    .find(|p| config.deny_hooks.iter().any(|d| *d == p.attach.to_string()))
+                {
+                    tried.push(format!("{}: denied by capture.deny_hooks", p.attach));
+                    continue;
+                }
                 for p in candidate.iter() {
                     // A program already attached for another source (none share yet)
                     // is not loaded twice.

@@ -266,6 +266,10 @@ pub struct Capture {
     /// why (stderr, Status, metrics, and in-band in the segments); `"all"` refuses to
     /// start unless every configured kind is captured.
     pub require: Require,
+    /// Hooks never to use, as `engine doctor` names them (`tp_btf/cap_capable`,
+    /// `fexit/sock_sendmsg`): each is passed over as if this kernel lacked it, so the
+    /// next candidate supplies its kinds (for a hook that misbehaves on some kernel).
+    pub deny_hooks: Vec<String>,
 }
 
 /// `capture.require`: how much of the configured capture must be had to start.
@@ -296,6 +300,7 @@ impl Default for Capture {
             follow_children: false,
             rate_limit: RateLimit::default(),
             require: Require::Any,
+            deny_hooks: Vec::new(),
         }
     }
 }
@@ -875,6 +880,15 @@ impl Config {
     /// Every problem, each with its key path; empty when the config is sound.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
+        let known = bpf::known_hooks();
+        for h in &self.capture.deny_hooks {
+            if !known.contains(h) {
+                p.push(format!(
+                    "capture.deny_hooks: {h:?} is no hook of the collector (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
         if !(10..=3_600_000).contains(&self.perf.interval_ms) {
             p.push(format!(
                 "perf.interval_ms: {} is not between 10 and 3600000",

@@ -37,6 +37,7 @@ mod telemetry;
 #[cfg(test)]
 mod test_alloc;
 mod top;
+mod unavailable;
 
 pub use collector::{Collector, Message, Report, Subscriber, api};
 pub use config::{Config, ConfigError};

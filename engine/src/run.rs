@@ -168,6 +168,7 @@ pub fn capture_config(c: &Config) -> CaptureConfig {
             block: c.perf.signals.iter().any(|s| s == "block"),
             net: c.perf.signals.iter().any(|s| s == "net"),
         },
+        deny_hooks: c.capture.deny_hooks.clone(),
     }
 }
 
@@ -651,7 +652,7 @@ pub(crate) fn run_with(
     let mut host = String::new();
     let mut core0_offset = 0i64;
     for (id, rings) in per_core.into_iter().enumerate() {
-        let writer =
+        let mut writer =
             StreamWriter::create(writer_config(config, id as u32, streams)).map_err(|source| {
                 Error::Storage {
                     what: format!("opening stream {id}"),
@@ -660,6 +661,23 @@ pub(crate) fn run_with(
             })?;
         for r in writer.recovered() {
             eprintln!("engine: {r}");
+        }
+        // What this kernel does not give, in-band, before any event: replay and
+        // summarize then know "not captured" from "nothing happened".
+        if id == 0
+            && let Some(bytes) = crate::unavailable::encode(&report)
+        {
+            writer
+                .append(&storage::RecordRef {
+                    ts_ns: start_ns,
+                    kind: crate::unavailable::KIND_UNAVAILABLE,
+                    weight: 1,
+                    bytes: &bytes,
+                })
+                .map_err(|source| Error::Storage {
+                    what: "writing the capture.unavailable record".into(),
+                    source: Box::new(source),
+                })?;
         }
         let s = &config.sampling;
         let filter = Filter::new(filter_cfg);

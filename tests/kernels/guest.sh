@@ -16,6 +16,9 @@ set -u
 : "${WORK:=/tmp/kevent-matrix-work}"
 : "${WRITE_DEV:=}"
 mkdir -p "$OUT" "$WORK"
+# The workload's tools are busybox's, on the host too (which may lack nc or netstat).
+bb=""
+command -v busybox >/dev/null 2>&1 && bb=busybox
 
 log() { echo "@@KM $*"; }
 
@@ -48,16 +51,16 @@ workload() {
     rm "$w/f2"
     # net: a TCP connect/accept/close with loopback traffic, and a refused connect
     log "workload $1 net"
-    timeout 10 nc -l -p 7411 >"$w/recv" &
+    $bb timeout 10 $bb nc -l -p 7411 >"$w/recv" &
     lp=$!
     n=0
-    while ! netstat -ltn 2>/dev/null | grep -q ':7411 ' && [ $n -lt 100 ]; do
+    while ! $bb netstat -ltn 2>/dev/null | grep -q ':7411 ' && [ $n -lt 100 ]; do
         sleep 0.1
         n=$((n + 1))
     done
-    dd if=/dev/zero bs=16k count=64 2>/dev/null | timeout 5 nc 127.0.0.1 7411
+    dd if=/dev/zero bs=16k count=64 2>/dev/null | $bb timeout 5 $bb nc 127.0.0.1 7411
     wait $lp
-    timeout 5 nc 127.0.0.1 7412 </dev/null 2>/dev/null
+    $bb timeout 5 $bb nc 127.0.0.1 7412 </dev/null 2>/dev/null
     # security: a signal, a setuid, a denied capability (sethostname as nobody)
     log "workload $1 security"
     sleep 60 &
@@ -76,11 +79,11 @@ workload() {
     log "workload $1 memory"
     dd if=/dev/zero of="$w/big" bs=1M count=8 2>/dev/null
     rm -f "$w/big"
-    # perf: run-queue contention (four spinners on the CPUs), block I/O
+    # perf: run-queue contention (a dozen spinners: waits of 10 ms and more), block I/O
     log "workload $1 perf"
     spin=""
-    for i in 1 2 3 4; do
-        timeout 2 sh -c 'while :; do :; done' &
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+        $bb timeout 2 sh -c 'while :; do :; done' &
         spin="$spin $!"
     done
     # Only the spinners: a bare `wait` would wait for the engine too.

@@ -228,6 +228,19 @@ pub(crate) fn replay<W: Write, D: Write>(
                 }
                 Err(e) => e,
             }
+        } else if rec.kind == crate::unavailable::KIND_UNAVAILABLE {
+            if args.pid.is_some() || args.comm.is_some() {
+                continue;
+            }
+            match crate::unavailable::decode(rec.bytes) {
+                Ok(entries) => {
+                    spill(&mut json, out, 0)?;
+                    write_unavailable(out, &entries, wall, format)?;
+                    summary.shown += 1;
+                    continue;
+                }
+                Err(e) => e,
+            }
         } else if rec.kind == KIND_LOSS {
             if args.pid.is_some() || args.comm.is_some() {
                 continue;
@@ -354,5 +367,53 @@ mod tests {
         })
         .unwrap();
         assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX - 1, true));
+    }
+}
+
+/// The line of a `capture.unavailable` record: from when, which kinds, why.
+fn write_unavailable<W: Write>(
+    out: &mut W,
+    entries: &[crate::unavailable::Entry],
+    wall_ns: i128,
+    format: Format,
+) -> Result<()> {
+    let io = |e| crate::error::Error::io("writing the replay")(e);
+    match format {
+        Format::Json => {
+            let mut j = JsonWriter::default();
+            j.open(None, b'{');
+            j.time("ts", wall_ns);
+            j.field("kind", crate::output::json::Str(crate::unavailable::NAME.as_bytes()));
+            j.open(Some("unavailable"), b'[');
+            for e in entries {
+                j.open(None, b'{');
+                j.field("kind", crate::output::json::Str(e.kind.as_bytes()));
+                j.field("reason", crate::output::json::Str(e.reason.as_bytes()));
+                j.field("detail", crate::output::json::Str(e.detail.as_bytes()));
+                j.close(b'}');
+            }
+            j.close(b']');
+            j.close(b'}');
+            j.newline();
+            out.write_all(j.bytes()).map_err(io)
+        }
+        Format::Text => {
+            let kinds: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{} ({})", e.kind, e.reason))
+                .collect();
+            writeln!(
+                out,
+                "{} NOT CAPTURED from here on (this kernel has no hook for them): {}",
+                crate::output::text::WallTime(wall_ns),
+                // Names from the file: nothing that is not printable reaches the terminal.
+                kinds
+                    .join(", ")
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect::<String>()
+            )
+            .map_err(io)
+        }
     }
 }

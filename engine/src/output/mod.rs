@@ -35,6 +35,7 @@ pub fn record_kind_name(id: u16) -> Cow<'static, str> {
         crate::enrich::record::KIND_PROCESS => "enrich.process".into(),
         crate::enrich::record::KIND_CGROUP => "enrich.cgroup".into(),
         crate::semantic::marker::KIND_WINDOW => "semantic.window".into(),
+        crate::unavailable::KIND_UNAVAILABLE => crate::unavailable::NAME.into(),
         _ => crate::perf::Aggregate::name_of(id).map_or_else(|| kind_name(id), Into::into),
     }
 }
