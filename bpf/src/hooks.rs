@@ -50,6 +50,9 @@ pub struct Prog {
     pub program: &'static str,
     /// Where it is attached.
     pub attach: Attach,
+    /// The tracepoint arguments it reads (`ctx[0..args]`; 0 for fexit/fentry): a
+    /// kernel whose prototype has fewer does not get it.
+    pub args: u32,
 }
 
 /// One way to supply a source: programs that must all load and attach.
@@ -67,10 +70,11 @@ pub struct Source {
     pub candidates: &'static [Candidate],
 }
 
-const fn tp(program: &'static str, tracepoint: &'static str) -> Prog {
+const fn tp(program: &'static str, tracepoint: &'static str, args: u32) -> Prog {
     Prog {
         program,
         attach: Attach::TpBtf(tracepoint),
+        args,
     }
 }
 
@@ -78,6 +82,7 @@ const fn fexit(program: &'static str, function: &'static str) -> Prog {
     Prog {
         program,
         attach: Attach::FExit(function),
+        args: 0,
     }
 }
 
@@ -85,6 +90,7 @@ const fn fentry(program: &'static str, function: &'static str) -> Prog {
     Prog {
         program,
         attach: Attach::FEntry(function),
+        args: 0,
     }
 }
 
@@ -123,7 +129,7 @@ pub const SOURCES: &[Source] = &[
         kinds: &["process.exec"],
         category: Category::Process,
         needed: by_category!(Process),
-        candidates: &[&[tp("handle_exec", "sched_process_exec")]],
+        candidates: &[&[tp("handle_exec", "sched_process_exec", 3)]],
     },
     Source {
         kinds: &["process.fork"],
@@ -132,7 +138,7 @@ pub const SOURCES: &[Source] = &[
             on(c, Category::Process)
                 || (c.follow_children && matches!(c.tgid_filter, IdFilter::Include(_)))
         },
-        candidates: &[&[tp("handle_fork", "sched_process_fork")]],
+        candidates: &[&[tp("handle_fork", "sched_process_fork", 2)]],
     },
     Source {
         kinds: &["process.exit"],
@@ -140,21 +146,21 @@ pub const SOURCES: &[Source] = &[
         needed: |c| on(c, Category::Process) || c.tgid_filter != IdFilter::Off,
         candidates: &[
             // sched_process_exit(task, group_dead), 6.16+; then (task).
-            &[tp("handle_exit", "sched_process_exit")],
-            &[tp("handle_exit_task", "sched_process_exit")],
+            &[tp("handle_exit", "sched_process_exit", 2)],
+            &[tp("handle_exit_task", "sched_process_exit", 1)],
         ],
     },
     Source {
         kinds: &["syscall.call"],
         category: Category::Syscall,
         needed: |c| raw_classified(c) || on(c, Category::Syscall),
-        candidates: &[&[tp("handle_sys_enter", "sys_enter")]],
+        candidates: &[&[tp("handle_sys_enter", "sys_enter", 2)]],
     },
     Source {
         kinds: &["syscall.call"],
         category: Category::Syscall,
         needed: |c| raw_classified(c) || (on(c, Category::Syscall) && !c.syscall_enter_only),
-        candidates: &[&[tp("handle_sys_exit", "sys_exit")]],
+        candidates: &[&[tp("handle_sys_exit", "sys_exit", 2)]],
     },
     Source {
         kinds: &["security.capability"],
@@ -162,7 +168,7 @@ pub const SOURCES: &[Source] = &[
         needed: by_category!(Security),
         candidates: &[
             // capability:cap_capable, 6.15+; then the functions it sits in.
-            &[tp("handle_cap_capable", "cap_capable")],
+            &[tp("handle_cap_capable", "cap_capable", 5)],
             &[fexit("handle_cap_capable_fexit", "cap_capable")],
             &[fexit("handle_cap_capable_fexit", "security_capable")],
         ],
@@ -171,7 +177,7 @@ pub const SOURCES: &[Source] = &[
         kinds: &["security.signal"],
         category: Category::Security,
         needed: by_category!(Security),
-        candidates: &[&[tp("handle_signal_generate", "signal_generate")]],
+        candidates: &[&[tp("handle_signal_generate", "signal_generate", 5)]],
     },
     Source {
         kinds: &[
@@ -182,13 +188,13 @@ pub const SOURCES: &[Source] = &[
         ],
         category: Category::Net,
         needed: by_category!(Net),
-        candidates: &[&[tp("handle_inet_sock_set_state", "inet_sock_set_state")]],
+        candidates: &[&[tp("handle_inet_sock_set_state", "inet_sock_set_state", 3)]],
     },
     Source {
         kinds: &["net.tcp_retransmit"],
         category: Category::Net,
         needed: by_category!(Net),
-        candidates: &[&[tp("handle_tcp_retransmit_skb", "tcp_retransmit_skb")]],
+        candidates: &[&[tp("handle_tcp_retransmit_skb", "tcp_retransmit_skb", 1)]],
     },
     Source {
         kinds: &["net.tcp_reset_sent"],
@@ -196,39 +202,39 @@ pub const SOURCES: &[Source] = &[
         needed: by_category!(Net),
         candidates: &[
             // tcp_send_reset(sk, skb, reason), 6.10+; then (sk, skb).
-            &[tp("handle_tcp_send_reset", "tcp_send_reset")],
-            &[tp("handle_tcp_send_reset_v1", "tcp_send_reset")],
+            &[tp("handle_tcp_send_reset", "tcp_send_reset", 3)],
+            &[tp("handle_tcp_send_reset_v1", "tcp_send_reset", 2)],
         ],
     },
     Source {
         kinds: &["net.tcp_reset_received"],
         category: Category::Net,
         needed: by_category!(Net),
-        candidates: &[&[tp("handle_tcp_receive_reset", "tcp_receive_reset")]],
+        candidates: &[&[tp("handle_tcp_receive_reset", "tcp_receive_reset", 1)]],
     },
     Source {
         kinds: &["net.packet_drop"],
         category: Category::Net,
         needed: by_category!(Net),
-        candidates: &[&[tp("handle_kfree_skb", "kfree_skb")]],
+        candidates: &[&[tp("handle_kfree_skb", "kfree_skb", 3)]],
     },
     Source {
         kinds: &["container.cgroup_mkdir"],
         category: Category::Container,
         needed: by_category!(Container),
-        candidates: &[&[tp("handle_cgroup_mkdir", "cgroup_mkdir")]],
+        candidates: &[&[tp("handle_cgroup_mkdir", "cgroup_mkdir", 2)]],
     },
     Source {
         kinds: &["container.cgroup_rmdir"],
         category: Category::Container,
         needed: by_category!(Container),
-        candidates: &[&[tp("handle_cgroup_rmdir", "cgroup_rmdir")]],
+        candidates: &[&[tp("handle_cgroup_rmdir", "cgroup_rmdir", 2)]],
     },
     Source {
         kinds: &["container.cgroup_attach"],
         category: Category::Container,
         needed: by_category!(Container),
-        candidates: &[&[tp("handle_cgroup_attach_task", "cgroup_attach_task")]],
+        candidates: &[&[tp("handle_cgroup_attach_task", "cgroup_attach_task", 4)]],
     },
     Source {
         kinds: &["memory.oom_kill"],
@@ -237,9 +243,9 @@ pub const SOURCES: &[Source] = &[
         candidates: &[
             // mark_victim(task, uid), 6.8+; then the victim chosen in oom_kill_process;
             // then mark_victim(pid): the pid alone.
-            &[tp("handle_mark_victim", "mark_victim")],
+            &[tp("handle_mark_victim", "mark_victim", 2)],
             &[fentry("handle_oom_kill_process", "oom_kill_process")],
-            &[tp("handle_mark_victim_pid", "mark_victim")],
+            &[tp("handle_mark_victim_pid", "mark_victim", 1)],
         ],
     },
     Source {
@@ -247,25 +253,25 @@ pub const SOURCES: &[Source] = &[
         category: Category::Memory,
         needed: by_category!(Memory),
         candidates: &[&[
-            tp("handle_reclaim_begin", "mm_vmscan_direct_reclaim_begin"),
-            tp("handle_reclaim_end", "mm_vmscan_direct_reclaim_end"),
+            tp("handle_reclaim_begin", "mm_vmscan_direct_reclaim_begin", 2),
+            tp("handle_reclaim_end", "mm_vmscan_direct_reclaim_end", 1),
         ]],
     },
     Source {
         kinds: &["memory.page_fault"],
         category: Category::Memory,
         needed: by_category!(Memory),
-        candidates: &[&[tp("handle_page_fault_user", "page_fault_user")]],
+        candidates: &[&[tp("handle_page_fault_user", "page_fault_user", 3)]],
     },
     Source {
         kinds: &["perf.runq_latency", "perf.task_sched", "perf.runq_wait"],
         category: Category::Perf,
         needed: perf_sched,
         candidates: &[&[
-            tp("handle_sched_wakeup", "sched_wakeup"),
-            tp("handle_sched_wakeup_new", "sched_wakeup_new"),
-            tp("handle_sched_switch", "sched_switch"),
-            tp("handle_perf_exec", "sched_process_exec"),
+            tp("handle_sched_wakeup", "sched_wakeup", 1),
+            tp("handle_sched_wakeup_new", "sched_wakeup_new", 1),
+            tp("handle_sched_switch", "sched_switch", 4),
+            tp("handle_perf_exec", "sched_process_exec", 1),
         ]],
     },
     Source {
@@ -273,9 +279,9 @@ pub const SOURCES: &[Source] = &[
         category: Category::Perf,
         needed: perf_block,
         candidates: &[&[
-            tp("handle_block_rq_insert", "block_rq_insert"),
-            tp("handle_block_rq_issue", "block_rq_issue"),
-            tp("handle_block_rq_complete", "block_rq_complete"),
+            tp("handle_block_rq_insert", "block_rq_insert", 1),
+            tp("handle_block_rq_issue", "block_rq_issue", 1),
+            tp("handle_block_rq_complete", "block_rq_complete", 3),
         ]],
     },
     Source {
@@ -286,8 +292,8 @@ pub const SOURCES: &[Source] = &[
             // sock:sock_{send,recv}_length, 6.3+; then the returns of the functions
             // they sit in.
             &[
-                tp("handle_sock_send_length", "sock_send_length"),
-                tp("handle_sock_recv_length", "sock_recv_length"),
+                tp("handle_sock_send_length", "sock_send_length", 2),
+                tp("handle_sock_recv_length", "sock_recv_length", 3),
             ],
             &[
                 fexit("handle_sock_sendmsg_fexit", "sock_sendmsg"),
@@ -299,7 +305,7 @@ pub const SOURCES: &[Source] = &[
         kinds: &["perf.tcp_life"],
         category: Category::Perf,
         needed: perf_net,
-        candidates: &[&[tp("handle_tcp_life", "inet_sock_set_state")]],
+        candidates: &[&[tp("handle_tcp_life", "inet_sock_set_state", 3)]],
     },
 ];
 

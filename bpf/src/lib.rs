@@ -31,6 +31,7 @@ pub mod abi;
 mod decode;
 mod hooks;
 mod loader;
+mod prototypes;
 mod ring;
 
 pub use abi::{Category, Kind, KindCounters};
@@ -40,7 +41,7 @@ pub use loader::{
     CaptureConfig, Collector, DEFAULT_CGROUP_FILTER_MAX, DEFAULT_FLOWS_MAX, DEFAULT_IO_SLOW_NS,
     DEFAULT_PAGE_FAULT_RATE, DEFAULT_RING_BYTES, DEFAULT_RUNQ_CGROUPS_MAX, DEFAULT_RUNQ_SLOW_NS,
     DEFAULT_TASKS_MAX, DEFAULT_TGID_FILTER_MAX, DEFAULT_WAKEUP_BYTES, IdFilter, KernelSampling,
-    LoadError, OBJECT, PerfSignals, known_hooks, PerfSnapshot, RATE_PER_SEC_MAX, SYSCALL_ID_MAX, SyscallSet,
-    online_cpus, privileged,
+    LoadError, OBJECT, PerfSignals, PerfSnapshot, RATE_PER_SEC_MAX, SYSCALL_ID_MAX, SyscallSet,
+    known_hooks, online_cpus, privileged,
 };
 pub use ring::{CpuRing, Poller};

@@ -684,6 +684,12 @@ impl Collector {
             });
         }
         let btf = Btf::from_sys_fs().map_err(LoadError::NoBtf)?;
+        // Each tracepoint's argument count on this kernel (empty if unreadable: then
+        // every program is tried, and the verifier judges alone).
+        let prototypes = std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| crate::prototypes::tracepoint_args(&b))
+            .unwrap_or_default();
         let events = syscall_events(config);
         let calls: &[CallEvents] = events.as_ref().map_or(&[], |(_, c)| c);
         let mut resolved = config.clone();
@@ -748,6 +754,22 @@ impl Collector {
                     if programs.contains(&p.program) {
                         continue;
                     }
+                    if let Attach::TpBtf(t) = p.attach
+                        && !prototypes.is_empty()
+                    {
+                        let line = match prototypes.get(t) {
+                            None => Some(format!("{}: not in this kernel", p.attach)),
+                            Some(&n) if n < p.args => Some(format!(
+                                "{}: this kernel's prototype has {n} argument(s), {} reads {}",
+                                p.attach, p.program, p.args
+                            )),
+                            Some(_) => None,
+                        };
+                        if let Some(line) = line {
+                            failed = Some((Reason::NoHook, line));
+                            break;
+                        }
+                    }
                     match load_one(&mut ebpf, &btf, p) {
                         Ok(()) => done.push(p.program),
                         Err(e) => {
@@ -776,9 +798,23 @@ impl Collector {
             }
             match chosen {
                 Some(candidate) => {
+                    // A program per prototype on one hook: named, so that the report
+                    // tells which prototype this kernel has.
+                    let first = source.candidates[0];
+                    let variant = !std::ptr::eq(candidate, first)
+                        && candidate
+                            .iter()
+                            .map(|p| p.attach)
+                            .eq(first.iter().map(|p| p.attach));
                     let hook = candidate
                         .iter()
-                        .map(|p| p.attach.to_string())
+                        .map(|p| {
+                            if variant {
+                                format!("{}({})", p.attach, p.program)
+                            } else {
+                                p.attach.to_string()
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join("+");
                     for p in candidate.iter() {
@@ -829,6 +865,7 @@ impl Collector {
                         let p = Prog {
                             program,
                             attach: Attach::TpBtf("syscalls"),
+                            args: 0,
                         };
                         event_failures.push(candidate_failure(&p, &e).1);
                         continue;
@@ -869,7 +906,10 @@ impl Collector {
                 if !exists {
                     // Built out of this kernel (module calls without module support):
                     // they only fail with ENOSYS, so nothing of the kind can happen.
-                    report.hooked(kind, format!("none needed: this kernel has no {} call", names.join("/")));
+                    report.hooked(
+                        kind,
+                        format!("none needed: this kernel has no {} call", names.join("/")),
+                    );
                 } else if ok.is_empty() {
                     report.missing(
                         kind,
@@ -892,7 +932,7 @@ impl Collector {
                 report.missing(
                     kind,
                     Reason::Attach,
-                    "the raw sys_enter/sys_exit programs are not attached".into(),
+                    "the raw sys_enter/sys_exit programs did not load".into(),
                 );
             }
         }

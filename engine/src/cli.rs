@@ -265,7 +265,10 @@ fn ignored_options(cli: &Cli) -> Option<(&'static str, Vec<&'static str>)> {
     );
     let given: Vec<&'static str> = [
         ("--config", cli.config.is_some() && !nats && !doctor),
-        ("-o/--set", !cli.set.is_empty() && !validate && !nats && !doctor),
+        (
+            "-o/--set",
+            !cli.set.is_empty() && !validate && !nats && !doctor,
+        ),
         ("--data-dir", cli.data_dir.is_some()),
         ("--duration", cli.live.duration.is_some() && !tail),
         ("--quiet", cli.quiet),

@@ -347,7 +347,11 @@ fn examine(config: &Config) -> Report {
 }
 
 fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    writeln!(out, "kernel      {} ({}) {}", r.kernel.release, r.kernel.machine, r.kernel.build)?;
+    writeln!(
+        out,
+        "kernel      {} ({}) {}",
+        r.kernel.release, r.kernel.machine, r.kernel.build
+    )?;
     writeln!(
         out,
         "btf         {}",
@@ -377,7 +381,9 @@ fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     writeln!(
         out,
         "cgroup2     {}",
-        r.cgroup2.as_deref().unwrap_or("not mounted (no container ids)")
+        r.cgroup2
+            .as_deref()
+            .unwrap_or("not mounted (no container ids)")
     )?;
     writeln!(
         out,
@@ -393,14 +399,11 @@ fn write_text(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         "memory      rings {} MiB of {} MiB available{}{}",
         r.memory.rings_bytes >> 20,
         r.memory.available_bytes >> 20,
-        r.memory
-            .memlock_bytes
-            .map_or(String::new(), |b| format!(", RLIMIT_MEMLOCK {} KiB", b >> 10)),
-        if r.memory.enough {
-            ""
-        } else {
-            " (NOT ENOUGH)"
-        }
+        r.memory.memlock_bytes.map_or(String::new(), |b| format!(
+            ", RLIMIT_MEMLOCK {} KiB",
+            b >> 10
+        )),
+        if r.memory.enough { "" } else { " (NOT ENOUGH)" }
     )?;
     writeln!(out, "categories  {}", r.categories.join(", "))?;
     writeln!(out)?;

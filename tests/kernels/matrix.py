@@ -380,6 +380,7 @@ def main():
     ap.add_argument("--modules", help="lib/modules/VERSION folder for --vmlinuz")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--no-host", action="store_true", help="skip the host kernel")
+    ap.add_argument("--host-only", action="store_true", help="only the host kernel")
     ap.add_argument("--out", default=os.path.join(ROOT, "target/kernel-matrix"))
     ap.add_argument("--timeout", type=int, default=600, help="seconds per guest")
     a = ap.parse_args()
@@ -389,7 +390,7 @@ def main():
     cache = os.path.join(a.out, "cache")
     os.makedirs(cache, exist_ok=True)
     kernels = []
-    for spec in a.kernel or DEFAULT_KERNELS:
+    for spec in [] if a.host_only else (a.kernel or DEFAULT_KERNELS):
         name, root = resolve_package(spec, cache)
         vmlinuz = sorted(glob.glob(os.path.join(root, "boot/vmlinuz-*")))[0]
         kernels.append((name, vmlinuz, root))

@@ -342,34 +342,6 @@ pub(crate) fn replay<W: Write, D: Write>(
     Ok(summary)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn comm_patterns() {
-        assert!(comm_matches("cat", b"cat"));
-        assert!(!comm_matches("cat", b"cats"));
-        assert!(comm_matches("ca*", b"cats"));
-        assert!(comm_matches("*", b""));
-    }
-
-    #[test]
-    fn without_bounds_every_time_is_read() {
-        let o = read_options(&ReplayArgs::default()).unwrap();
-        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX, false));
-        let o = read_options(&ReplayArgs {
-            range: TimeRange {
-                from_unix_ns: Some(-5),
-                to_unix_ns: Some(i128::MAX),
-            },
-            ..ReplayArgs::default()
-        })
-        .unwrap();
-        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX - 1, true));
-    }
-}
-
 /// The line of a `capture.unavailable` record: from when, which kinds, why.
 fn write_unavailable<W: Write>(
     out: &mut W,
@@ -383,7 +355,10 @@ fn write_unavailable<W: Write>(
             let mut j = JsonWriter::default();
             j.open(None, b'{');
             j.time("ts", wall_ns);
-            j.field("kind", crate::output::json::Str(crate::unavailable::NAME.as_bytes()));
+            j.field(
+                "kind",
+                crate::output::json::Str(crate::unavailable::NAME.as_bytes()),
+            );
             j.open(Some("unavailable"), b'[');
             for e in entries {
                 j.open(None, b'{');
@@ -415,5 +390,33 @@ fn write_unavailable<W: Write>(
             )
             .map_err(io)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_patterns() {
+        assert!(comm_matches("cat", b"cat"));
+        assert!(!comm_matches("cat", b"cats"));
+        assert!(comm_matches("ca*", b"cats"));
+        assert!(comm_matches("*", b""));
+    }
+
+    #[test]
+    fn without_bounds_every_time_is_read() {
+        let o = read_options(&ReplayArgs::default()).unwrap();
+        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX, false));
+        let o = read_options(&ReplayArgs {
+            range: TimeRange {
+                from_unix_ns: Some(-5),
+                to_unix_ns: Some(i128::MAX),
+            },
+            ..ReplayArgs::default()
+        })
+        .unwrap();
+        assert_eq!((o.from_ns, o.to_ns, o.wall_clock), (0, u64::MAX - 1, true));
     }
 }
