@@ -309,23 +309,6 @@ pub const SOURCES: &[Source] = &[
     },
 ];
 
-/// The kinds the file and security calls supply (per-syscall events, or the raw
-/// sys_enter/sys_exit programs), by category.
-pub const SYSCALL_KINDS: &[(&str, Category)] = &[
-    ("file.open", Category::File),
-    ("file.unlink", Category::File),
-    ("file.rename", Category::File),
-    ("file.chmod", Category::File),
-    ("security.setuid", Category::Security),
-    ("security.setgid", Category::Security),
-    ("security.ptrace", Category::Security),
-    ("security.module_load", Category::Security),
-    ("security.module_unload", Category::Security),
-    ("security.bpf", Category::Security),
-    ("security.mount", Category::Security),
-    ("security.umount", Category::Security),
-];
-
 /// The hook that supplies a kind on this kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindHook {

@@ -9,7 +9,7 @@ use aya::programs::{ProgramError, TracePoint};
 use aya::{Btf, BtfError, Ebpf, EbpfError, EbpfLoader};
 
 use crate::abi::*;
-use crate::hooks::{Attach, CaptureReport, Prog, Reason, SOURCES, SYSCALL_KINDS, last_lines};
+use crate::hooks::{Attach, CaptureReport, Prog, Reason, SOURCES, last_lines};
 use crate::ring::CpuRing;
 
 /// The compiled BPF object, built by `bpf/build.sh` from `bpf/c/` and committed.
@@ -302,8 +302,6 @@ pub enum LoadError {
     Nothing(String),
     #[error("loading the BPF object: {0}")]
     Object(#[source] EbpfError),
-    #[error("BPF object has no program {0}")]
-    NoProgram(&'static str),
     // The source says why (for a program the kernel refused: the verifier's log).
     #[error("program {program}: {source}")]
     Program {
@@ -329,72 +327,53 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> LoadError {
     move |source| LoadError::Map { map, source }
 }
 
-/// One row of [`SYSCALL_EVENTS`] from a call's number, name, argument count and category.
+/// One row of [`SYSCALL_EVENTS`] from a call's number, name, argument count and kind.
 macro_rules! call {
-    ($nr:expr, $name:literal, $args:expr, $cat:ident) => {
+    ($nr:expr, $name:literal, $args:expr, $kind:ident) => {
         (
             $nr,
             concat!("sys_enter_", $name),
             concat!("sys_exit_", $name),
             $args,
-            Category::$cat,
+            Kind::$kind,
         )
     };
 }
 
 /// The calls behind the file and security kinds, by x86_64 number, with the name of their
 /// tracepoints (`syscalls:sys_enter_<name>`, `sys_exit_<name>`), their argument count (the
-/// enter program that reads that many) and their category.
-const SYSCALL_EVENTS: &[(u32, &str, &str, usize, Category)] = &[
-    call!(2, "open", 3, File),
-    call!(85, "creat", 2, File),
-    call!(257, "openat", 4, File),
-    call!(437, "openat2", 4, File),
-    call!(84, "rmdir", 1, File),
-    call!(87, "unlink", 1, File),
-    call!(263, "unlinkat", 3, File),
-    call!(82, "rename", 2, File),
-    call!(264, "renameat", 4, File),
-    call!(316, "renameat2", 5, File),
-    call!(90, "chmod", 2, File),
-    call!(91, "fchmod", 2, File),
-    call!(268, "fchmodat", 3, File),
-    call!(452, "fchmodat2", 4, File),
-    call!(105, "setuid", 1, Security),
-    call!(113, "setreuid", 2, Security),
-    call!(117, "setresuid", 3, Security),
-    call!(122, "setfsuid", 1, Security),
-    call!(106, "setgid", 1, Security),
-    call!(114, "setregid", 2, Security),
-    call!(119, "setresgid", 3, Security),
-    call!(123, "setfsgid", 1, Security),
-    call!(101, "ptrace", 4, Security),
-    call!(175, "init_module", 3, Security),
-    call!(313, "finit_module", 3, Security),
-    call!(176, "delete_module", 2, Security),
-    call!(321, "bpf", 3, Security),
-    call!(165, "mount", 5, Security),
-    call!(166, "umount", 2, Security),
+/// enter program that reads that many) and the kind they make.
+const SYSCALL_EVENTS: &[(u32, &str, &str, usize, Kind)] = &[
+    call!(2, "open", 3, FileOpen),
+    call!(85, "creat", 2, FileOpen),
+    call!(257, "openat", 4, FileOpen),
+    call!(437, "openat2", 4, FileOpen),
+    call!(84, "rmdir", 1, FileUnlink),
+    call!(87, "unlink", 1, FileUnlink),
+    call!(263, "unlinkat", 3, FileUnlink),
+    call!(82, "rename", 2, FileRename),
+    call!(264, "renameat", 4, FileRename),
+    call!(316, "renameat2", 5, FileRename),
+    call!(90, "chmod", 2, FileChmod),
+    call!(91, "fchmod", 2, FileChmod),
+    call!(268, "fchmodat", 3, FileChmod),
+    call!(452, "fchmodat2", 4, FileChmod),
+    call!(105, "setuid", 1, SecuritySetuid),
+    call!(113, "setreuid", 2, SecuritySetuid),
+    call!(117, "setresuid", 3, SecuritySetuid),
+    call!(122, "setfsuid", 1, SecuritySetuid),
+    call!(106, "setgid", 1, SecuritySetgid),
+    call!(114, "setregid", 2, SecuritySetgid),
+    call!(119, "setresgid", 3, SecuritySetgid),
+    call!(123, "setfsgid", 1, SecuritySetgid),
+    call!(101, "ptrace", 4, SecurityPtrace),
+    call!(175, "init_module", 3, SecurityModuleLoad),
+    call!(313, "finit_module", 3, SecurityModuleLoad),
+    call!(176, "delete_module", 2, SecurityModuleUnload),
+    call!(321, "bpf", 3, SecurityBpf),
+    call!(165, "mount", 5, SecurityMount),
+    call!(166, "umount", 2, SecurityUmount),
 ];
-
-/// The calls (tracepoint names without `sys_enter_`) behind a file or security kind.
-fn syscall_kind_calls(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "file.open" => &["open", "creat", "openat", "openat2"],
-        "file.unlink" => &["rmdir", "unlink", "unlinkat"],
-        "file.rename" => &["rename", "renameat", "renameat2"],
-        "file.chmod" => &["chmod", "fchmod", "fchmodat", "fchmodat2"],
-        "security.setuid" => &["setuid", "setreuid", "setresuid", "setfsuid"],
-        "security.setgid" => &["setgid", "setregid", "setresgid", "setfsgid"],
-        "security.ptrace" => &["ptrace"],
-        "security.module_load" => &["init_module", "finit_module"],
-        "security.module_unload" => &["delete_module"],
-        "security.bpf" => &["bpf"],
-        "security.mount" => &["mount"],
-        "security.umount" => &["umount"],
-        _ => &[],
-    }
-}
 
 /// The tracefs mount with the syscall events, mounting tracefs at /sys/kernel/tracing when
 /// nothing is mounted there yet. `None` when there is none to be had.
@@ -437,8 +416,8 @@ const SC_ENTER_PROGRAMS: [&str; 5] = [
     "handle_sc_enter5",
 ];
 
-/// The per-syscall events of one call: enter, exit, argument count.
-type CallEvents = (&'static str, &'static str, usize);
+/// The per-syscall events of one call: enter, exit, argument count, kind.
+type CallEvents = (&'static str, &'static str, usize, Kind);
 
 fn syscall_events(c: &CaptureConfig) -> Option<(std::path::PathBuf, Vec<CallEvents>)> {
     if !c.syscall_events || !(c.has(Category::File) || c.has(Category::Security)) {
@@ -447,10 +426,12 @@ fn syscall_events(c: &CaptureConfig) -> Option<(std::path::PathBuf, Vec<CallEven
     let dir = syscall_events_dir()?;
     let calls: Vec<_> = SYSCALL_EVENTS
         .iter()
-        .filter(|(_, enter, exit, _, cat)| {
-            c.has(*cat) && dir.join(enter).join("id").exists() && dir.join(exit).join("id").exists()
+        .filter(|(_, enter, exit, _, kind)| {
+            c.has(kind.category())
+                && dir.join(enter).join("id").exists()
+                && dir.join(exit).join("id").exists()
         })
-        .map(|&(_, enter, exit, args, _)| (enter, exit, args))
+        .map(|&(_, enter, exit, args, kind)| (enter, exit, args, kind))
         .collect();
     (!calls.is_empty()).then_some((dir, calls))
 }
@@ -887,32 +868,34 @@ impl Collector {
         }
         // The file and security calls: per-syscall events (a call counts when both its
         // events are attached), else the raw programs.
-        for &(kind, cat) in SYSCALL_KINDS {
-            if !config.has(cat) {
+        let mut syscall_kinds: Vec<Kind> = SYSCALL_EVENTS.iter().map(|e| e.4).collect();
+        syscall_kinds.dedup();
+        for kind in syscall_kinds {
+            if !config.has(kind.category()) {
                 continue;
             }
-            let names = syscall_kind_calls(kind);
             if events.is_some() {
-                let ok: Vec<&str> = calls
-                    .iter()
-                    .filter(|c| names.contains(&c.0.trim_start_matches("sys_enter_")))
+                let mine = calls.iter().filter(|c| c.3 == kind);
+                let ok: Vec<&str> = mine
+                    .clone()
                     .filter(|c| events_attached.contains(&c.0) && events_attached.contains(&c.1))
                     .map(|c| c.0.trim_start_matches("sys_enter_"))
                     .collect();
-                let exists = SYSCALL_EVENTS.iter().any(|e| {
-                    names.contains(&e.1.trim_start_matches("sys_enter_"))
-                        && calls.iter().any(|c| c.0 == e.1)
-                });
-                if !exists {
+                if mine.clone().next().is_none() {
                     // Built out of this kernel (module calls without module support):
                     // they only fail with ENOSYS, so nothing of the kind can happen.
+                    let names: Vec<&str> = SYSCALL_EVENTS
+                        .iter()
+                        .filter(|e| e.4 == kind)
+                        .map(|e| e.1.trim_start_matches("sys_enter_"))
+                        .collect();
                     report.hooked(
-                        kind,
+                        kind.name(),
                         format!("none needed: this kernel has no {} call", names.join("/")),
                     );
                 } else if ok.is_empty() {
                     report.missing(
-                        kind,
+                        kind.name(),
                         Reason::Attach,
                         if event_failures.is_empty() {
                             "no syscalls:sys_enter_/sys_exit_ event of its calls in tracefs".into()
@@ -922,15 +905,15 @@ impl Collector {
                     );
                 } else {
                     report.hooked(
-                        kind,
+                        kind.name(),
                         format!("tracefs/syscalls:sys_{{enter,exit}}_{{{}}}", ok.join(",")),
                     );
                 }
             } else if raw_enter && raw_exit {
-                report.hooked(kind, "tp_btf/sys_enter+tp_btf/sys_exit".into());
+                report.hooked(kind.name(), "tp_btf/sys_enter+tp_btf/sys_exit".into());
             } else {
                 report.missing(
-                    kind,
+                    kind.name(),
                     Reason::Attach,
                     "the raw sys_enter/sys_exit programs did not load".into(),
                 );

@@ -263,13 +263,6 @@ fn examine(config: &Config) -> Report {
     // The programs are judged with small rings: their memory is the config's, below.
     capture.ring_bytes = 1 << 16;
     capture.wakeup_bytes = 0;
-    let tracefs = Tracefs {
-        syscall_events: ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-            .iter()
-            .map(|d| Path::new(d).join("events/syscalls"))
-            .find(|p| p.is_dir())
-            .map(|p| p.display().to_string()),
-    };
     let (kinds, unavailable) = if problems.is_empty() {
         match bpf::Collector::load(&capture) {
             Ok(mut c) => {
@@ -287,15 +280,13 @@ fn examine(config: &Config) -> Report {
     } else {
         (Vec::new(), Vec::new())
     };
-    // The tracefs check ran before the load, which mounts tracefs when it can.
+    // After the load, which mounts tracefs when nothing is mounted yet.
     let tracefs = Tracefs {
-        syscall_events: tracefs.syscall_events.or_else(|| {
-            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-                .iter()
-                .map(|d| Path::new(d).join("events/syscalls"))
-                .find(|p| p.is_dir())
-                .map(|p| p.display().to_string())
-        }),
+        syscall_events: ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .map(|d| Path::new(d).join("events/syscalls"))
+            .find(|p| p.is_dir())
+            .map(|p| p.display().to_string()),
     };
     let verdict = if !problems.is_empty() {
         "cannot_run"

@@ -28,6 +28,7 @@ pub fn run(
 ) -> Result<(Collector, TailStats)> {
     let mut collector =
         Collector::load(config).map_err(Error::capture("starting kernel capture"))?;
+    crate::run::check_required(collector.report(), crate::config::Require::Any)?;
     // The same tables as the main job's enrichment, kept here and never written.
     let mut tracker = Tracker::new(
         DEFAULT_PROCESSES_MAX,

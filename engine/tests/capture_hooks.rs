@@ -137,10 +137,14 @@ fn a_kind_without_a_hook_costs_that_kind_only_and_is_reported() {
 
     // "any" (the default): it runs, says so, and writes it in-band.
     let port = free_port();
+    let live = std::env::temp_dir().join(format!("hooks-any-live-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&live);
     let (dir, cfg) = data_dir_and_config(
         "hooks-any",
         &format!(
-            "[export.metrics]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nflush_interval_ms = 100\n"
+            "[export.metrics]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nflush_interval_ms = 100\n\
+             [semantic]\nwindow_ms = 1000\nlateness_ms = 200\njsonl_path = \"{}\"\n",
+            live.display()
         ),
     );
     let (mut engine, lines) = common::spawn_attached_lines(

@@ -184,8 +184,17 @@ poweroff -f
 """
 
 
-def build_initramfs(engine, kroot, presets, work):
-    """The initramfs for the kernel unpacked at `kroot`: a gzip'd newc cpio."""
+def modules_dir(kroot):
+    """The lib/modules/VERSION folder of a kernel package unpacked at `kroot`."""
+    mods = glob.glob(os.path.join(kroot, "lib/modules/*")) + glob.glob(
+        os.path.join(kroot, "usr/lib/modules/*")
+    )
+    return mods[0] if mods else None
+
+
+def build_initramfs(engine, modroot, presets, work):
+    """The initramfs: a gzip'd newc cpio, with the virtio modules of `modroot` (the
+    kernel's lib/modules/VERSION; None: built in or absent)."""
     tree = os.path.join(work, "initramfs")
     shutil.rmtree(tree, ignore_errors=True)
     for d in ["bin", "etc", "modules", "configs"]:
@@ -211,11 +220,7 @@ def build_initramfs(engine, kroot, presets, work):
     with open(os.path.join(tree, "etc/shells"), "w") as f:
         f.write("/bin/sh\n")
     order = []
-    mods = glob.glob(os.path.join(kroot, "lib/modules/*")) + glob.glob(
-        os.path.join(kroot, "usr/lib/modules/*")
-    )
-    if mods:
-        modroot = mods[0]
+    if modroot:
         for rel in module_files(modroot, ["virtio_pci", "virtio_blk"]):
             name = re.sub(r"\.(xz|gz|zst)$", "", os.path.basename(rel))
             with open(os.path.join(tree, "modules", name), "wb") as f:
@@ -393,10 +398,9 @@ def main():
     for spec in [] if a.host_only else (a.kernel or DEFAULT_KERNELS):
         name, root = resolve_package(spec, cache)
         vmlinuz = sorted(glob.glob(os.path.join(root, "boot/vmlinuz-*")))[0]
-        kernels.append((name, vmlinuz, root))
+        kernels.append((name, vmlinuz, modules_dir(root)))
     for v in a.vmlinuz:
-        root = os.path.dirname(os.path.dirname(a.modules.rstrip("/"))) if a.modules else "/nonexistent"
-        kernels.append((os.path.basename(v), v, root))
+        kernels.append((os.path.basename(v), v, a.modules))
     fails = []
     cells = []
     if not a.no_host:
@@ -407,10 +411,10 @@ def main():
         f = check(name, console, results, presets)
         fails += f
         cells.append((name, not f))
-    for name, vmlinuz, root in kernels:
+    for name, vmlinuz, modroot in kernels:
         work = os.path.join(a.out, name)
         os.makedirs(work, exist_ok=True)
-        initrd = build_initramfs(a.engine, root, presets, work)
+        initrd = build_initramfs(a.engine, modroot, presets, work)
         console, results = boot(name, vmlinuz, initrd, work, a.timeout)
         f = check(name, console, results, presets)
         fails += f
