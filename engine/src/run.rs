@@ -826,6 +826,13 @@ pub(crate) fn run_with(
             sem.thresholds(),
         );
         t.count_windows(windows.clone());
+        t.set_unavailable(
+            report
+                .unavailable
+                .iter()
+                .map(|u| u.kind.to_string())
+                .collect(),
+        );
         if let Some(feed) = enrich_feed.take() {
             t.set_tables(
                 Box::new(FedTables::new(feed, enrich_shared.clone())),

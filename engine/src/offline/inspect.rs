@@ -17,13 +17,20 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
     ensure_dir(dir)?;
     // A segment of another event ABI is refused, naming the file and the version.
     let mut stats = Stats::collect_expecting_abi(dir, Some(bpf::abi::ABI_VERSION))?;
-    // Window markers (the semantic path's) are not events: counted apart.
+    // Window markers (the semantic path's) and the records of kinds not captured are
+    // not events: counted apart.
     let mut markers = std::collections::HashMap::new();
+    let mut unavailable = 0u64;
     for s in &mut stats.streams {
         let m = s.per_kind.remove(&KIND_WINDOW).unwrap_or(0);
-        s.events = s.events.saturating_sub(m);
-        s.weighted_events = s.weighted_events.saturating_sub(m);
+        let u = s
+            .per_kind
+            .remove(&crate::unavailable::KIND_UNAVAILABLE)
+            .unwrap_or(0);
+        s.events = s.events.saturating_sub(m + u);
+        s.weighted_events = s.weighted_events.saturating_sub(m + u);
         markers.insert(s.id, m);
+        unavailable += u;
     }
     let total_markers: u64 = markers.values().sum();
     let mut rows: Vec<(String, storage::StreamStats, bool, u64)> = stats
@@ -131,6 +138,32 @@ pub fn inspect<W: Write>(dir: &Path, out: &mut W) -> Result<()> {
                  those shown",
                 u64::MAX
             )?;
+        }
+    }
+    if unavailable > 0 {
+        // The records themselves: from when, which kinds, why (blocks of other kinds
+        // are skipped through the index).
+        let opts = storage::ReadOptions {
+            kinds: Some(vec![crate::unavailable::KIND_UNAVAILABLE]),
+            ..storage::ReadOptions::default()
+        };
+        let mut reader =
+            storage::Reader::open_expecting_abi(dir, &opts, Some(bpf::abi::ABI_VERSION))?;
+        while let Some(loc) = reader.next_located()? {
+            let wall = loc.record.ts_ns as i128 + loc.mono_to_wall_ns as i128;
+            let what = match crate::unavailable::decode(loc.record.bytes) {
+                Ok(e) => e
+                    .iter()
+                    .map(|e| format!("{} ({})", e.kind, e.reason))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => e,
+            };
+            let what: String = what
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            writeln!(out, "not captured from {}: {what}", WallTime(wall))?;
         }
     }
     write_skipped(out, "", &stats.skipped)?;

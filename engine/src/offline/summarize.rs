@@ -129,6 +129,10 @@ pub(crate) fn summarize<W: Write>(
     let mut regrouped: BTreeMap<u64, (Partial, u32)> = BTreeMap::new();
     // Blocks of the streams already read (the bar's position).
     let mut blocks_done = 0u64;
+    // The kinds each run did not capture, by the wall start of its first window: a run's
+    // `capture.unavailable` record comes before its start marker in stream 0.
+    let mut runs: BTreeMap<i128, std::sync::Arc<[String]>> = BTreeMap::new();
+    let mut pending_unavailable: Option<Vec<String>> = None;
     for id in streams {
         let opts = ReadOptions {
             streams: Some(vec![id]),
@@ -160,10 +164,20 @@ pub(crate) fn summarize<W: Write>(
             let rec = loc.record;
             core0_offset.get_or_insert(loc.mono_to_wall_ns);
             let wall = i128::from(rec.ts_ns) + i128::from(loc.mono_to_wall_ns);
+            if rec.kind == crate::unavailable::KIND_UNAVAILABLE {
+                if let Ok(entries) = crate::unavailable::decode(rec.bytes) {
+                    pending_unavailable = Some(entries.into_iter().map(|e| e.kind).collect());
+                }
+                continue;
+            }
             if rec.kind == KIND_WINDOW {
                 let Some(m) = Marker::decode(rec.bytes) else {
                     continue;
                 };
+                if id == 0 && m.op == MarkerOp::Start {
+                    let start = i128::from(m.window) * i128::from(m.window_ns);
+                    runs.insert(start, pending_unavailable.take().unwrap_or_default().into());
+                }
                 recorded.get_or_insert((m.window_ns, m.top_n));
                 thresholds.get_or_insert(m.thresholds);
                 if regroup_ns.is_some() {
@@ -233,6 +247,7 @@ pub(crate) fn summarize<W: Write>(
                 continue;
             }
             let mut win = Window::new(w, ns, top_n);
+            win.unavailable = unavailable_at(&runs, w, ns);
             win.merged = p;
             win.cores = cores;
             win.perf = perf.open.remove(&w).map(Box::new);
@@ -256,6 +271,7 @@ pub(crate) fn summarize<W: Write>(
                     .remove(&w)
                     .unwrap_or_else(|| Window::new(w, window_ns, top_n));
                 win.perf = perf.open.remove(&w).map(Box::new);
+                win.unavailable = unavailable_at(&runs, w, window_ns);
                 let end = window_end_mono(w, window_ns, core0_offset.unwrap_or(0));
                 if in_range(w, window_ns) {
                     let mut lines = Vec::new();
@@ -279,6 +295,18 @@ pub(crate) fn summarize<W: Write>(
     out.flush()?;
     bar.finish();
     Ok(())
+}
+
+/// The kinds not captured in window `w` (of `ns`): those of the run in force at its start.
+fn unavailable_at(
+    runs: &BTreeMap<i128, std::sync::Arc<[String]>>,
+    w: u64,
+    ns: u64,
+) -> std::sync::Arc<[String]> {
+    let start = i128::from(w) * i128::from(ns);
+    runs.range(..=start)
+        .next_back()
+        .map_or_else(|| std::sync::Arc::from([]), |(_, k)| k.clone())
 }
 
 /// Applies a marker to a stream's fold.

@@ -192,6 +192,14 @@ impl JsonWriter {
         v.write_to(self);
     }
 
+    /// An array element: `,value` (or `value` right after `[`).
+    pub(crate) fn element(&mut self, v: impl JsonValue) {
+        if !matches!(self.buf.last(), None | Some(b'[')) {
+            self.buf.push(b',');
+        }
+        v.write_to(self);
+    }
+
     /// `,"key":value` (or `"key":value` right after `{`).
     pub fn field(&mut self, key: &str, v: impl JsonValue) {
         if !matches!(self.buf.last(), None | Some(b'{')) {

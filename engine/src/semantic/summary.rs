@@ -35,6 +35,9 @@ pub(crate) struct Window {
     pub notables_dropped: u64,
     /// The perf category's interval records that ended in the window, folded.
     pub perf: Option<Box<PerfWindow>>,
+    /// Configured kinds the kernel did not give in this window (the run's
+    /// `capture.unavailable` record): "not captured", not "nothing happened".
+    pub unavailable: std::sync::Arc<[String]>,
 }
 
 impl Window {
@@ -51,6 +54,7 @@ impl Window {
             notables: Vec::new(),
             notables_dropped: 0,
             perf: None,
+            unavailable: std::sync::Arc::from([]),
         }
     }
 
@@ -185,6 +189,11 @@ impl Window {
         json.field("cores", self.cores);
         json.field("cores_lost", self.cores_lost);
         json.field("records_lost", self.records_lost);
+        json.open(Some("unavailable"), b'[');
+        for k in self.unavailable.iter() {
+            json.element(Str(k.as_bytes()));
+        }
+        json.close(b']');
         let m = &self.merged;
         json.field("records", m.records);
         json.field("late", m.late);

@@ -90,6 +90,8 @@ pub(crate) struct SemanticThread {
     windows: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The perf category's aggregates per window (when it is on).
     perf: Option<Arc<PerfWindows>>,
+    /// The kinds this run does not capture, in every window's line.
+    unavailable: Arc<[String]>,
 }
 
 impl std::fmt::Debug for SemanticThread {
@@ -124,7 +126,13 @@ impl SemanticThread {
             correlator: Correlator::new(thresholds),
             windows: None,
             perf: None,
+            unavailable: Arc::from([]),
         }
+    }
+
+    /// The kinds this run does not capture (what its `capture.unavailable` record says).
+    pub(crate) fn set_unavailable(&mut self, kinds: Vec<String>) {
+        self.unavailable = kinds.into();
     }
 
     /// Adds the perf category's aggregates to each window's line (a window is emitted
@@ -181,6 +189,7 @@ impl SemanticThread {
     fn emit(&mut self, w: u64) {
         let mut win = Window::new(w, self.window_ns, self.top_n);
         win.perf = self.perf.as_ref().and_then(|p| p.take(w)).map(Box::new);
+        win.unavailable = self.unavailable.clone();
         for (i, c) in self.inputs.iter_mut().enumerate() {
             if w < c.shared.start.load(Ordering::Acquire) {
                 continue; // the core had not started

@@ -151,6 +151,12 @@ def functional(stub):
     st = stub.Status(pb.StatusRequest(), metadata=AUTH)
     if st.abi < 3 or not st.version or not st.cores or "[export.grpc]" not in st.config_toml:
         fail("status: %s" % st)
+    # Which kernel hook supplies each kind, and what is not captured (none here).
+    hooks = {h.kind: h.hook for h in st.hooks}
+    if hooks.get("process.exec") != "tp_btf/sched_process_exec" or not hooks.get("net.tcp_connect"):
+        fail("status hooks: %s" % hooks)
+    if list(st.unavailable):
+        fail("status unavailable: %s" % list(st.unavailable))
 
     # Bad requests name their field.
     for first, then, field in [
