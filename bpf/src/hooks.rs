@@ -471,6 +471,22 @@ mod tests {
                 "no program {p} in the object"
             );
         }
+        // A program is loaded once: it may serve several candidates of one source
+        // (one hook after the other), never two sources.
+        for (i, a) in SOURCES.iter().enumerate() {
+            for b in &SOURCES[i + 1..] {
+                for pa in a.candidates.iter().flat_map(|c| c.iter()) {
+                    assert!(
+                        !b.candidates
+                            .iter()
+                            .flat_map(|c| c.iter())
+                            .any(|pb| pb.program == pa.program),
+                        "program {} is in two sources",
+                        pa.program
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -730,11 +730,6 @@ impl Collector {
                     continue;
                 }
                 for p in candidate.iter() {
-                    // A program already attached for another source (none share yet)
-                    // is not loaded twice.
-                    if programs.contains(&p.program) {
-                        continue;
-                    }
                     if let Attach::TpBtf(t) = p.attach
                         && !prototypes.is_empty()
                     {
