@@ -91,14 +91,15 @@ fn prometheus_scrapes_the_engine_and_finds_its_series() {
                 .all(|l| l.ends_with("_total no help text")),
         "promtool check metrics:\n{lint}\n{body}"
     );
-    // No pid or path labels: every label is one of a bounded few.
+    // No pid or path labels: every label is one of a bounded few (`hook`: one per kind,
+    // from the collector's fixed list of hooks).
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         if let Some((_, labels)) = line.split_once('{') {
             for kv in labels.split("\",") {
                 let key = kv.split('=').next().unwrap().trim_start_matches(',');
                 assert!(
                     [
-                        "kind", "reason", "core", "class", "le", "version", "abi", "host"
+                        "kind", "reason", "core", "class", "le", "version", "abi", "host", "hook"
                     ]
                     .contains(&key),
                     "unexpected label {key:?} in {line}"
