@@ -51,7 +51,9 @@ workload() {
     rm "$w/f2"
     # net: a TCP connect/accept/close with loopback traffic, and a refused connect
     log "workload $1 net"
-    $bb timeout 10 $bb nc -l -p 7411 >"$w/recv" &
+    # The listener's stdin stays open (a background job's is /dev/null, whose EOF makes
+    # busybox nc close the connection before the data is in): it ends on the client's EOF.
+    sleep 8 | $bb timeout 10 $bb nc -l -p 7411 >"$w/recv" &
     lp=$!
     n=0
     while ! $bb netstat -ltn 2>/dev/null | grep -q ':7411 ' && [ $n -lt 100 ]; do
